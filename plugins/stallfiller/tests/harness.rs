@@ -1,0 +1,321 @@
+//! `stallfiller` driven by `gst_check::Harness` and its test clock: every
+//! clock wait is cranked by hand, so timestamps and sample values are exact.
+//!
+//! The harness's source pad answers the LATENCY query as live with zero
+//! latency, so the element runs in its live mode here.
+
+use gst::ClockTime;
+use gst::prelude::*;
+use gst_check::Harness;
+
+const RATE: u32 = 8000;
+
+fn init() {
+    use std::sync::Once;
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gststallfiller::plugin_register_static().unwrap();
+    });
+}
+
+fn ms(v: u64) -> ClockTime {
+    ClockTime::from_mseconds(v)
+}
+
+fn caps(format: gst_audio::AudioFormat, rate: u32, channels: u32) -> gst::Caps {
+    gst_audio::AudioCapsBuilder::new_interleaved()
+        .format(format)
+        .rate(rate as i32)
+        .channels(channels as i32)
+        .build()
+}
+
+fn harness() -> Harness {
+    init();
+    let mut h = Harness::new("stallfiller");
+    h.use_testclock();
+    h.set_src_caps(caps(gst_audio::AudioFormat::S16le, RATE, 1));
+    h
+}
+
+/// Mono S16 samples whose values are their own index + `first`: any sample
+/// dropped, duplicated or misplaced shows up in the values.
+fn ramp(first: i16, samples: usize, pts: ClockTime) -> gst::Buffer {
+    let data: Vec<u8> = (0..samples).flat_map(|i| (first.wrapping_add(i as i16)).to_le_bytes()).collect();
+    let mut buffer = gst::Buffer::from_mut_slice(data);
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(pts);
+        b.set_duration(callaudio::samples_to_time(samples as u64, RATE));
+    }
+    buffer
+}
+
+fn samples_of(buffer: &gst::Buffer) -> Vec<i16> {
+    let map = buffer.map_readable().unwrap();
+    map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+fn stats(h: &Harness) -> gst::Structure {
+    h.element().unwrap().property::<gst::Structure>("stats")
+}
+
+fn stat(h: &Harness, name: &str) -> u64 {
+    stats(h).get::<u64>(name).unwrap()
+}
+
+/// Cranks one clock wait and returns the silence buffer it released, after
+/// checking that the wait was for `deadline`.
+///
+/// Real data arriving does not disturb a wait already scheduled (that would
+/// cost a wake-up per buffer); such a stale wait ends without a push, so it is
+/// cranked through here as long as it is earlier than the expected deadline.
+fn crank_expecting(h: &mut Harness, deadline: ClockTime) -> gst::Buffer {
+    let clock = h.testclock().unwrap();
+    loop {
+        let id = clock.wait_for_next_pending_id();
+        let time = id.time();
+        assert!(time <= deadline, "the filler waited for {time}, later than {deadline}");
+        h.crank_single_clock_wait().unwrap();
+        if time == deadline {
+            return h.pull().unwrap();
+        }
+    }
+}
+
+#[test]
+fn stall_is_filled_on_the_clock_with_exact_timestamps() {
+    let mut h = harness();
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    let first = h.pull().unwrap();
+    assert_eq!(first.pts(), Some(ClockTime::ZERO));
+    assert!(first.flags().contains(gst::BufferFlags::DISCONT));
+
+    // 3 s of stall: 150 chunks of 20 ms, each pushed when the sample it
+    // replaces is 200 ms (the threshold) overdue.
+    for k in 0..150u64 {
+        let start = ms(100 + 20 * k);
+        let silence = crank_expecting(&mut h, start + ms(200));
+        assert_eq!(silence.pts(), Some(start), "chunk {k}");
+        assert_eq!(silence.duration(), Some(ms(20)), "chunk {k}");
+        assert_eq!(silence.offset(), 800 + 160 * k, "chunk {k}");
+        assert_eq!(silence.offset_end(), 800 + 160 * (k + 1), "chunk {k}");
+        assert!(silence.flags().contains(gst::BufferFlags::GAP));
+        assert!(!silence.flags().contains(gst::BufferFlags::DISCONT));
+        assert!(samples_of(&silence).iter().all(|&s| s == 0));
+    }
+    assert_eq!(stat(&h, "silence-samples"), 150 * 160);
+    assert_eq!(stat(&h, "stalls"), 1);
+}
+
+#[test]
+fn late_data_is_trimmed_at_the_exact_sample() {
+    let mut h = harness();
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    // Stall long enough for 5 chunks: output now ends at 200 ms.
+    for k in 0..5u64 {
+        crank_expecting(&mut h, ms(300 + 20 * k));
+    }
+    // Data comes back late: 100 ms starting at 150 ms. Its first 50 ms were
+    // replaced by silence already; the rest must come out unharmed.
+    h.push(ramp(1000, 800, ms(150))).unwrap();
+    let resumed = h.pull().unwrap();
+    assert_eq!(resumed.pts(), Some(ms(200)));
+    assert_eq!(resumed.duration(), Some(ms(50)));
+    assert_eq!(resumed.offset(), 1600);
+    assert!(!resumed.flags().contains(gst::BufferFlags::GAP));
+    assert!(!resumed.flags().contains(gst::BufferFlags::DISCONT));
+    let expected: Vec<i16> = (1400..1800).collect();
+    assert_eq!(samples_of(&resumed), expected);
+
+    // A buffer wholly in the past is dropped, the next one is contiguous.
+    h.push(ramp(5000, 160, ms(100))).unwrap();
+    h.push(ramp(1800, 80, ms(250))).unwrap();
+    let next = h.pull().unwrap();
+    assert_eq!(next.pts(), Some(ms(250)));
+    assert_eq!(samples_of(&next), (1800..1880).collect::<Vec<i16>>());
+
+    let s = stats(&h);
+    assert_eq!(s.get::<u64>("in-samples").unwrap(), 800 + 800 + 160 + 80);
+    assert_eq!(s.get::<u64>("dropped-samples").unwrap(), 400 + 160);
+    assert_eq!(s.get::<u64>("silence-samples").unwrap(), 800);
+    assert_eq!(s.get::<u64>("out-samples").unwrap(), 800 + 800 + 400 + 80);
+    assert_eq!(s.get::<u64>("stalls").unwrap(), 1);
+    assert_eq!(s.get::<u64>("longest-stall").unwrap(), ms(100).nseconds());
+}
+
+#[test]
+fn stall_and_resume_are_posted_on_the_bus() {
+    let mut h = harness();
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    crank_expecting(&mut h, ms(300));
+    crank_expecting(&mut h, ms(320));
+    h.push(ramp(0, 160, ms(140))).unwrap();
+    h.pull().unwrap();
+    let names: Vec<(String, gst::Structure)> = std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| m.structure().map(|s| (s.name().to_string(), s.to_owned())))
+        .collect();
+    let stall = &names.iter().find(|(n, _)| n == "stallfiller-stall").expect("stall message").1;
+    assert_eq!(stall.get::<ClockTime>("timestamp").unwrap(), ms(100));
+    let resumed = &names.iter().find(|(n, _)| n == "stallfiller-resumed").expect("resumed message").1;
+    assert_eq!(resumed.get::<ClockTime>("duration").unwrap(), ms(40));
+}
+
+#[test]
+fn short_hole_gets_reactive_silence() {
+    let mut h = harness();
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    // 30 ms hole, below the threshold: no clock fill, silence when data comes.
+    h.push(ramp(0, 160, ms(130))).unwrap();
+    let silence = h.pull().unwrap();
+    assert_eq!(silence.pts(), Some(ms(100)));
+    assert_eq!(silence.duration(), Some(ms(20)));
+    let silence2 = h.pull().unwrap();
+    assert_eq!(silence2.pts(), Some(ms(120)));
+    assert_eq!(silence2.duration(), Some(ms(10)));
+    let data = h.pull().unwrap();
+    assert_eq!(data.pts(), Some(ms(130)));
+    assert_eq!(stat(&h, "stalls"), 0);
+}
+
+#[test]
+fn gap_event_becomes_silence() {
+    let mut h = harness();
+    h.push(ramp(7, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    assert!(h.push_event(gst::event::Gap::new(ms(100), ms(50))));
+    let mut covered = ClockTime::ZERO;
+    let mut expected_pts = ms(100);
+    while covered < ms(50) {
+        let b = h.pull().unwrap();
+        assert_eq!(b.pts(), Some(expected_pts));
+        assert!(b.flags().contains(gst::BufferFlags::GAP));
+        assert!(samples_of(&b).iter().all(|&s| s == 0));
+        covered += b.duration().unwrap();
+        expected_pts += b.duration().unwrap();
+    }
+    assert_eq!(covered, ms(50));
+    h.push(ramp(0, 80, ms(150))).unwrap();
+    assert_eq!(h.pull().unwrap().pts(), Some(ms(150)));
+    assert_eq!(stat(&h, "silence-samples"), 400);
+}
+
+#[test]
+fn eos_pads_the_tail_to_the_running_time_of_eos() {
+    let mut h = harness();
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    // EOS arrives when the clock says 170 ms: 70 ms of tail, before any
+    // clock fill was due.
+    h.testclock().unwrap().set_time(ms(170));
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut end = ms(100);
+    let mut tail = 0u64;
+    while let Some(b) = h.try_pull() {
+        assert_eq!(b.pts(), Some(end));
+        end += b.duration().unwrap();
+        tail += samples_of(&b).len() as u64;
+    }
+    assert_eq!(end, ms(170));
+    assert_eq!(tail, 560);
+    let mut saw_eos = false;
+    while let Some(ev) = h.try_pull_event() {
+        saw_eos |= ev.type_() == gst::EventType::Eos;
+    }
+    assert!(saw_eos);
+}
+
+#[test]
+fn caps_change_continues_the_timeline() {
+    let mut h = harness();
+    h.push(ramp(0, 801, ClockTime::ZERO)).unwrap();
+    let first = h.pull().unwrap();
+    let end = first.pts().unwrap() + first.duration().unwrap();
+    assert_eq!(end, ClockTime::from_nseconds(100_125_000));
+    h.set_src_caps(caps(gst_audio::AudioFormat::S16le, 16000, 1));
+    let data: Vec<u8> = (0..320i16).flat_map(|i| i.to_le_bytes()).collect();
+    let mut b = gst::Buffer::from_mut_slice(data);
+    b.get_mut().unwrap().set_pts(end);
+    h.push(b).unwrap();
+    let second = h.pull().unwrap();
+    assert_eq!(second.pts(), Some(end));
+    assert_eq!(second.duration(), Some(ms(20)));
+    assert_eq!(second.offset(), 1602);
+    assert_eq!(samples_of(&second), (0..320).collect::<Vec<i16>>());
+    // The stall after the change is filled at the new rate.
+    let silence = crank_expecting(&mut h, end + ms(20) + ms(200));
+    assert_eq!(silence.pts(), Some(end + ms(20)));
+    assert_eq!(silence.size(), 320 * 2);
+}
+
+#[test]
+fn every_raw_format_fills_its_own_silence() {
+    init();
+    let formats: Vec<_> = gst_audio::AudioFormat::iter_raw()
+        .filter(|f| gst_audio::AudioFormatInfo::from_format(*f).width() > 0)
+        .collect();
+    for format in formats {
+        let mut h = Harness::new("stallfiller");
+        h.use_testclock();
+        let c = caps(format, RATE, 2);
+        let layout = callaudio::Layout::from_caps(&c).unwrap();
+        h.set_src_caps(c);
+        let mut first = gst::Buffer::with_size(layout.byte_offset(80)).unwrap();
+        first.get_mut().unwrap().set_pts(ClockTime::ZERO);
+        h.push(first).unwrap();
+        h.pull().unwrap();
+        let silence = crank_expecting(&mut h, ms(10 + 200));
+        let mut expected = vec![0u8; layout.byte_offset(160)];
+        gst_audio::AudioFormatInfo::from_format(format).fill_silence(&mut expected);
+        assert_eq!(silence.map_readable().unwrap().as_slice(), &expected[..], "{format:?}");
+    }
+    for (name, byte) in [("audio/x-mulaw", 0xFFu8), ("audio/x-alaw", 0xD5)] {
+        let mut h = Harness::new("stallfiller");
+        h.use_testclock();
+        h.set_src_caps(gst::Caps::builder(name).field("rate", 8000).field("channels", 1).build());
+        let mut first = gst::Buffer::with_size(80).unwrap();
+        first.get_mut().unwrap().set_pts(ClockTime::ZERO);
+        h.push(first).unwrap();
+        h.pull().unwrap();
+        let silence = crank_expecting(&mut h, ms(10 + 200));
+        assert!(silence.map_readable().unwrap().iter().all(|&b| b == byte), "{name}");
+    }
+}
+
+#[test]
+fn latency_includes_the_threshold() {
+    let mut h = harness();
+    h.set_upstream_latency(ms(20));
+    h.element().unwrap().set_property("threshold", ms(150).nseconds());
+    let mut q = gst::query::Latency::new();
+    assert!(h.sinkpad().unwrap().peer_query(&mut q));
+    let (live, min, _max) = q.result();
+    assert!(live);
+    assert_eq!(min, ms(170));
+
+    // The deadline follows: upstream latency + threshold after the sample.
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    crank_expecting(&mut h, ms(100 + 20 + 150));
+}
+
+#[test]
+fn flush_resets_the_timeline() {
+    let mut h = harness();
+    h.push(ramp(0, 800, ms(500))).unwrap();
+    h.pull().unwrap();
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let segment = gst::FormattedSegment::<ClockTime>::new();
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    h.push(ramp(0, 800, ms(100))).unwrap();
+    let b = h.pull().unwrap();
+    assert_eq!(b.pts(), Some(ms(100)));
+    assert!(b.flags().contains(gst::BufferFlags::DISCONT));
+}

@@ -1,0 +1,16 @@
+//! Sample-accurate audio arithmetic shared by every plugin of this set.
+//!
+//! One place decides how time maps to samples and how a buffer is cut, so
+//! `stallfiller`, `callrecsink` and the Pipecat elements can never disagree by a
+//! sample, and a byte offset is never mistaken for a sample index: every cut is
+//! `samples * bytes_per_frame`.
+
+mod layout;
+mod silence;
+mod split;
+mod time;
+
+pub use layout::{Encoding, Layout, LayoutError};
+pub use silence::SilenceSource;
+pub use split::{OFFSET_NONE, split_at_sample, trim};
+pub use time::{samples_to_time, time_to_samples};
