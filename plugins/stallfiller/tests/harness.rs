@@ -319,3 +319,17 @@ fn flush_resets_the_timeline() {
     assert_eq!(b.pts(), Some(ms(100)));
     assert!(b.flags().contains(gst::BufferFlags::DISCONT));
 }
+
+#[test]
+fn steady_passthrough_does_not_copy_audio() {
+    let mut h = harness();
+    let mut pts = ClockTime::ZERO;
+    for k in 0..10 {
+        let input = ramp(k * 160, 160, pts);
+        let data = input.map_readable().unwrap().as_ptr();
+        h.push(input).unwrap();
+        let output = h.pull().unwrap();
+        assert_eq!(output.map_readable().unwrap().as_ptr(), data, "buffer {k} was copied");
+        pts += ms(20);
+    }
+}

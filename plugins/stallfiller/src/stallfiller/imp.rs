@@ -175,13 +175,10 @@ impl StallFiller {
 
     /// Places one input buffer on the timeline: fills a hole before it, trims
     /// what overlaps output already sent, stamps what is left.
-    fn place(
-        &self,
-        state: &mut State,
-        settings: &Settings,
-        buffer: gst::Buffer,
-        kind: Kind,
-    ) -> Result<Output, gst::FlowError> {
+    ///
+    /// Settings are only read off the steady path: a contiguous buffer is
+    /// contiguous under any tolerance.
+    fn place(&self, state: &mut State, buffer: gst::Buffer, kind: Kind) -> Result<Output, gst::FlowError> {
         let Some(layout) = state.layout.clone() else {
             gst::element_imp_error!(
                 self,
@@ -211,15 +208,19 @@ impl StallFiller {
             self.cond.notify_all();
             discont = true;
         }
-        let tolerance = layout.time_to_samples(settings.tolerance);
         let timeline = state.timeline.as_ref().unwrap();
+        let mut placement = timeline.place(buffer.pts(), 0);
+        if placement != Placement::Contiguous {
+            let tolerance = layout.time_to_samples(self.settings().tolerance);
+            placement = timeline.place(buffer.pts(), tolerance);
+        }
         let mut buffer = buffer;
         let mut kept = n;
-        match timeline.place(buffer.pts(), tolerance) {
+        match placement {
             Placement::Contiguous => {}
             Placement::Gap(missing) => {
                 gst::debug!(CAT, imp = self, "{missing} samples missing before {:?}: filling", buffer.pts());
-                Self::emit_silence(state, settings, missing, &mut out.silence);
+                Self::emit_silence(state, &self.settings(), missing, &mut out.silence);
             }
             Placement::Overlap(stale) if stale >= n => {
                 gst::log!(CAT, imp = self, "dropping a buffer of {n} samples, all already covered");
@@ -245,7 +246,7 @@ impl StallFiller {
             let duration = timeline.end().saturating_sub(since);
             state.stats.longest_stall = state.stats.longest_stall.max(duration);
             gst::info!(CAT, imp = self, "real audio resumed after a stall of {duration}");
-            if settings.post_messages {
+            if self.settings().post_messages {
                 out.messages.push(self.element_message(
                     "stallfiller-resumed",
                     gst::Structure::builder("x")
@@ -290,7 +291,6 @@ impl StallFiller {
     }
 
     fn chain(&self, _pad: &gst::Pad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings();
         let _push = self.push_guard();
         let out = {
             let mut state = self.state();
@@ -299,7 +299,7 @@ impl StallFiller {
             }
             // Real data moves the end and so the task's deadline later; the
             // task finds that out when it wakes, so it is not disturbed here.
-            self.place(&mut state, &settings, buffer, Kind::Audio)?
+            self.place(&mut state, buffer, Kind::Audio)?
         };
         self.push_output(out)
     }
@@ -377,7 +377,6 @@ impl StallFiller {
             }
             EventView::Gap(g) => {
                 let (timestamp, duration) = g.get();
-                let settings = self.settings();
                 let _push = self.push_guard();
                 let out = {
                     let mut state = self.state();
@@ -386,7 +385,7 @@ impl StallFiller {
                             let n = silence.layout().time_to_samples(duration);
                             let mut buffer = silence.take(n);
                             buffer.get_mut().unwrap().set_pts(timestamp);
-                            self.place(&mut state, &settings, buffer, Kind::Silence)
+                            self.place(&mut state, buffer, Kind::Silence)
                         }
                         // Nothing to turn into samples: the GAP goes on as it is.
                         _ => {

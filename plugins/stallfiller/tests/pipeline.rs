@@ -1,0 +1,263 @@
+//! `stallfiller` in real pipelines: live `audiotestsrc`, a `valve` that
+//! stalls it, `appsink` recording what came out and when.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::ClockTime;
+use gst::prelude::*;
+
+const RATE: u64 = 8000;
+const BUFFER: ClockTime = ClockTime::from_mseconds(20);
+
+fn init() {
+    use std::sync::Once;
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gststallfiller::plugin_register_static().unwrap();
+    });
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    pts: ClockTime,
+    duration: ClockTime,
+    gap: bool,
+    /// Running time of the pipeline when the buffer reached the sink.
+    arrived: ClockTime,
+}
+
+/// Records every buffer reaching appsink `name`, with its arrival time.
+fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Vec<Seen>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = pipeline.by_name(name).unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let seen2 = seen.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().unwrap();
+                seen2.lock().unwrap().push(Seen {
+                    pts: buffer.pts().unwrap(),
+                    duration: buffer.duration().unwrap(),
+                    gap: buffer.flags().contains(gst::BufferFlags::GAP),
+                    arrived: sink.current_running_time().unwrap_or(ClockTime::ZERO),
+                });
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    seen
+}
+
+fn wait_for_eos(pipeline: &gst::Pipeline) {
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(ClockTime::from_seconds(10), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("no EOS within 10 s");
+    if let gst::MessageView::Error(err) = msg.view() {
+        panic!("pipeline error: {} ({:?})", err.error(), err.debug());
+    }
+}
+
+fn assert_continuous(seen: &[Seen]) {
+    for pair in seen.windows(2) {
+        assert_eq!(pair[0].pts + pair[0].duration, pair[1].pts, "gap or overlap between {:?} and {:?}", pair[0], pair[1]);
+    }
+}
+
+fn end_of(seen: &[Seen]) -> ClockTime {
+    let last = seen.last().unwrap();
+    last.pts + last.duration
+}
+
+fn live_branch(name: &str, freq: u32) -> String {
+    format!(
+        "audiotestsrc is-live=true samplesperbuffer=160 freq={freq} ! audio/x-raw,format=S16LE,rate={RATE},channels=1 \
+         ! valve name=valve_{name} drop-mode=forward-sticky-events ! stallfiller name=filler_{name} \
+         ! appsink name=sink_{name} sync=false"
+    )
+}
+
+#[test]
+fn live_stall_is_filled_while_it_lasts() {
+    init();
+    let pipeline = gst::parse::launch(&live_branch("a", 440)).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let seen = record(&pipeline, "sink_a");
+    let valve = pipeline.by_name("valve_a").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+
+    std::thread::sleep(Duration::from_secs(1));
+    valve.set_property("drop", true);
+    std::thread::sleep(Duration::from_secs(2));
+    let reopened_at = pipeline.current_running_time().unwrap();
+    valve.set_property("drop", false);
+    std::thread::sleep(Duration::from_secs(1));
+    let eos_sent_at = pipeline.current_running_time().unwrap();
+    pipeline.send_event(gst::event::Eos::new());
+    wait_for_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_continuous(&seen);
+
+    // The silence came while the stall lasted, each chunk when its deadline
+    // (pts + upstream latency 20 ms + threshold 200 ms) passed: not in a burst
+    // when data came back.
+    let during: Vec<&Seen> = seen.iter().filter(|s| s.gap && s.arrived < reopened_at).collect();
+    let filled: ClockTime = during.iter().map(|s| s.duration).sum();
+    assert!(filled >= ClockTime::from_mseconds(1500), "only {filled} of silence arrived during a 2 s stall");
+    for s in &during {
+        let deadline = s.pts + BUFFER + ClockTime::from_mseconds(200);
+        assert!(s.arrived + ClockTime::from_mseconds(2) >= deadline, "silence {s:?} pushed before its deadline");
+        assert!(s.arrived <= deadline + ClockTime::from_mseconds(100), "silence {s:?} pushed long after its deadline");
+    }
+
+    // One continuous timeline as long as the wall clock ran, within a buffer.
+    let total = end_of(&seen) - seen[0].pts;
+    let wall = eos_sent_at - seen[0].pts;
+    let diff = total.nseconds().abs_diff(wall.nseconds());
+    assert!(diff <= BUFFER.nseconds(), "output {total} vs wall clock {wall}");
+
+    let stats = pipeline.by_name("filler_a").unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("stalls").unwrap(), 1);
+    let longest = ClockTime::from_nseconds(stats.get::<u64>("longest-stall").unwrap());
+    assert!(longest >= ClockTime::from_mseconds(1900) && longest <= ClockTime::from_mseconds(2100), "{longest}");
+}
+
+/// The production failure: one track stalls 14 s and never comes back, and
+/// the recording stops. Both tracks must end at the same sample.
+///
+/// The pipeline runs on a `GstTestClock` that follows the wall clock in 2 ms
+/// steps, releasing every wait that falls due, and is frozen just before EOS: EOS then reaches both tracks at the
+/// same running time, which is the condition under which the element promises
+/// equal ends (with a free-running clock the ends differ by however long EOS
+/// takes to travel from one source to the other).
+#[test]
+fn two_tracks_one_stalls_14_s_and_both_end_together() {
+    const STALL_SECS: u64 = 14;
+    init();
+    let desc = format!("{} {}", live_branch("caller", 440), live_branch("agent", 660));
+    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let caller = record(&pipeline, "sink_caller");
+    let agent = record(&pipeline, "sink_agent");
+    let clock = gst_check::TestClock::new();
+    pipeline.use_clock(Some(&clock));
+
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = {
+        let clock = clock.clone();
+        let frozen = frozen.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !frozen.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+                clock.set_time(ClockTime::from_nseconds(start.elapsed().as_nanos() as u64));
+                // A test clock releases waits only when told to.
+                while clock.process_next_clock_id().is_some() {}
+            }
+        })
+    };
+
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    pipeline.by_name("valve_agent").unwrap().set_property("drop", true);
+    std::thread::sleep(Duration::from_secs(STALL_SECS));
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    driver.join().unwrap();
+    // audiotestsrc hands out a buffer as soon as its *start* time comes (a
+    // capture source would wait for its end), so freeze just before a buffer
+    // boundary: then the flowing track's data ends exactly at the boundary.
+    let boundary = (clock.time().nseconds() / BUFFER.nseconds() + 2) * BUFFER.nseconds();
+    let eos_at = ClockTime::from_nseconds(boundary - 1_000);
+    clock.set_time(eos_at);
+    while clock.process_next_clock_id().is_some() {}
+    std::thread::sleep(Duration::from_millis(100));
+    pipeline.send_event(gst::event::Eos::new());
+    wait_for_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let caller = caller.lock().unwrap().clone();
+    let agent = agent.lock().unwrap().clone();
+    assert_continuous(&caller);
+    assert_continuous(&agent);
+    let one_sample = ClockTime::SECOND.nseconds() / RATE;
+    let (caller_end, agent_end) = (end_of(&caller), end_of(&agent));
+    assert!(
+        caller_end.nseconds().abs_diff(agent_end.nseconds()) <= one_sample,
+        "caller ends at {caller_end}, agent at {agent_end}"
+    );
+    assert!(caller_end.nseconds().abs_diff(eos_at.nseconds()) <= one_sample, "{caller_end} vs EOS at {eos_at}");
+
+    // The agent's silence was delivered during the stall, not at the end.
+    let stall_silence: ClockTime = agent.iter().filter(|s| s.gap && s.arrived < eos_at).map(|s| s.duration).sum();
+    let expected = ClockTime::from_seconds(STALL_SECS) - ClockTime::from_mseconds(500);
+    assert!(stall_silence >= expected, "only {stall_silence} filled during a {STALL_SECS} s stall");
+}
+
+#[test]
+fn non_live_holes_and_tail_are_filled_reactively() {
+    init();
+    let pipeline = gst::parse::launch(
+        "audiotestsrc samplesperbuffer=160 ! audio/x-raw,format=S16LE,rate=8000,channels=1 \
+         ! identity name=holes ! stallfiller name=filler ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let seen = record(&pipeline, "sink");
+    // Lose 100 ms in the middle and the last 100 ms before the segment stop.
+    let holes = pipeline.by_name("holes").unwrap().static_pad("src").unwrap();
+    holes.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        let pts = info.buffer().unwrap().pts().unwrap();
+        let lost = (ClockTime::from_mseconds(200)..ClockTime::from_mseconds(300)).contains(&pts)
+            || pts >= ClockTime::from_mseconds(900);
+        if lost { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+    });
+    pipeline.set_state(gst::State::Paused).unwrap();
+    pipeline.state(ClockTime::from_seconds(5)).0.unwrap();
+    pipeline
+        .seek(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            ClockTime::ZERO,
+            gst::SeekType::Set,
+            ClockTime::SECOND,
+        )
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    wait_for_eos(&pipeline);
+    let stats = pipeline.by_name("filler").unwrap().property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_continuous(&seen);
+    assert_eq!(seen[0].pts, ClockTime::ZERO);
+    assert_eq!(end_of(&seen), ClockTime::SECOND);
+    let silence: ClockTime = seen.iter().filter(|s| s.gap).map(|s| s.duration).sum();
+    assert_eq!(silence, ClockTime::from_mseconds(200));
+    assert_eq!(stats.get::<u64>("silence-samples").unwrap(), 1600);
+    assert_eq!(stats.get::<u64>("stalls").unwrap(), 0, "a non-live stream never stalls on the clock");
+}
+
+#[test]
+fn stopping_while_a_stall_is_filled_is_prompt() {
+    init();
+    let pipeline = gst::parse::launch(&live_branch("a", 440)).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let seen = record(&pipeline, "sink_a");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pipeline.by_name("valve_a").unwrap().set_property("drop", true);
+    // Let the filler get going.
+    let start = Instant::now();
+    while !seen.lock().unwrap().iter().any(|s| s.gap) {
+        assert!(start.elapsed() < Duration::from_secs(3), "no silence during the stall");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(100), "set_state(Null) took {took:?}");
+}
