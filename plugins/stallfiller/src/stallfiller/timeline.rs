@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(t.place(None, 0), Placement::Contiguous);
         assert_eq!(t.place(Some(ClockTime::from_mseconds(1150)), 0), Placement::Gap(400));
         assert_eq!(t.place(Some(ClockTime::from_mseconds(1050)), 0), Placement::Overlap(400));
-        assert_eq!(t.place(Some(ClockTime::from_mseconds(900)), 0), Placement::Overlap(2400));
+        assert_eq!(t.place(Some(ClockTime::from_mseconds(900)), 0), Placement::Overlap(1600));
         assert_eq!(t.place(Some(ClockTime::from_nseconds(1_100_125_000)), 1), Placement::Contiguous);
         assert_eq!(t.samples_until(ClockTime::from_mseconds(1200)), 800);
         assert_eq!(t.samples_until(ClockTime::from_mseconds(1000)), 0);
