@@ -1,0 +1,806 @@
+//! `callrecsink`: a sink bin with one request pad per track.
+//!
+//! Each track runs `stallfiller ! [mulawdec|alawdec] ! audioconvert !
+//! audioresample ! capsfilter(S16LE mono, recording rate) ! appsink`; the
+//! appsinks' streaming threads feed one `Recording` (mixer + WAV writer).
+//!
+//! Finalization has one entry point, `Recording::finalize`, reached from the
+//! last track's EOS, from PAUSED->READY without EOS (bounded by
+//! `finalize-timeout`), and never twice. Its outcome is always a bus message:
+//! `callrecsink-finalized`, or `callrecsink-failed` with an ERROR/WARNING.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::mixer::{Mixer, TrackStats};
+use super::wav::{self, WavWriter};
+
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("callrecsink", gst::DebugColorFlags::empty(), Some("Call recording sink"))
+});
+
+const DEFAULT_START_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(5);
+const DEFAULT_FINALIZE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2);
+const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
+const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
+const DEFAULT_FILE_MODE: u32 = 0o640;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    location: Option<PathBuf>,
+    rate: u32,
+    start_timeout: gst::ClockTime,
+    finalize_timeout: gst::ClockTime,
+    header_interval: gst::ClockTime,
+    min_duration: gst::ClockTime,
+    file_mode: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: None,
+            rate: 0,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            finalize_timeout: DEFAULT_FINALIZE_TIMEOUT,
+            header_interval: DEFAULT_HEADER_INTERVAL,
+            min_duration: DEFAULT_MIN_DURATION,
+            file_mode: DEFAULT_FILE_MODE,
+        }
+    }
+}
+
+/// The elements of one track inside the bin.
+struct Track {
+    ghost: gst::GhostPad,
+    elements: Vec<gst::Element>,
+    filler: gst::Element,
+    convert: gst::Element,
+    capsfilter: gst::Element,
+    /// The track's input rate, once its caps are known.
+    input_rate: Option<u32>,
+    decoder: Option<gst::Element>,
+}
+
+/// How a recording ended, with the figures for the bus.
+struct Report {
+    outcome: Outcome,
+    tracks: Vec<TrackStats>,
+    rate: u32,
+}
+
+enum Outcome {
+    Finalized { location: PathBuf, frames: u64 },
+    NoAudio,
+    TooShort { frames: u64 },
+    Failed(String),
+}
+
+/// One recording, from READY->PAUSED to its finalization.
+struct Recording {
+    writer: Option<WavWriter>,
+    mixer: Option<Mixer>,
+    rate: Option<u32>,
+    channels: usize,
+    header_interval: Duration,
+    last_header: Instant,
+    min_duration: gst::ClockTime,
+    scratch: Vec<u8>,
+    got_buffer: bool,
+    /// Set once the outcome is decided; nothing is written after it.
+    done: bool,
+    /// Set when finalization was abandoned: a late finish must not publish.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Recording {
+    /// Feeds samples of one track and writes whatever all tracks agree on.
+    fn push(&mut self, track: usize, running_time: gst::ClockTime, samples: &[i16], silence: bool) -> std::io::Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        let Some(mixer) = self.mixer.as_mut() else { return Ok(()) };
+        mixer.push(track, running_time, samples, silence);
+        self.scratch.clear();
+        mixer.drain_ready(&mut self.scratch);
+        let writer = self.writer.as_mut().expect("writer lives as long as the recording is not done");
+        writer.write(&self.scratch)?;
+        if self.last_header.elapsed() >= self.header_interval {
+            writer.update_header()?;
+            self.last_header = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn report(&self, outcome: Outcome) -> Report {
+        let tracks = self.mixer.as_ref().map(|m| (0..m.channels()).map(|i| m.stats(i)).collect()).unwrap_or_default();
+        Report { outcome, tracks, rate: self.rate.unwrap_or(8000) }
+    }
+
+    /// Decides the outcome: publish, or discard and say why. Runs once.
+    fn finalize(&mut self) -> Option<Report> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        let outcome = self.finish_file();
+        Some(self.report(outcome))
+    }
+
+    fn finish_file(&mut self) -> Outcome {
+        let Some(mut writer) = self.writer.take() else {
+            return Outcome::Failed("the recording file was never opened".into());
+        };
+        let has_audio = self.mixer.as_ref().is_some_and(|m| m.has_audio());
+        if !has_audio {
+            let _ = writer.discard();
+            return Outcome::NoAudio;
+        }
+        let mixer = self.mixer.as_mut().unwrap();
+        self.scratch.clear();
+        mixer.drain_all(&mut self.scratch);
+        if let Err(err) = writer.write(&self.scratch) {
+            return Outcome::Failed(io_reason("writing", writer.part(), &err));
+        }
+        let frames = writer.frames();
+        let rate = self.rate.unwrap_or(8000);
+        if callaudio::samples_to_time(frames, rate) < self.min_duration {
+            let _ = writer.discard();
+            return Outcome::TooShort { frames };
+        }
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Outcome::Failed("finalization was abandoned after its timeout".into());
+        }
+        let part = writer.part().to_owned();
+        match writer.finish() {
+            Ok(location) => Outcome::Finalized { location, frames },
+            Err(err) => Outcome::Failed(io_reason("finishing", &part, &err)),
+        }
+    }
+}
+
+fn io_reason(what: &str, path: &Path, err: &std::io::Error) -> String {
+    format!("{what} {}: {err}", path.display())
+}
+
+#[derive(Default)]
+struct State {
+    tracks: Vec<Track>,
+    start_timer: Option<gst::SingleShotClockId>,
+}
+
+pub struct CallRecSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    recording: Arc<Mutex<Option<Recording>>>,
+}
+
+impl CallRecSink {
+    fn settings(&self) -> Settings {
+        self.settings.lock().unwrap().clone()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn recording(&self) -> MutexGuard<'_, Option<Recording>> {
+        self.recording.lock().unwrap()
+    }
+
+    fn make(factory: &str) -> Result<gst::Element, glib::BoolError> {
+        gst::ElementFactory::make(factory).build()
+    }
+
+    fn add_track(&self, name: Option<&str>) -> Option<gst::Pad> {
+        let mut state = self.state();
+        let index = state.tracks.len();
+        let name = name.map(str::to_owned).unwrap_or_else(|| format!("sink_{index}"));
+        let build = || -> Result<Track, glib::BoolError> {
+            let filler = Self::make("stallfiller")?;
+            let convert = Self::make("audioconvert")?;
+            let resample = Self::make("audioresample")?;
+            let capsfilter = Self::make("capsfilter")?;
+            capsfilter.set_property("caps", track_caps(None));
+            let sink = gst_app::AppSink::builder().sync(false).async_(false).max_buffers(0).build();
+            let elements: Vec<gst::Element> = vec![filler.clone(), convert.clone(), resample, capsfilter.clone(), sink.clone().upcast()];
+            let obj = self.obj();
+            obj.add_many(&elements)?;
+            gst::Element::link_many(&elements)?;
+            self.install_callbacks(&sink, index);
+            let target = filler.static_pad("sink").unwrap();
+            let ghost = gst::GhostPad::builder_with_target(&target)?
+                .name(name.as_str())
+                .query_function(|pad, parent, query| track_pad_query(pad, parent, query))
+                .build();
+            self.watch_input(&target, index);
+            for e in &elements {
+                e.sync_state_with_parent()?;
+            }
+            Ok(Track { ghost, elements, filler, convert, capsfilter, input_rate: None, decoder: None })
+        };
+        match build() {
+            Ok(track) => {
+                let ghost = track.ghost.clone();
+                state.tracks.push(track);
+                drop(state);
+                ghost.set_active(true).ok()?;
+                self.obj().add_pad(&ghost).ok()?;
+                Some(ghost.upcast())
+            }
+            Err(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::MissingPlugin,
+                    ("Could not build track {}", index),
+                    ["{err}: callrecsink needs stallfiller, audioconvert and audioresample"]
+                );
+                None
+            }
+        }
+    }
+
+    /// Learns each track's input rate and format from its caps, inserts a
+    /// G.711 decoder where needed, and fixes the recording rate at the first
+    /// buffer of any track.
+    fn watch_input(&self, pad: &gst::Pad, index: usize) {
+        let weak = self.obj().downgrade();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::EventView::Caps(c)) = info.event().map(|e| e.view())
+                && let Some(obj) = weak.upgrade()
+            {
+                obj.imp().on_track_caps(index, c.caps());
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let weak = self.obj().downgrade();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().fix_rate();
+            }
+            gst::PadProbeReturn::Remove
+        });
+    }
+
+    fn on_track_caps(&self, index: usize, caps: &gst::CapsRef) {
+        let Ok(layout) = callaudio::Layout::from_caps(caps) else { return };
+        let mut state = self.state();
+        let Some(track) = state.tracks.get_mut(index) else { return };
+        track.input_rate = Some(layout.rate);
+        let decoder = match layout.encoding {
+            callaudio::Encoding::Mulaw => Some("mulawdec"),
+            callaudio::Encoding::Alaw => Some("alawdec"),
+            callaudio::Encoding::Raw(_) => None,
+        };
+        if let Some(factory) = decoder
+            && track.decoder.is_none()
+        {
+            // Before the CAPS event leaves stallfiller: splice the decoder in.
+            match Self::make(factory) {
+                Ok(dec) => {
+                    let _ = self.obj().add(&dec);
+                    track.filler.unlink(&track.convert);
+                    let _ = gst::Element::link_many([&track.filler, &dec, &track.convert]);
+                    let _ = dec.sync_state_with_parent();
+                    track.decoder = Some(dec);
+                }
+                Err(err) => gst::element_imp_error!(
+                    self,
+                    gst::CoreError::MissingPlugin,
+                    ("No {} decoder for track {}", factory, index),
+                    ["{err}; install gstreamer1.0-plugins-good"]
+                ),
+            }
+        }
+    }
+
+    /// The recording rate: the `rate` property, or the highest input rate
+    /// known when the first buffer of any track arrives.
+    fn fix_rate(&self) {
+        let mut recording = self.recording();
+        let Some(rec) = recording.as_mut() else { return };
+        if rec.rate.is_some() {
+            return;
+        }
+        let state = self.state();
+        let configured = self.settings().rate;
+        let rate = if configured > 0 {
+            configured
+        } else {
+            state.tracks.iter().filter_map(|t| t.input_rate).max().unwrap_or(8000)
+        };
+        gst::info!(CAT, imp = self, "recording {} track(s) at {rate} Hz", rec.channels);
+        rec.rate = Some(rate);
+        rec.mixer = Some(Mixer::new(rate, rec.channels));
+        if let Some(writer) = rec.writer.as_mut() {
+            writer.set_format(rec.channels as u16, rate);
+        }
+        for track in &state.tracks {
+            track.capsfilter.set_property("caps", track_caps(Some(rate)));
+        }
+    }
+
+    fn install_callbacks(&self, sink: &gst_app::AppSink, index: usize) {
+        let weak = self.obj().downgrade();
+        let weak_eos = weak.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let obj = weak.upgrade().ok_or(gst::FlowError::Flushing)?;
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    obj.imp().on_sample(index, &sample)
+                })
+                .eos(move |_| {
+                    if let Some(obj) = weak_eos.upgrade() {
+                        obj.imp().on_eos(index);
+                    }
+                })
+                .build(),
+        );
+    }
+
+    fn on_sample(&self, index: usize, sample: &gst::Sample) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+        let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+        let running_time = buffer
+            .pts()
+            .and_then(|pts| segment.as_ref().and_then(|s| s.to_running_time(pts)))
+            .ok_or_else(|| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("Track {} has audio without timestamps", index));
+                gst::FlowError::Error
+            })?;
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let samples: Vec<i16> = map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+        let silence = buffer.flags().contains(gst::BufferFlags::GAP);
+        let mut recording = self.recording();
+        let Some(rec) = recording.as_mut() else { return Err(gst::FlowError::Flushing) };
+        if rec.done {
+            return Err(gst::FlowError::Eos);
+        }
+        rec.got_buffer = true;
+        if let Err(err) = rec.push(index, running_time, &samples, silence) {
+            let reason = io_reason("writing", rec.writer.as_ref().map_or(Path::new(""), |w| w.part()), &err);
+            // Keep what is on disk under the partial name; write nothing more.
+            if let Some(mut writer) = rec.writer.take() {
+                let _ = writer.update_header();
+            }
+            rec.done = true;
+            let report = rec.report(Outcome::Failed(reason));
+            drop(recording);
+            self.post(report);
+            return Err(gst::FlowError::Error);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn on_eos(&self, index: usize) {
+        let report = {
+            let mut recording = self.recording();
+            let Some(rec) = recording.as_mut() else { return };
+            let (rate, channels) = (rec.rate.unwrap_or(8000), rec.channels);
+            // A track may end before any track sent a buffer.
+            let mixer = rec.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
+            mixer.set_eos(index);
+            if !mixer.all_eos() {
+                return;
+            }
+            rec.finalize()
+        };
+        if let Some(report) = report {
+            self.post(report);
+        }
+    }
+
+    /// Posts the outcome of a recording: the only place that does. Takes no
+    /// lock, so it may run while a stuck finalization holds the recording.
+    fn post(&self, report: Report) {
+        let obj = self.obj();
+        let stats: Vec<gst::Structure> = report
+            .tracks
+            .iter()
+            .map(|s| {
+                gst::Structure::builder("track")
+                    .field("received-samples", s.received)
+                    .field("silence-samples", s.silence)
+                    .field("dropped-samples", s.dropped)
+                    .build()
+            })
+            .collect();
+        match report.outcome {
+            Outcome::Finalized { location, frames } => {
+                let duration = callaudio::samples_to_time(frames, report.rate);
+                gst::info!(CAT, imp = self, "recording finalized: {duration} in {} track(s)", stats.len());
+                let s = gst::Structure::builder("callrecsink-finalized")
+                    .field("location", location.to_string_lossy().as_ref())
+                    .field("duration", duration)
+                    .field("frames", frames)
+                    .field("rate", report.rate)
+                    .field("tracks", gst::Array::new(stats))
+                    .build();
+                let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+            }
+            Outcome::NoAudio => {
+                self.post_failed("no-audio", stats);
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("The recording got no audio; no file was saved"),
+                    ["every track was silent or empty, so the partial file was removed"]
+                );
+            }
+            Outcome::TooShort { frames } => {
+                self.post_failed("too-short", stats);
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("The recording was shorter than min-duration; no file was saved"),
+                    ["{frames} frames recorded"]
+                );
+            }
+            Outcome::Failed(reason) => {
+                self.post_failed(&reason, stats);
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("Could not finish the recording: {}", reason),
+                    ["what was written stays in the .part file"]
+                );
+            }
+        }
+    }
+
+    fn post_failed(&self, reason: &str, tracks: Vec<gst::Structure>) {
+        let obj = self.obj();
+        let s = gst::Structure::builder("callrecsink-failed")
+            .field("reason", reason)
+            .field("tracks", gst::Array::new(tracks))
+            .build();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
+    /// READY->PAUSED: the file is opened now, so an unwritable location fails
+    /// the state change and leaves no file.
+    fn open(&self) -> Result<(), gst::StateChangeError> {
+        let settings = self.settings();
+        let Some(location) = settings.location.clone() else {
+            gst::element_imp_error!(self, gst::ResourceError::NotFound, ("No location set for the recording"));
+            return Err(gst::StateChangeError);
+        };
+        let channels = self.state().tracks.len();
+        if channels == 0 {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("callrecsink has no tracks"),
+                ["request at least one sink_%u pad before starting"]
+            );
+            return Err(gst::StateChangeError);
+        }
+        let writer = WavWriter::create(&location, settings.file_mode, channels as u16, 8000).map_err(|err| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::OpenWrite,
+                ("Could not open {} for writing: {}", wav::part_path(&location).display(), err),
+                ["{err:?}"]
+            );
+            gst::StateChangeError
+        })?;
+        *self.recording() = Some(Recording {
+            writer: Some(writer),
+            mixer: None,
+            rate: None,
+            channels,
+            header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
+            last_header: Instant::now(),
+            min_duration: settings.min_duration,
+            scratch: Vec::new(),
+            got_buffer: false,
+            done: false,
+            abandoned: Arc::new(AtomicBool::new(false)),
+        });
+        Ok(())
+    }
+
+    fn arm_start_timeout(&self) {
+        let timeout = self.settings().start_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let clock = gst::SystemClock::obtain();
+        let id = clock.new_single_shot_id(clock.time() + timeout);
+        let weak = self.obj().downgrade();
+        let armed = id.wait_async(move |_, _, _| {
+            let Some(obj) = weak.upgrade() else { return };
+            let imp = obj.imp();
+            let silent = imp.recording().as_ref().is_some_and(|r| !r.got_buffer && !r.done);
+            if silent {
+                imp.post_failed("no-audio", Vec::new());
+                gst::element_error!(
+                    obj,
+                    gst::ResourceError::Read,
+                    ("No audio arrived within start-timeout ({})", timeout),
+                    ["no buffer reached any track after PLAYING; nothing is saved"]
+                );
+            }
+        });
+        if armed.is_ok() {
+            self.state().start_timer = Some(id);
+        }
+    }
+
+    /// Finalizes a recording stopped without EOS, waiting at most
+    /// `finalize-timeout` for the disk. Returns false if it had to give up
+    /// (the recording is then still held by the stuck worker).
+    fn finalize_on_stop(&self) -> bool {
+        let Some(abandoned) = self.recording().as_ref().filter(|r| !r.done).map(|r| r.abandoned.clone()) else {
+            return true;
+        };
+        let timeout = Duration::from_nanos(self.settings().finalize_timeout.nseconds());
+        let recording = self.recording.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new().name("callrec-finalize".into()).spawn(move || {
+            let report = recording.lock().unwrap().as_mut().and_then(|r| r.finalize());
+            let _ = tx.send(report);
+        });
+        let failed = |reason: String| Report { outcome: Outcome::Failed(reason), tracks: Vec::new(), rate: 8000 };
+        if spawned.is_err() {
+            self.post(failed("could not start the finalization thread".into()));
+            return true;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(Some(report)) => self.post(report),
+            Ok(None) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                abandoned.store(true, Ordering::SeqCst);
+                self.post(failed(format!("finalization did not complete within finalize-timeout ({timeout:?})")));
+                return false;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.post(failed("the finalization thread died".into()));
+            }
+        }
+        true
+    }
+}
+
+/// A track accepts any audio the chain can decode, whatever the chain is
+/// linked to right now: the G.711 decoder is only spliced in once the caps
+/// arrive, so asking the chain itself would refuse mu-law and A-law.
+fn track_pad_query(pad: &gst::GhostPad, parent: Option<&gst::Object>, query: &mut gst::QueryRef) -> bool {
+    match query.view_mut() {
+        gst::QueryViewMut::Caps(q) => {
+            let templ = pad.pad_template_caps();
+            let caps = match q.filter() {
+                Some(filter) => filter.intersect_with_mode(&templ, gst::CapsIntersectMode::First),
+                None => templ,
+            };
+            q.set_result(&caps);
+            true
+        }
+        gst::QueryViewMut::AcceptCaps(q) => {
+            let ok = callaudio::Layout::from_caps(q.caps()).is_ok();
+            q.set_result(ok);
+            true
+        }
+        _ => gst::Pad::query_default(pad, parent, query),
+    }
+}
+
+/// What each track is converted to before the mixer: mono S16LE at the
+/// recording's rate (any rate until it is fixed).
+fn track_caps(rate: Option<u32>) -> gst::Caps {
+    let builder = gst_audio::AudioCapsBuilder::new_interleaved()
+        .format(gst_audio::AudioFormat::S16le)
+        .channels(1);
+    match rate {
+        Some(rate) => builder.rate(rate as i32).build(),
+        None => builder.build(),
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for CallRecSink {
+    const NAME: &'static str = "GstCallRecSink";
+    type Type = super::CallRecSink;
+    type ParentType = gst::Bin;
+
+    fn new() -> Self {
+        CallRecSink {
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+            recording: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl ObjectImpl for CallRecSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .nick("Location")
+                    .blurb("The WAV file; written as <location>.part and renamed only when complete")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("rate")
+                    .nick("Rate")
+                    .blurb("Sample rate of the file; 0 = the highest input rate")
+                    .maximum(384_000)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("start-timeout")
+                    .nick("Start timeout")
+                    .blurb("ERROR if no audio reaches any track this long (ns) after PLAYING; 0 = wait forever")
+                    .default_value(DEFAULT_START_TIMEOUT.nseconds())
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("finalize-timeout")
+                    .nick("Finalize timeout")
+                    .blurb("Longest time (ns) a stop without EOS waits for the file to be finished")
+                    .minimum(gst::ClockTime::MSECOND.nseconds())
+                    .default_value(DEFAULT_FINALIZE_TIMEOUT.nseconds())
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("header-interval")
+                    .nick("Header interval")
+                    .blurb("How often (ns) the .part header is rewritten, bounding what a crash loses")
+                    .default_value(DEFAULT_HEADER_INTERVAL.nseconds())
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("min-duration")
+                    .nick("Minimum duration")
+                    .blurb("Recordings shorter than this (ns) are discarded with a WARNING")
+                    .default_value(DEFAULT_MIN_DURATION.nseconds())
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("file-mode")
+                    .nick("File mode")
+                    .blurb("Permissions of the recording file (recordings are personal data)")
+                    .maximum(0o777)
+                    .default_value(DEFAULT_FILE_MODE)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let ns = |v: &glib::Value| gst::ClockTime::from_nseconds(v.get::<u64>().unwrap());
+        match pspec.name() {
+            "location" => s.location = value.get::<Option<String>>().unwrap().map(PathBuf::from),
+            "rate" => s.rate = value.get().unwrap(),
+            "start-timeout" => s.start_timeout = ns(value),
+            "finalize-timeout" => s.finalize_timeout = ns(value),
+            "header-interval" => s.header_interval = ns(value),
+            "min-duration" => s.min_duration = ns(value),
+            "file-mode" => s.file_mode = value.get().unwrap(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings();
+        match pspec.name() {
+            "location" => s.location.map(|l| l.to_string_lossy().into_owned()).to_value(),
+            "rate" => s.rate.to_value(),
+            "start-timeout" => s.start_timeout.nseconds().to_value(),
+            "finalize-timeout" => s.finalize_timeout.nseconds().to_value(),
+            "header-interval" => s.header_interval.nseconds().to_value(),
+            "min-duration" => s.min_duration.nseconds().to_value(),
+            "file-mode" => s.file_mode.to_value(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_element_flags(gst::ElementFlags::SINK);
+    }
+}
+
+impl GstObjectImpl for CallRecSink {}
+
+impl ElementImpl for CallRecSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Call recording sink",
+                "Sink/Audio",
+                "Records the tracks of a call (one request pad each) on one timeline into a WAV file that \
+                 is published only when complete; always finalizes, fails closed",
+                "Call audio plugins",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder_full()
+                .structure(gst::Structure::builder("audio/x-raw").build())
+                .structure(gst::Structure::builder("audio/x-mulaw").build())
+                .structure(gst::Structure::builder("audio/x-alaw").build())
+                .build();
+            vec![gst::PadTemplate::new("sink_%u", gst::PadDirection::Sink, gst::PadPresence::Request, &caps).unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        _templ: &gst::PadTemplate,
+        name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        if self.recording().is_some() {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Pad,
+                ("Tracks must be requested before the recording starts"),
+                ["the file's channel count is fixed at READY->PAUSED"]
+            );
+            return None;
+        }
+        self.add_track(name)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        let track = {
+            let mut state = self.state();
+            let Some(i) = state.tracks.iter().position(|t| t.ghost.upcast_ref::<gst::Pad>() == pad) else { return };
+            state.tracks.remove(i)
+        };
+        let obj = self.obj();
+        let _ = track.ghost.set_active(false);
+        let _ = obj.remove_pad(&track.ghost);
+        for e in track.elements.iter().chain(track.decoder.as_ref()) {
+            let _ = e.set_state(gst::State::Null);
+            let _ = obj.remove(e);
+        }
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        gst::debug!(CAT, imp = self, "changing state {transition:?}");
+        if transition == gst::StateChange::ReadyToPaused {
+            self.open()?;
+        }
+        if transition == gst::StateChange::PlayingToPaused
+            && let Some(id) = self.state().start_timer.take()
+        {
+            id.unschedule();
+        }
+        let result = self.parent_change_state(transition);
+        match transition {
+            gst::StateChange::PausedToPlaying => self.arm_start_timeout(),
+            gst::StateChange::PausedToReady => {
+                if let Some(id) = self.state().start_timer.take() {
+                    id.unschedule();
+                }
+                // Streaming has stopped on every track: finish with what came.
+                if self.finalize_on_stop() {
+                    *self.recording() = None;
+                }
+            }
+            _ => {}
+        }
+        if result.is_err() && transition == gst::StateChange::ReadyToPaused {
+            if let Some(mut rec) = self.recording().take()
+                && let Some(writer) = rec.writer.take()
+            {
+                let _ = writer.discard();
+            }
+        }
+        result
+    }
+}
+
+impl BinImpl for CallRecSink {}

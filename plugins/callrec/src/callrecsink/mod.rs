@@ -1,0 +1,20 @@
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod mixer;
+mod wav;
+
+glib::wrapper! {
+    /// Sink bin recording one request pad per track into one WAV file.
+    pub struct CallRecSink(ObjectSubclass<imp::CallRecSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // The tracks are built from stallfiller: make sure it exists even when
+    // this plugin is registered statically without its own.
+    if gst::ElementFactory::find("stallfiller").is_none() {
+        gststallfiller::plugin_register_static()?;
+    }
+    gst::Element::register(Some(plugin), "callrecsink", gst::Rank::NONE, CallRecSink::static_type())
+}

@@ -1,0 +1,196 @@
+//! A WAV (PCM S16LE) file written under `<location>.part` and renamed to
+//! `location` only once complete.
+//!
+//! The header reserves a 36-byte `JUNK` chunk that becomes RF64's `ds64`
+//! when the data passes 4 GiB, so a long recording never needs its audio moved.
+//! The header can be rewritten at any time, so a killed process leaves a
+//! `.part` that plays up to the last rewrite.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub const HEADER_BYTES: u64 = 80;
+const RIFF_LIMIT: u64 = u32::MAX as u64;
+
+/// The path a recording is written under until it is finished.
+pub fn part_path(location: &Path) -> PathBuf {
+    let mut name = location.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+pub struct WavWriter {
+    file: BufWriter<File>,
+    part: PathBuf,
+    location: PathBuf,
+    channels: u16,
+    rate: u32,
+    data_bytes: u64,
+}
+
+impl WavWriter {
+    /// Creates (truncating) `<location>.part` with permissions `mode` and a
+    /// header for an empty recording.
+    pub fn create(location: &Path, mode: u32, channels: u16, rate: u32) -> io::Result<Self> {
+        let part = part_path(location);
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&part)?;
+        let mut writer = WavWriter {
+            file: BufWriter::with_capacity(64 * 1024, file),
+            part,
+            location: location.to_owned(),
+            channels,
+            rate,
+            data_bytes: 0,
+        };
+        writer.file.write_all(&writer.header())?;
+        Ok(writer)
+    }
+
+    /// Sets the format once it is known (before any audio is written).
+    pub fn set_format(&mut self, channels: u16, rate: u32) {
+        debug_assert_eq!(self.data_bytes, 0);
+        self.channels = channels;
+        self.rate = rate;
+    }
+
+    pub fn part(&self) -> &Path {
+        &self.part
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.data_bytes / (2 * self.channels as u64)
+    }
+
+    pub fn write(&mut self, interleaved_s16le: &[u8]) -> io::Result<()> {
+        self.file.write_all(interleaved_s16le)?;
+        self.data_bytes += interleaved_s16le.len() as u64;
+        Ok(())
+    }
+
+    /// Makes what was written so far playable on disk.
+    pub fn update_header(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        let header = self.header();
+        let file = self.file.get_mut();
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(())
+    }
+
+    /// Writes the final header, syncs, and publishes the file at `location`.
+    pub fn finish(mut self) -> io::Result<PathBuf> {
+        self.update_header()?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.part, &self.location)?;
+        if let Some(dir) = self.location.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename itself durable.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(self.location)
+    }
+
+    /// Gives up on the recording: the `.part` is removed.
+    pub fn discard(self) -> io::Result<()> {
+        let part = self.part.clone();
+        drop(self);
+        std::fs::remove_file(part)
+    }
+
+    fn header(&self) -> [u8; HEADER_BYTES as usize] {
+        let mut h = [0u8; HEADER_BYTES as usize];
+        let riff_size = HEADER_BYTES - 8 + self.data_bytes;
+        let rf64 = riff_size > RIFF_LIMIT;
+        let block_align = 2 * self.channels;
+        h[0..4].copy_from_slice(if rf64 { b"RF64" } else { b"RIFF" });
+        h[4..8].copy_from_slice(&(riff_size.min(RIFF_LIMIT) as u32).to_le_bytes());
+        h[8..12].copy_from_slice(b"WAVE");
+        // 'JUNK' (or 'ds64'), 28 bytes of body.
+        h[12..16].copy_from_slice(if rf64 { b"ds64" } else { b"JUNK" });
+        h[16..20].copy_from_slice(&28u32.to_le_bytes());
+        if rf64 {
+            h[20..28].copy_from_slice(&riff_size.to_le_bytes());
+            h[28..36].copy_from_slice(&self.data_bytes.to_le_bytes());
+            h[36..44].copy_from_slice(&self.frames().to_le_bytes());
+            // 4 bytes of table length: 0.
+        }
+        h[48..52].copy_from_slice(b"fmt ");
+        h[52..56].copy_from_slice(&16u32.to_le_bytes());
+        h[56..58].copy_from_slice(&1u16.to_le_bytes()); // PCM
+        h[58..60].copy_from_slice(&self.channels.to_le_bytes());
+        h[60..64].copy_from_slice(&self.rate.to_le_bytes());
+        h[64..68].copy_from_slice(&(self.rate * block_align as u32).to_le_bytes());
+        h[68..70].copy_from_slice(&block_align.to_le_bytes());
+        h[70..72].copy_from_slice(&16u16.to_le_bytes());
+        h[72..76].copy_from_slice(b"data");
+        h[76..80].copy_from_slice(&(self.data_bytes.min(RIFF_LIMIT) as u32).to_le_bytes());
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("callrec-wav-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("rec.wav")
+    }
+
+    #[test]
+    fn finished_file_reads_back_with_an_independent_parser() {
+        let location = tmp("finish");
+        let mut w = WavWriter::create(&location, 0o640, 2, 8000).unwrap();
+        let frames: Vec<u8> = (0..1000i16).flat_map(|i| [i, -i]).flat_map(|s| s.to_le_bytes()).collect();
+        w.write(&frames).unwrap();
+        assert!(!location.exists(), "published before finished");
+        let published = w.finish().unwrap();
+        assert_eq!(published, location);
+        assert!(!part_path(&location).exists());
+        let mut reader = hound::WavReader::open(&location).unwrap();
+        assert_eq!(reader.spec().channels, 2);
+        assert_eq!(reader.spec().sample_rate, 8000);
+        assert_eq!(reader.duration(), 1000);
+        let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        let expected: Vec<i16> = (0..1000i16).flat_map(|i| [i, -i]).collect();
+        assert_eq!(samples, expected);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&location).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn part_is_playable_after_each_header_update() {
+        let location = tmp("part");
+        let mut w = WavWriter::create(&location, 0o600, 1, 16000).unwrap();
+        w.write(&[1, 0, 2, 0, 3, 0]).unwrap();
+        w.update_header().unwrap();
+        w.write(&[4, 0]).unwrap();
+        w.file.flush().unwrap();
+        // As a killed process would leave it: header says 3 frames.
+        let reader = hound::WavReader::open(part_path(&location)).unwrap();
+        assert_eq!(reader.duration(), 3);
+        w.discard().unwrap();
+        assert!(!part_path(&location).exists());
+    }
+
+    #[test]
+    fn header_switches_to_rf64_past_4_gib() {
+        let location = tmp("rf64");
+        let mut w = WavWriter::create(&location, 0o600, 2, 8000).unwrap();
+        w.data_bytes = 5 << 30;
+        let h = w.header();
+        assert_eq!(&h[0..4], b"RF64");
+        assert_eq!(&h[4..8], &[0xFF; 4]);
+        assert_eq!(&h[12..16], b"ds64");
+        assert_eq!(u64::from_le_bytes(h[28..36].try_into().unwrap()), 5 << 30);
+        assert_eq!(u64::from_le_bytes(h[36..44].try_into().unwrap()), (5 << 30) / 4);
+        assert_eq!(&h[76..80], &[0xFF; 4]);
+        w.data_bytes = 0;
+        w.discard().unwrap();
+    }
+}

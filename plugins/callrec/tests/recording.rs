@@ -1,0 +1,228 @@
+//! callrecsink in real pipelines; every file is read back with `hound`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+const RATE: usize = 8000;
+
+/// Pushes `buffers` buffers of 160 samples through appsrc `name`; sample k of
+/// the stream has value `sign * (k % 30000)`.
+fn feed_ramp(pipeline: &gst::Pipeline, name: &str, buffers: usize, sign: i16) {
+    let src = pipeline.by_name(name).unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    for b in 0..buffers {
+        let data: Vec<u8> = (0..160)
+            .flat_map(|i| (sign * (((b * 160 + i) % 30000) as i16)).to_le_bytes())
+            .collect();
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+}
+
+fn appsrc(name: &str) -> String {
+    format!("appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec.")
+}
+
+#[test]
+fn eos_gives_a_complete_stereo_file_with_every_sample() {
+    init();
+    let dir = tmp_dir("eos");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} {} {}",
+        location.display(),
+        appsrc("caller"),
+        appsrc("agent")
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    feed_ramp(&pipeline, "caller", 100, 1);
+    feed_ramp(&pipeline, "agent", 100, -1);
+    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(error_text(&messages), None);
+    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    assert_eq!(finalized.get::<u64>("frames").unwrap(), 16000);
+    assert_eq!(finalized.get::<gst::ClockTime>("duration").unwrap(), gst::ClockTime::from_seconds(2));
+    assert_eq!(track_stat(&finalized, 0, "received-samples"), 16000);
+    assert_eq!(track_stat(&finalized, 1, "silence-samples"), 0);
+
+    assert!(!part(&location).exists());
+    assert_header_matches_file(&location);
+    let (channels, rate, data) = read_wav(&location);
+    assert_eq!((channels, rate), (2, 8000));
+    let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
+    assert_eq!(data[0], ramp, "left channel is the caller, sample for sample");
+    assert_eq!(data[1], ramp.iter().map(|v| -v).collect::<Vec<_>>(), "right channel is the agent");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&location).unwrap().permissions().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn tracks_of_different_formats_and_rates_share_one_timeline() {
+    init();
+    let dir = tmp_dir("formats");
+    let location = dir.join("call.wav");
+    // A mu-law 8 kHz caller and an F32 16 kHz agent: the file runs at 16 kHz.
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} \
+         audiotestsrc num-buffers=50 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rec. \
+         audiotestsrc num-buffers=50 samplesperbuffer=320 ! audio/x-raw,format=F32LE,rate=16000,channels=1 ! rec.",
+        location.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(error_text(&messages), None);
+    let (channels, rate, data) = read_wav(&location);
+    assert_eq!((channels, rate), (2, 16000));
+    assert_eq!(data[0].len(), 16000);
+    assert!(data[0][100..15000].iter().any(|&s| s.abs() > 1000), "mu-law track decoded");
+    assert!(data[1][100..15000].iter().any(|&s| s.abs() > 1000));
+}
+
+#[test]
+fn stop_without_eos_finalizes_with_what_was_received() {
+    init();
+    let dir = tmp_dir("stop");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! callrecsink location={}",
+        location.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = t.elapsed();
+    println!("set_state(Null) with finalization took {took:?}");
+    assert!(took < Duration::from_millis(500), "stop took {took:?} (finalize-timeout is 2 s)");
+    let messages = drain(&pipeline);
+    assert_eq!(error_text(&messages), None);
+    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    assert_header_matches_file(&location);
+    let (_, _, data) = read_wav(&location);
+    let received = track_stat(&finalized, 0, "received-samples");
+    assert_eq!(data[0].len() as u64, received + track_stat(&finalized, 0, "silence-samples"));
+    assert!(received >= 7000, "only {received} samples in about 1 s");
+}
+
+#[test]
+fn unwritable_location_fails_before_playing_and_leaves_no_file() {
+    init();
+    let pipeline = launch(
+        "audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! callrecsink location=/nonexistent-dir/call.wav",
+    );
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let messages = drain(&pipeline);
+    let (text, _) = error_text(&messages).expect("an error on the bus");
+    assert!(text.contains("/nonexistent-dir/call.wav.part"), "{text}");
+    assert!(text.contains("No such file"), "{text}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!std::path::Path::new("/nonexistent-dir/call.wav").exists());
+}
+
+#[test]
+fn no_audio_after_playing_is_an_error_and_no_file() {
+    init();
+    let dir = tmp_dir("noaudio");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! valve drop=true \
+         ! callrecsink location={} start-timeout=300000000",
+        location.display()
+    ));
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let messages = messages_until(&pipeline, &[gst::MessageType::Error], Duration::from_secs(5));
+    let waited = t.elapsed();
+    let (text, _) = error_text(&messages).expect("an error for a silent start");
+    assert!(text.contains("No audio arrived"), "{text}");
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500), "{waited:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!location.exists());
+    assert!(!part(&location).exists());
+}
+
+#[test]
+fn eos_with_no_samples_saves_nothing() {
+    init();
+    let dir = tmp_dir("empty");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!("callrecsink name=rec location={} {}", location.display(), appsrc("caller")));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    feed_ramp(&pipeline, "caller", 0, 1);
+    let messages = messages_until(&pipeline, &[gst::MessageType::Error], Duration::from_secs(5));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (text, _) = error_text(&messages).expect("an error for an empty recording");
+    assert!(text.contains("no audio"), "{text}");
+    let failed = element_message(&messages, "callrecsink-failed").expect("failed message");
+    assert_eq!(failed.get::<String>("reason").unwrap(), "no-audio");
+    assert!(!location.exists());
+    assert!(!part(&location).exists());
+}
+
+#[test]
+fn silence_only_is_not_a_recording() {
+    init();
+    let dir = tmp_dir("silence");
+    let location = dir.join("call.wav");
+    // A live track whose every buffer is a GAP: stallfiller's silence only.
+    let pipeline = launch(&format!(
+        "audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! valve drop=true drop-mode=transform-to-gap \
+         ! callrecsink location={}",
+        location.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = drain(&pipeline);
+    assert!(element_message(&messages, "callrecsink-finalized").is_none());
+    assert!(error_text(&messages).is_some());
+    assert!(!location.exists());
+    assert!(!part(&location).exists());
+}
+
+/// The production failure: two live tracks, one stalls 14 s and never
+/// resumes, and the application stops without EOS.
+#[test]
+fn seed_scenario_stalled_track_stopped_without_eos() {
+    init();
+    let dir = tmp_dir("seed");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} \
+         audiotestsrc is-live=true samplesperbuffer=160 volume=0.5 ! audio/x-raw,rate=8000,channels=1 ! rec. \
+         audiotestsrc is-live=true samplesperbuffer=160 volume=0.5 freq=660 ! audio/x-raw,rate=8000,channels=1 \
+         ! valve name=agent drop-mode=forward-sticky-events ! rec.",
+        location.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    pipeline.by_name("agent").unwrap().set_property("drop", true);
+    std::thread::sleep(Duration::from_secs(14));
+    let stopped_at = pipeline.current_running_time().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = drain(&pipeline);
+    assert_eq!(error_text(&messages), None);
+    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+
+    assert_header_matches_file(&location);
+    let (channels, rate, data) = read_wav(&location);
+    assert_eq!((channels, rate), (2, 8000));
+    assert_eq!(data[0].len(), data[1].len());
+    let duration = gst::ClockTime::from_nseconds(data[0].len() as u64 * 1_000_000_000 / RATE as u64);
+    println!("recorded {duration}, stopped at running time {stopped_at}");
+    let diff = duration.nseconds().abs_diff(stopped_at.nseconds());
+    assert!(diff <= 20_000_000, "recorded {duration} vs wall time {stopped_at}");
+    // The agent spoke for about 1 s, then silence to the end.
+    assert!(data[1][..RATE / 2].iter().any(|&s| s.abs() > 1000));
+    let stall_from = RATE * 13 / 10;
+    assert!(data[1][stall_from..].iter().all(|&s| s == 0), "agent channel not silent after the stall");
+    assert!(data[0][data[0].len() - RATE / 2..].iter().any(|&s| s.abs() > 1000), "caller kept talking");
+    assert!(track_stat(&finalized, 1, "silence-samples") >= 13 * RATE as u64);
+}
