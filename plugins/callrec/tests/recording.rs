@@ -226,3 +226,33 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
     assert!(data[0][data[0].len() - RATE / 2..].iter().any(|&s| s.abs() > 1000), "caller kept talking");
     assert!(track_stat(&finalized, 1, "silence-samples") >= 13 * RATE as u64);
 }
+
+#[test]
+fn pause_and_resume_cut_every_track_at_the_same_sample() {
+    init();
+    let dir = tmp_dir("pause");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec pause-mode=skip location={} {} {}",
+        location.display(),
+        appsrc("caller"),
+        appsrc("agent")
+    ));
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let rec = pipeline.by_name("rec").unwrap();
+    // Inside a 20 ms buffer: sample 4001 starts at 500.125 ms.
+    assert!(rec.emit_by_name::<bool>("pause", &[&500_125_000u64]));
+    assert!(rec.emit_by_name::<bool>("resume", &[&1_250_000_000u64]));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    feed_ramp(&pipeline, "caller", 100, 1);
+    feed_ramp(&pipeline, "agent", 100, -1);
+    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(error_text(&messages), None);
+    let (channels, _, data) = read_wav(&location);
+    assert_eq!(channels, 2);
+    let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
+    let kept: Vec<i16> = ramp[..4001].iter().chain(&ramp[10000..]).copied().collect();
+    assert_eq!(data[0], kept, "caller: every sample before the pause, then every sample after");
+    assert_eq!(data[1], kept.iter().map(|v| -v).collect::<Vec<_>>(), "agent cut at the same sample");
+}

@@ -18,7 +18,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::mixer::{Mixer, TrackStats};
+use super::mixer::{Mixer, PauseMode, TrackStats};
 use super::wav::{self, WavWriter};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -31,6 +31,27 @@ const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
 const DEFAULT_FILE_MODE: u32 = 0o640;
 
+/// `pause-mode` as GStreamer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstCallRecPauseMode")]
+pub enum CallRecPauseMode {
+    #[default]
+    #[enum_value(name = "Silence: the timeline goes on, paused time is written as silence", nick = "silence")]
+    Silence,
+    #[enum_value(name = "Skip: paused time is cut out of the file", nick = "skip")]
+    Skip,
+}
+
+impl From<CallRecPauseMode> for PauseMode {
+    fn from(mode: CallRecPauseMode) -> Self {
+        match mode {
+            CallRecPauseMode::Silence => PauseMode::Silence,
+            CallRecPauseMode::Skip => PauseMode::Skip,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     location: Option<PathBuf>,
@@ -40,6 +61,7 @@ struct Settings {
     header_interval: gst::ClockTime,
     min_duration: gst::ClockTime,
     file_mode: u32,
+    pause_mode: CallRecPauseMode,
 }
 
 impl Default for Settings {
@@ -52,6 +74,7 @@ impl Default for Settings {
             header_interval: DEFAULT_HEADER_INTERVAL,
             min_duration: DEFAULT_MIN_DURATION,
             file_mode: DEFAULT_FILE_MODE,
+            pause_mode: CallRecPauseMode::Silence,
         }
     }
 }
@@ -93,6 +116,9 @@ struct Recording {
     min_duration: gst::ClockTime,
     scratch: Vec<u8>,
     got_buffer: bool,
+    /// Pauses (true) and resumes (false) asked for before the mixer exists.
+    pending_pauses: Vec<(bool, gst::ClockTime)>,
+    pause_mode: PauseMode,
     /// Set once the outcome is decided; nothing is written after it.
     done: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
@@ -317,7 +343,12 @@ impl CallRecSink {
         };
         gst::info!(CAT, imp = self, "recording {} track(s) at {rate} Hz", rec.channels);
         rec.rate = Some(rate);
-        rec.mixer = Some(Mixer::new(rate, rec.channels));
+        let mut mixer = Mixer::new(rate, rec.channels);
+        mixer.set_pause_mode(rec.pause_mode);
+        for (pause, at) in rec.pending_pauses.drain(..) {
+            if pause { mixer.pause(at) } else { mixer.resume(at) }
+        }
+        rec.mixer = Some(mixer);
         if let Some(writer) = rec.writer.as_mut() {
             writer.set_format(rec.channels as u16, rate);
         }
@@ -501,10 +532,30 @@ impl CallRecSink {
             min_duration: settings.min_duration,
             scratch: Vec::new(),
             got_buffer: false,
+            pending_pauses: Vec::new(),
+            pause_mode: settings.pause_mode.into(),
             done: false,
             abandoned: Arc::new(AtomicBool::new(false)),
         });
         Ok(())
+    }
+
+    /// Pauses (`pause` true) or resumes every track at `running_time`
+    /// (`None`: now). The action signals end here.
+    fn set_paused(&self, pause: bool, running_time: Option<gst::ClockTime>) -> bool {
+        let Some(at) = running_time.or_else(|| self.obj().current_running_time()) else {
+            gst::warning!(CAT, imp = self, "pause/resume needs a running time: not PLAYING yet");
+            return false;
+        };
+        let mut recording = self.recording();
+        let Some(rec) = recording.as_mut().filter(|r| !r.done) else { return false };
+        gst::info!(CAT, imp = self, "{} at running time {at}", if pause { "pause" } else { "resume" });
+        match rec.mixer.as_mut() {
+            Some(m) if pause => m.pause(at),
+            Some(m) => m.resume(at),
+            None => rec.pending_pauses.push((pause, at)),
+        }
+        true
     }
 
     fn arm_start_timeout(&self) {
@@ -660,6 +711,11 @@ impl ObjectImpl for CallRecSink {
                     .default_value(DEFAULT_MIN_DURATION.nseconds())
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("pause-mode", CallRecPauseMode::Silence)
+                    .nick("Pause mode")
+                    .blurb("What the pause/resume action signals do to the file: write silence or cut")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("file-mode")
                     .nick("File mode")
                     .blurb("Permissions of the recording file (recordings are personal data)")
@@ -683,6 +739,7 @@ impl ObjectImpl for CallRecSink {
             "header-interval" => s.header_interval = ns(value),
             "min-duration" => s.min_duration = ns(value),
             "file-mode" => s.file_mode = value.get().unwrap(),
+            "pause-mode" => s.pause_mode = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -697,8 +754,34 @@ impl ObjectImpl for CallRecSink {
             "header-interval" => s.header_interval.nseconds().to_value(),
             "min-duration" => s.min_duration.nseconds().to_value(),
             "file-mode" => s.file_mode.to_value(),
+            "pause-mode" => s.pause_mode.to_value(),
             name => unreachable!("unknown property {name}"),
         }
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            // pause(running-time) / resume(running-time): every track at the
+            // same running time, cut at the exact sample. GST_CLOCK_TIME_NONE
+            // (u64::MAX) means now. Returns false when there is no recording.
+            ["pause", "resume"]
+                .into_iter()
+                .map(|name| {
+                    glib::subclass::Signal::builder(name)
+                        .param_types([u64::static_type()])
+                        .return_type::<bool>()
+                        .action()
+                        .class_handler(move |args| {
+                            let obj = args[0].get::<super::CallRecSink>().unwrap();
+                            let at = args[1].get::<u64>().unwrap();
+                            let at = (at != u64::MAX).then(|| gst::ClockTime::from_nseconds(at));
+                            Some(obj.imp().set_paused(name == "pause", at).to_value())
+                        })
+                        .build()
+                })
+                .collect()
+        });
+        SIGNALS.as_ref()
     }
 
     fn constructed(&self) {

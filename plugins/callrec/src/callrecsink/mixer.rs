@@ -34,17 +34,86 @@ struct Track {
     stats: TrackStats,
 }
 
+/// Which statistic a placed piece of samples adds to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Audio,
+    Silence,
+    Nothing,
+}
+
+/// What a pause does to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PauseMode {
+    /// The timeline goes on; the paused span is written as silence.
+    #[default]
+    Silence,
+    /// The paused span is cut out of the file.
+    Skip,
+}
+
+/// A pause, in running time; `end` is `None` while it lasts.
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    start: ClockTime,
+    end: Option<ClockTime>,
+}
+
 pub struct Mixer {
     rate: u32,
     tracks: Vec<Track>,
     start: Option<ClockTime>,
     /// Frames already interleaved and handed out.
     written: u64,
+    pause_mode: PauseMode,
+    pauses: Vec<Pause>,
 }
 
 impl Mixer {
     pub fn new(rate: u32, tracks: usize) -> Self {
-        Mixer { rate, tracks: (0..tracks).map(|_| Track::default()).collect(), start: None, written: 0 }
+        Mixer {
+            rate,
+            tracks: (0..tracks).map(|_| Track::default()).collect(),
+            start: None,
+            written: 0,
+            pause_mode: PauseMode::default(),
+            pauses: Vec::new(),
+        }
+    }
+
+    pub fn set_pause_mode(&mut self, mode: PauseMode) {
+        self.pause_mode = mode;
+    }
+
+    /// Pauses every track at `running_time`; a pause already in effect stays.
+    pub fn pause(&mut self, running_time: ClockTime) {
+        if self.pauses.last().is_none_or(|p| p.end.is_some()) {
+            self.pauses.push(Pause { start: running_time, end: None });
+        }
+    }
+
+    /// Resumes every track at `running_time`.
+    pub fn resume(&mut self, running_time: ClockTime) {
+        if let Some(p) = self.pauses.last_mut().filter(|p| p.end.is_none()) {
+            p.end = Some(running_time.max(p.start));
+        }
+    }
+
+    /// A running time as a frame index on the full (uncut) timeline.
+    fn frame_of(&self, running_time: ClockTime, start: ClockTime) -> i128 {
+        if running_time >= start {
+            callaudio::time_to_samples(running_time - start, self.rate) as i128
+        } else {
+            -(callaudio::time_to_samples(start - running_time, self.rate) as i128)
+        }
+    }
+
+    /// The paused spans as frame ranges of the full timeline.
+    fn paused_frames(&self, start: ClockTime) -> Vec<(i128, i128)> {
+        self.pauses
+            .iter()
+            .map(|p| (self.frame_of(p.start, start), p.end.map_or(i128::MAX, |e| self.frame_of(e, start))))
+            .collect()
     }
 
     pub fn channels(&self) -> usize {
@@ -62,17 +131,52 @@ impl Mixer {
 
     /// Adds `samples` of `track` starting at running time `running_time`.
     /// `silence` marks buffers that stand in for missing audio (GAP).
+    ///
+    /// Pauses cut the input at the exact frame where they start and end: in
+    /// `Silence` mode the paused part is zeroed, in `Skip` mode it is removed
+    /// and what follows moves up.
     pub fn push(&mut self, track: usize, running_time: ClockTime, samples: &[i16], silence: bool) {
         let start = *self.start.get_or_insert(running_time);
-        let pos = if running_time >= start {
-            callaudio::time_to_samples(running_time - start, self.rate) as i128
-        } else {
-            -(callaudio::time_to_samples(start - running_time, self.rate) as i128)
-        };
+        let pos = self.frame_of(running_time, start);
+        let count = if silence { Count::Silence } else { Count::Audio };
+        if self.pauses.is_empty() {
+            return self.place(track, pos, samples, count);
+        }
+        if !silence {
+            self.tracks[track].stats.received += samples.len() as u64;
+        }
+        // Received is counted once, above; the pieces count only silence.
+        let piece_count = if silence { Count::Silence } else { Count::Nothing };
+        let pauses = self.paused_frames(start);
+        let end = pos + samples.len() as i128;
+        let mut at = pos;
+        while at < end {
+            let inside = pauses.iter().find(|(a, b)| *a <= at && at < *b);
+            let next = match inside {
+                Some((_, b)) => (*b).min(end),
+                None => pauses.iter().map(|(a, _)| *a).filter(|a| *a > at).min().unwrap_or(end).min(end),
+            };
+            let piece = &samples[(at - pos) as usize..(next - pos) as usize];
+            let skipped: i128 = match self.pause_mode {
+                PauseMode::Skip => pauses.iter().map(|(a, b)| (*b).min(at) - (*a).min(at)).sum(),
+                PauseMode::Silence => 0,
+            };
+            match (inside.is_some(), self.pause_mode) {
+                (false, _) => self.place(track, at - skipped, piece, piece_count),
+                (true, PauseMode::Silence) => self.place(track, at, &vec![0i16; piece.len()], Count::Silence),
+                (true, PauseMode::Skip) => {}
+            }
+            at = next;
+        }
+    }
+
+    /// Appends `samples` of `track` at frame `pos`: fills a hole before them,
+    /// drops what overlaps frames the track already has.
+    fn place(&mut self, track: usize, pos: i128, samples: &[i16], count: Count) {
         let written = self.written;
         let t = &mut self.tracks[track];
         t.started = true;
-        if !silence {
+        if count == Count::Audio {
             t.stats.received += samples.len() as u64;
         }
         let end = t.end.max(written);
@@ -94,7 +198,7 @@ impl Mixer {
         }
         t.queue.extend(samples);
         t.end += samples.len() as u64;
-        if silence {
+        if count == Count::Silence {
             t.stats.silence += samples.len() as u64;
         }
     }
@@ -226,6 +330,57 @@ mod tests {
         assert!(m.has_audio());
         m.drain_all(&mut out);
         assert_eq!(m.stats(1).silence, 8000 * 3);
+    }
+
+    /// Pushes `frames` frames per track in 20 ms buffers (track c holds
+    /// `k * (c + 1)` at frame k) with a pause from 0.5 s to 1.25 s.
+    fn paused_recording(mode: PauseMode, channels: usize, frames: usize) -> Vec<Vec<i16>> {
+        let mut m = Mixer::new(8000, channels);
+        m.set_pause_mode(mode);
+        m.pause(ms(500) + ClockTime::from_nseconds(62_500)); // inside a buffer, on sample 4001
+        m.resume(ms(1250));
+        let mut out = Vec::new();
+        for b in 0..frames / 160 {
+            for c in 0..channels {
+                let samples: Vec<i16> = (b * 160..(b + 1) * 160).map(|k| (k * (c + 1)) as i16).collect();
+                m.push(c, ms(20 * b as u64), &samples, false);
+            }
+            m.drain_ready(&mut out);
+        }
+        m.drain_all(&mut out);
+        let f = frames_of(&out, channels);
+        (0..channels).map(|c| f.iter().map(|fr| fr[c]).collect()).collect()
+    }
+
+    fn frames_of(bytes: &[u8], channels: usize) -> Vec<Vec<i16>> {
+        frames(bytes, channels)
+    }
+
+    #[test]
+    fn skip_pause_is_a_lossless_cut_at_the_exact_sample() {
+        for channels in [1, 2] {
+            let tracks = paused_recording(PauseMode::Skip, channels, 16000);
+            for (c, got) in tracks.iter().enumerate() {
+                let input: Vec<i16> = (0..16000).map(|k| (k * (c + 1)) as i16).collect();
+                // Everything before the pause, then everything after it.
+                let expected: Vec<i16> = input[..4001].iter().chain(&input[10000..]).copied().collect();
+                assert_eq!(got, &expected, "channel {c} of {channels}");
+            }
+        }
+    }
+
+    #[test]
+    fn silence_pause_keeps_the_timeline() {
+        for channels in [1, 2] {
+            let tracks = paused_recording(PauseMode::Silence, channels, 16000);
+            for (c, got) in tracks.iter().enumerate() {
+                assert_eq!(got.len(), 16000);
+                let input: Vec<i16> = (0..16000).map(|k| (k * (c + 1)) as i16).collect();
+                assert_eq!(&got[..4001], &input[..4001]);
+                assert!(got[4001..10000].iter().all(|&s| s == 0));
+                assert_eq!(&got[10000..], &input[10000..]);
+            }
+        }
     }
 
     #[test]
