@@ -28,22 +28,31 @@ fn appsrc(name: &str) -> String {
     format!("appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec.")
 }
 
-#[test]
-fn eos_gives_a_complete_stereo_file_with_every_sample() {
-    init();
-    let dir = tmp_dir("eos");
-    let location = dir.join("call.wav");
+/// Records 2 s of ramps, the caller's rising and the agent's falling, from
+/// two appsrc tracks into `callrecsink name=rec {props}`. `in_paused` runs
+/// once the recording is open, before any audio.
+fn record_two_ramps(test: &str, props: &str, in_paused: impl FnOnce(&gst::Element)) -> (std::path::PathBuf, Vec<gst::Message>) {
+    let location = tmp_dir(test).join("call.wav");
     let pipeline = launch(&format!(
-        "callrecsink name=rec location={} {} {}",
+        "callrecsink name=rec {props} location={} {} {}",
         location.display(),
         appsrc("caller"),
         appsrc("agent")
     ));
+    pipeline.set_state(gst::State::Paused).unwrap();
+    in_paused(&pipeline.by_name("rec").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 100, 1);
     feed_ramp(&pipeline, "agent", 100, -1);
     let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
     pipeline.set_state(gst::State::Null).unwrap();
+    (location, messages)
+}
+
+#[test]
+fn eos_gives_a_complete_stereo_file_with_every_sample() {
+    init();
+    let (location, messages) = record_two_ramps("eos", "", |_| {});
     assert_eq!(error_text(&messages), None);
     let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
     assert_eq!(finalized.get::<u64>("frames").unwrap(), 16000);
@@ -230,24 +239,11 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
 #[test]
 fn pause_and_resume_cut_every_track_at_the_same_sample() {
     init();
-    let dir = tmp_dir("pause");
-    let location = dir.join("call.wav");
-    let pipeline = launch(&format!(
-        "callrecsink name=rec pause-mode=skip location={} {} {}",
-        location.display(),
-        appsrc("caller"),
-        appsrc("agent")
-    ));
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let rec = pipeline.by_name("rec").unwrap();
-    // Inside a 20 ms buffer: sample 4001 starts at 500.125 ms.
-    assert!(rec.emit_by_name::<bool>("pause", &[&500_125_000u64]));
-    assert!(rec.emit_by_name::<bool>("resume", &[&1_250_000_000u64]));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    feed_ramp(&pipeline, "caller", 100, 1);
-    feed_ramp(&pipeline, "agent", 100, -1);
-    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
-    pipeline.set_state(gst::State::Null).unwrap();
+    let (location, messages) = record_two_ramps("pause", "pause-mode=skip", |rec| {
+        // Inside a 20 ms buffer: sample 4001 starts at 500.125 ms.
+        assert!(rec.emit_by_name::<bool>("pause", &[&500_125_000u64]));
+        assert!(rec.emit_by_name::<bool>("resume", &[&1_250_000_000u64]));
+    });
     assert_eq!(error_text(&messages), None);
     let (channels, _, data) = read_wav(&location);
     assert_eq!(channels, 2);
