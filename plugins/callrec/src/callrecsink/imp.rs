@@ -30,6 +30,8 @@ const DEFAULT_FINALIZE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2)
 const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
 const DEFAULT_FILE_MODE: u32 = 0o640;
+/// The rate figures are given in while no input has fixed the real one.
+const FALLBACK_RATE: u32 = 8000;
 
 /// `pause-mode` as GStreamer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
@@ -114,8 +116,9 @@ struct Recording {
     header_interval: Duration,
     last_header: Instant,
     min_duration: gst::ClockTime,
+    /// Reused per buffer: the track's samples, and the interleaved output.
+    samples: Vec<i16>,
     scratch: Vec<u8>,
-    got_buffer: bool,
     /// Pauses (true) and resumes (false) asked for before the mixer exists.
     pending_pauses: Vec<(bool, gst::ClockTime)>,
     pause_mode: PauseMode,
@@ -126,13 +129,24 @@ struct Recording {
 }
 
 impl Recording {
-    /// Feeds samples of one track and writes whatever all tracks agree on.
-    fn push(&mut self, track: usize, running_time: gst::ClockTime, samples: &[i16], silence: bool) -> std::io::Result<()> {
+    fn rate(&self) -> u32 {
+        self.rate.unwrap_or(FALLBACK_RATE)
+    }
+
+    /// Real audio reached a track: the rate is fixed by the first input buffer.
+    fn audio_arrived(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    /// Feeds S16LE samples of one track and writes whatever all tracks agree on.
+    fn push(&mut self, track: usize, running_time: gst::ClockTime, s16le: &[u8], silence: bool) -> std::io::Result<()> {
         if self.done {
             return Ok(());
         }
         let Some(mixer) = self.mixer.as_mut() else { return Ok(()) };
-        mixer.push(track, running_time, samples, silence);
+        self.samples.clear();
+        self.samples.extend(s16le.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+        mixer.push(track, running_time, &self.samples, silence);
         self.scratch.clear();
         mixer.drain_ready(&mut self.scratch);
         let writer = self.writer.as_mut().expect("writer lives as long as the recording is not done");
@@ -146,7 +160,7 @@ impl Recording {
 
     fn report(&self, outcome: Outcome) -> Report {
         let tracks = self.mixer.as_ref().map(|m| (0..m.channels()).map(|i| m.stats(i)).collect()).unwrap_or_default();
-        Report { outcome, tracks, rate: self.rate.unwrap_or(8000) }
+        Report { outcome, tracks, rate: self.rate() }
     }
 
     /// Decides the outcome: publish, or discard and say why. Runs once.
@@ -175,8 +189,7 @@ impl Recording {
             return Outcome::Failed(io_reason("writing", writer.part(), &err));
         }
         let frames = writer.frames();
-        let rate = self.rate.unwrap_or(8000);
-        if callaudio::samples_to_time(frames, rate) < self.min_duration {
+        if callaudio::samples_to_time(frames, self.rate()) < self.min_duration {
             let _ = writer.discard();
             return Outcome::TooShort { frames };
         }
@@ -339,7 +352,7 @@ impl CallRecSink {
         let rate = if configured > 0 {
             configured
         } else {
-            state.tracks.iter().filter_map(|t| t.input_rate).max().unwrap_or(8000)
+            state.tracks.iter().filter_map(|t| t.input_rate).max().unwrap_or(FALLBACK_RATE)
         };
         gst::info!(CAT, imp = self, "recording {} track(s) at {rate} Hz", rec.channels);
         rec.rate = Some(rate);
@@ -387,15 +400,13 @@ impl CallRecSink {
                 gst::FlowError::Error
             })?;
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let samples: Vec<i16> = map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
         let mut recording = self.recording();
         let Some(rec) = recording.as_mut() else { return Err(gst::FlowError::Flushing) };
         if rec.done {
             return Err(gst::FlowError::Eos);
         }
-        rec.got_buffer = true;
-        if let Err(err) = rec.push(index, running_time, &samples, silence) {
+        if let Err(err) = rec.push(index, running_time, &map, silence) {
             let reason = io_reason("writing", rec.writer.as_ref().map_or(Path::new(""), |w| w.part()), &err);
             // Keep what is on disk under the partial name; write nothing more.
             if let Some(mut writer) = rec.writer.take() {
@@ -414,7 +425,7 @@ impl CallRecSink {
         let report = {
             let mut recording = self.recording();
             let Some(rec) = recording.as_mut() else { return };
-            let (rate, channels) = (rec.rate.unwrap_or(8000), rec.channels);
+            let (rate, channels) = (rec.rate(), rec.channels);
             // A track may end before any track sent a buffer.
             let mixer = rec.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
             mixer.set_eos(index);
@@ -513,7 +524,7 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         }
-        let writer = WavWriter::create(&location, settings.file_mode, channels as u16, 8000).map_err(|err| {
+        let writer = WavWriter::create(&location, settings.file_mode, channels as u16, FALLBACK_RATE).map_err(|err| {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
@@ -531,7 +542,7 @@ impl CallRecSink {
             last_header: Instant::now(),
             min_duration: settings.min_duration,
             scratch: Vec::new(),
-            got_buffer: false,
+            samples: Vec::new(),
             pending_pauses: Vec::new(),
             pause_mode: settings.pause_mode.into(),
             done: false,
@@ -569,7 +580,7 @@ impl CallRecSink {
         let armed = id.wait_async(move |_, _, _| {
             let Some(obj) = weak.upgrade() else { return };
             let imp = obj.imp();
-            let silent = imp.recording().as_ref().is_some_and(|r| !r.got_buffer && !r.done);
+            let silent = imp.recording().as_ref().is_some_and(|r| !r.audio_arrived() && !r.done);
             if silent {
                 imp.post_failed("no-audio", Vec::new());
                 gst::element_error!(
@@ -599,7 +610,7 @@ impl CallRecSink {
             let report = recording.lock().unwrap().as_mut().and_then(|r| r.finalize());
             let _ = tx.send(report);
         });
-        let failed = |reason: String| Report { outcome: Outcome::Failed(reason), tracks: Vec::new(), rate: 8000 };
+        let failed = |reason: String| Report { outcome: Outcome::Failed(reason), tracks: Vec::new(), rate: FALLBACK_RATE };
         if spawned.is_err() {
             self.post(failed("could not start the finalization thread".into()));
             return true;

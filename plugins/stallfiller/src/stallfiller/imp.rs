@@ -85,7 +85,8 @@ struct State {
     pending_wait: Option<gst::SingleShotClockId>,
     /// Stream time at which real data stopped, while a stall is being filled.
     stall_since: Option<gst::ClockTime>,
-    /// A flow error the task met, handed to upstream on its next buffer.
+    /// A flow error the task met, handed to upstream on its next buffer;
+    /// the task waits while one is pending.
     flow_error: Option<gst::FlowError>,
     stats: Stats,
 }
@@ -295,6 +296,7 @@ impl StallFiller {
         let out = {
             let mut state = self.state();
             if let Some(err) = state.flow_error.take() {
+                state.wake_task(&self.cond);
                 return Err(err);
             }
             // Real data moves the end and so the task's deadline later; the
@@ -487,7 +489,7 @@ impl StallFiller {
     /// Clock time at which the next sample is overdue, if the task should be
     /// waiting for it at all.
     fn deadline(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
-        if !state.playing || state.flushing || state.eos || state.task_stop {
+        if !state.playing || state.flushing || state.eos || state.task_stop || state.flow_error.is_some() {
             return None;
         }
         let upstream = state.upstream.filter(|u| u.live)?;
@@ -568,13 +570,9 @@ impl StallFiller {
         };
         if let Err(err) = self.push_output(out) {
             gst::debug!(CAT, imp = self, "silence push returned {err:?}");
-            let mut state = self.state();
-            if err != gst::FlowError::Flushing {
-                state.flow_error = Some(err);
-            }
-            // Without a working downstream there is nothing to fill for;
-            // flushing or a new segment wakes us again.
-            state.eos = true;
+            // Upstream gets it on its next buffer; until then there is no
+            // deadline, so the task does not retry against a broken downstream.
+            self.state().flow_error = Some(err);
         }
     }
 
