@@ -238,27 +238,24 @@ impl Mixer {
         self.interleave(n, out);
     }
 
+    /// Writes `n` frames: each track's samples go to every `channels`-th
+    /// slot of the output, a track out of samples gives silence.
     fn interleave(&mut self, n: u64, out: &mut Vec<u8>) {
         if n == 0 {
             return;
         }
+        let n = n as usize;
         let channels = self.tracks.len();
-        out.reserve(n as usize * channels * 2);
-        if channels == 1 {
-            let q = &mut self.tracks[0].queue;
-            let take = (n as usize).min(q.len());
-            for s in q.drain(..take) {
-                out.extend_from_slice(&s.to_le_bytes());
-            }
-            out.resize(out.len() + (n as usize - take) * 2, 0);
-        } else {
-            for _ in 0..n {
-                for t in &mut self.tracks {
-                    out.extend_from_slice(&t.queue.pop_front().unwrap_or(0).to_le_bytes());
-                }
+        let base = out.len();
+        out.resize(base + n * channels * 2, 0);
+        let frames = &mut out[base..];
+        for (c, t) in self.tracks.iter_mut().enumerate() {
+            let take = n.min(t.queue.len());
+            for (slot, s) in frames.chunks_exact_mut(2 * channels).zip(t.queue.drain(..take)) {
+                slot[2 * c..2 * c + 2].copy_from_slice(&s.to_le_bytes());
             }
         }
-        self.written += n;
+        self.written += n as u64;
     }
 }
 
