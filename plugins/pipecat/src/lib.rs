@@ -1,0 +1,33 @@
+//! `pipecatwsrc` and `pipecatwssink`: a Pipecat voice bot on a WebSocket as
+//! a live GStreamer source (its audio) and sink (the caller's audio).
+
+use gst::glib;
+
+mod common;
+mod connection;
+mod g711;
+mod pipecatwsrc;
+mod pipecatwssink;
+mod protobuf;
+mod redact;
+mod serializer;
+
+pub use pipecatwsrc::PipecatWsSrc;
+pub use pipecatwssink::PipecatWsSink;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    pipecatwsrc::register(plugin)?;
+    pipecatwssink::register(plugin)
+}
+
+gst::plugin_define!(
+    pipecat,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL-2.0",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,339 @@
+//! `pipecatwsrc`: a live source of the bot's audio.
+//!
+//! `create()` waits on the connection's inbox, never on a timer: it wakes
+//! for audio, for the end of the connection (and says why), and for
+//! `unlock()`. A clean hang-up pushes everything received, then EOS.
+
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use crate::common::LinkSettings;
+use crate::connection::{CAT, Connection, End, Next};
+use crate::redact;
+
+const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
+const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+
+#[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstPipecatOnClose")]
+pub enum OnClose {
+    #[default]
+    #[enum_value(name = "EOS: the bot hanging up ends the stream", nick = "eos")]
+    Eos,
+    #[enum_value(name = "Error: the bot hanging up is an error", nick = "error")]
+    Error,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    link: LinkSettings,
+    on_close: OnClose,
+    response_timeout: gst::ClockTime,
+    max_queue: gst::ClockTime,
+    latency: gst::ClockTime,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            link: LinkSettings::default(),
+            on_close: OnClose::Eos,
+            response_timeout: gst::ClockTime::ZERO,
+            max_queue: DEFAULT_MAX_QUEUE,
+            latency: DEFAULT_LATENCY,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    connection: Option<Arc<Connection>>,
+    /// (rate, channels) of the caps last set.
+    format: Option<(u32, u32)>,
+    /// Where the next buffer may start at the earliest: bursts play in order.
+    next_pts: gst::ClockTime,
+    /// A `pipecat-agent-silent` warning was posted for the current silence.
+    warned_silent: bool,
+}
+
+#[derive(Default)]
+pub struct PipecatWsSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+impl PipecatWsSrc {
+    fn settings(&self) -> Settings {
+        self.settings.lock().unwrap().clone()
+    }
+
+    fn connection(&self) -> Option<Arc<Connection>> {
+        self.state.lock().unwrap().connection.clone()
+    }
+
+    fn post(&self, s: gst::Structure) {
+        let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    fn buffer_for(&self, chunk: crate::connection::Chunk) -> Result<gst::Buffer, gst::FlowError> {
+        let (pts, caps) = {
+            let mut state = self.state.lock().unwrap();
+            let format = (chunk.rate, chunk.channels);
+            let caps = (state.format != Some(format)).then(|| {
+                state.format = Some(format);
+                gst_audio::AudioCapsBuilder::new_interleaved()
+                    .format(gst_audio::AudioFormat::S16le)
+                    .rate(chunk.rate as i32)
+                    .channels(chunk.channels as i32)
+                    .build()
+            });
+            // Stamped at arrival on the pipeline clock, but never before the
+            // end of the previous buffer: a burst of TTS plays out in order.
+            let pts = chunk.arrival.unwrap_or(state.next_pts).max(state.next_pts);
+            state.next_pts = pts + chunk.duration();
+            state.warned_silent = false;
+            (pts, caps)
+        };
+        if let Some(caps) = caps {
+            gst::debug!(CAT, imp = self, "bot audio is now {caps}");
+            self.obj().set_caps(&caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+        }
+        let duration = chunk.duration();
+        let mut buffer = gst::Buffer::from_mut_slice(chunk.pcm);
+        {
+            let b = buffer.get_mut().unwrap();
+            b.set_pts(pts);
+            b.set_duration(duration);
+        }
+        Ok(buffer)
+    }
+
+    fn ended(&self, end: End, settings: &Settings) -> gst::FlowError {
+        match end {
+            End::Closed { code, reason } => {
+                gst::info!(CAT, imp = self, "bot hung up ({code}); all received audio was pushed");
+                self.post(
+                    gst::Structure::builder("pipecat-closed")
+                        .field("code", code as u32)
+                        .field("reason", reason.as_str())
+                        .field("clean", true)
+                        .build(),
+                );
+                if settings.on_close == OnClose::Error {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ("The Pipecat bot hung up (close code {})", code),
+                        ["on-close=error; reason: {reason:?}"]
+                    );
+                    return gst::FlowError::Error;
+                }
+                gst::FlowError::Eos
+            }
+            // Already on the bus, posted by the connection when it happened.
+            End::Failed { .. } => gst::FlowError::Error,
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for PipecatWsSrc {
+    const NAME: &'static str = "GstPipecatWsSrc";
+    type Type = super::PipecatWsSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for PipecatWsSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = LinkSettings::properties();
+            props.extend([
+                glib::ParamSpecEnum::builder_with_default("on-close", OnClose::Eos)
+                    .nick("On close")
+                    .blurb("What a clean hang-up by the bot becomes")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("response-timeout")
+                    .nick("Response timeout")
+                    .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns); 0 = off")
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-queue")
+                    .nick("Max queue")
+                    .blurb("Audio (ns) held while downstream is slow; beyond it the oldest is dropped with a WARNING")
+                    .minimum(gst::ClockTime::MSECOND.nseconds())
+                    .default_value(DEFAULT_MAX_QUEUE.nseconds())
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("latency")
+                    .nick("Latency")
+                    .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
+                    .default_value(DEFAULT_LATENCY.nseconds())
+                    .mutable_ready()
+                    .build(),
+            ]);
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        if s.link.set(pspec.name(), value) {
+            return;
+        }
+        let ns = || gst::ClockTime::from_nseconds(value.get::<u64>().unwrap());
+        match pspec.name() {
+            "on-close" => s.on_close = value.get().unwrap(),
+            "response-timeout" => s.response_timeout = ns(),
+            "max-queue" => s.max_queue = ns(),
+            "latency" => s.latency = ns(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings();
+        if let Some(v) = s.link.get(pspec.name()) {
+            return v;
+        }
+        match pspec.name() {
+            "on-close" => s.on_close.to_value(),
+            "response-timeout" => s.response_timeout.nseconds().to_value(),
+            "max-queue" => s.max_queue.nseconds().to_value(),
+            "latency" => s.latency.nseconds().to_value(),
+            name => unreachable!("unknown property {name}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+        obj.set_do_timestamp(false);
+    }
+}
+
+impl GstObjectImpl for PipecatWsSrc {}
+
+impl ElementImpl for PipecatWsSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Pipecat WebSocket source",
+                "Source/Audio/Network",
+                "Outputs a Pipecat bot's audio from its WebSocket; a hang-up is EOS, any other end an \
+                 error that names the cause, at once",
+                "Call audio plugins",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_audio::AudioCapsBuilder::new_interleaved().format(gst_audio::AudioFormat::S16le).build();
+            vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for PipecatWsSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings();
+        let Some(uri) = settings.link.uri.clone() else {
+            return Err(gst::error_msg!(gst::ResourceError::NotFound, ["No uri set for the Pipecat bot"]));
+        };
+        gst::debug!(CAT, imp = self, "starting with {}", redact::redact_uri(&uri));
+        let conn = Connection::named(&settings.link.connection);
+        conn.attach_src(self.obj().upcast_ref(), settings.max_queue);
+        conn.connect(&settings.link.connect_config(&uri)).map_err(|end| match end {
+            End::Failed { text, debug } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text), ["{}", debug]),
+            End::Closed { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ["The Pipecat bot closed at once"]),
+        })?;
+        *self.state.lock().unwrap() = State { connection: Some(conn), ..State::default() };
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(conn) = self.state.lock().unwrap().connection.take() {
+            conn.close();
+        }
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(conn) = self.connection() {
+            conn.set_flushing(true);
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(conn) = self.connection() {
+            conn.set_flushing(false);
+        }
+        Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            q.set(true, self.settings().latency, gst::ClockTime::NONE);
+            return true;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+}
+
+impl PushSrcImpl for PipecatWsSrc {
+    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+        let settings = self.settings();
+        let conn = self.connection().ok_or(gst::FlowError::Flushing)?;
+        let timeout = (!settings.response_timeout.is_zero())
+            .then(|| Duration::from_nanos(settings.response_timeout.nseconds()));
+        loop {
+            let (next, dropped) = conn.next(timeout);
+            if !dropped.is_zero() {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Downstream is slow: dropped {} of the bot's oldest audio", dropped),
+                    ["more than max-queue ({}) was waiting", settings.max_queue]
+                );
+            }
+            match next {
+                Next::Audio(chunk) => return Ok(CreateSuccess::NewBuffer(self.buffer_for(chunk)?)),
+                Next::Flushing => return Err(gst::FlowError::Flushing),
+                Next::End(end) => return Err(self.ended(end, &settings)),
+                Next::TimedOut => {
+                    let mut state = self.state.lock().unwrap();
+                    if !std::mem::replace(&mut state.warned_silent, true) {
+                        drop(state);
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Read,
+                            ("The Pipecat bot sent no audio for {}", settings.response_timeout),
+                            ["response-timeout; the connection is still open"]
+                        );
+                        self.post(
+                            gst::Structure::builder("pipecat-agent-silent")
+                                .field("timeout", settings.response_timeout)
+                                .build(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

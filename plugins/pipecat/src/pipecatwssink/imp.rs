@@ -1,0 +1,158 @@
+//! `pipecatwssink`: the caller's audio, to the bot, on the WebSocket of the
+//! `pipecatwsrc` naming the same `connection` (or its own, given a `uri`).
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::common::LinkSettings;
+use crate::connection::{CAT, Connection, End};
+
+#[derive(Default)]
+struct State {
+    connection: Option<Arc<Connection>>,
+    rate: u32,
+}
+
+#[derive(Default)]
+pub struct PipecatWsSink {
+    settings: Mutex<LinkSettings>,
+    state: Mutex<State>,
+}
+
+impl PipecatWsSink {
+    fn settings(&self) -> LinkSettings {
+        self.settings.lock().unwrap().clone()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for PipecatWsSink {
+    const NAME: &'static str = "GstPipecatWsSink";
+    type Type = super::PipecatWsSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for PipecatWsSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(LinkSettings::properties);
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        self.settings.lock().unwrap().set(pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        self.settings().get(pspec.name()).expect("every property is a link setting")
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // The bot paces itself; the caller's audio goes out as it arrives.
+        self.obj().set_sync(false);
+    }
+}
+
+impl GstObjectImpl for PipecatWsSink {}
+
+impl ElementImpl for PipecatWsSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Pipecat WebSocket sink",
+                "Sink/Audio/Network",
+                "Sends the caller's audio to a Pipecat bot, on the WebSocket of the pipecatwsrc with the same connection",
+                "Call audio plugins",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_audio::AudioCapsBuilder::new_interleaved()
+                .format(gst_audio::AudioFormat::S16le)
+                .channels(1)
+                .build();
+            vec![gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap()]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for PipecatWsSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings();
+        if settings.connection.is_empty() && settings.uri.is_none() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["pipecatwssink needs a uri, or the connection name of a pipecatwsrc"]
+            ));
+        }
+        let conn = Connection::named(&settings.connection);
+        // Sinks start before sources: with its own uri the sink connects,
+        // otherwise the pipecatwsrc of the same connection does.
+        if let Some(uri) = settings.uri.as_deref() {
+            conn.connect(&settings.connect_config(uri)).map_err(|end| match end {
+                End::Failed { text, debug } => gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text), ["{}", debug]),
+                End::Closed { .. } => gst::error_msg!(gst::ResourceError::OpenWrite, ["The Pipecat bot closed at once"]),
+            })?;
+        }
+        self.state.lock().unwrap().connection = Some(conn);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.state.lock().unwrap().connection = None;
+        Ok(())
+    }
+
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let mut caps = self.obj().sink_pad().pad_template_caps();
+        if let Some(rate) = self.settings().serializer.fixed_rate() {
+            caps.make_mut().set("rate", rate as i32);
+        }
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_audio::AudioInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "bad caps {caps}"))?;
+        self.state.lock().unwrap().rate = info.rate();
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (conn, rate) = {
+            let state = self.state.lock().unwrap();
+            (state.connection.clone().ok_or(gst::FlowError::Flushing)?, state.rate)
+        };
+        let settings = self.settings();
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let msg = settings.serializer.encode_audio(&map, rate, &settings.stream_sid);
+        match conn.send(msg) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(Some(End::Closed { .. })) => Err(gst::FlowError::Eos),
+            Err(Some(End::Failed { text, debug })) => {
+                gst::element_imp_error!(self, gst::ResourceError::Write, ("{}", text), ["{}", debug]);
+                Err(gst::FlowError::Error)
+            }
+            Err(None) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("Not connected to a Pipecat bot"),
+                    ["connection '{}' has not been opened by a pipecatwsrc; set uri on the sink or start the source", settings.connection]
+                );
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+}
