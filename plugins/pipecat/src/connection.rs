@@ -322,16 +322,13 @@ impl Connection {
         }
     }
 
-    /// Records how the connection ended, wakes the waiter, and puts a failure
-    /// on the bus at once (not when someone next asks).
+    /// Records how the connection ended and wakes the waiter. A failure goes
+    /// on the bus first, so it is the first error an application sees (the
+    /// base class adds a generic one once `create()` returns).
     fn finish(&self, end: End) {
-        let mut inbox = self.inbox();
-        if inbox.end.is_some() {
+        if self.inbox().end.is_some() {
             return;
         }
-        inbox.end = Some(end.clone());
-        drop(inbox);
-        self.cond.notify_all();
         self.link.lock().unwrap().connected = false;
         match &end {
             End::Failed { text, debug } => {
@@ -342,6 +339,8 @@ impl Connection {
             }
             End::Closed { code, reason } => gst::info!(CAT, "connection '{}': bot closed ({code} {reason})", self.name),
         }
+        self.inbox().end.get_or_insert(end);
+        self.cond.notify_all();
     }
 }
 

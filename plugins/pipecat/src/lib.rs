@@ -5,7 +5,7 @@ use gst::glib;
 
 mod common;
 mod connection;
-mod g711;
+pub mod g711;
 mod pipecatwsrc;
 mod pipecatwssink;
 mod protobuf;

@@ -53,8 +53,10 @@ impl ObjectImpl for PipecatWsSink {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // The bot paces itself; the caller's audio goes out as it arrives.
+        // The bot paces itself: the caller's audio goes out as it arrives,
+        // and a live call does not wait for this sink to preroll.
         self.obj().set_sync(false);
+        self.obj().set_async(false);
     }
 }
 
@@ -137,6 +139,7 @@ impl BaseSinkImpl for PipecatWsSink {
         let settings = self.settings();
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let msg = settings.serializer.encode_audio(&map, rate, &settings.stream_sid);
+        gst::trace!(CAT, imp = self, "sending {} bytes of caller audio", map.len());
         match conn.send(msg) {
             Ok(()) => Ok(gst::FlowSuccess::Ok),
             Err(Some(End::Closed { .. })) => Err(gst::FlowError::Eos),

@@ -1,0 +1,274 @@
+//! pipecatwsrc/pipecatwssink against a real Pipecat bot, for both the
+//! protobuf and the Twilio serializer, and against raw servers for what no
+//! real bot sends.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+use gstpipecat::g711;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the bot's ramp looks like after the wire: exact for protobuf,
+/// through mu-law (Pipecat's `audioop.lin2ulaw`) for Twilio.
+fn over_the_wire(serializer: &str, samples: Vec<i16>) -> Vec<i16> {
+    match serializer {
+        "twilio" => samples.into_iter().map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s))).collect(),
+        _ => samples,
+    }
+}
+
+fn rate_of(serializer: &str) -> usize {
+    if serializer == "twilio" { 8000 } else { 16000 }
+}
+
+fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
+    init();
+    let bot = Bot::start(&["--serializer", serializer, "--mode", "ramp", "--seconds", "0.5", "--hangup"]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} serializer={serializer} ! appsink name=sink sync=false",
+        bot.uri()
+    ));
+    let received = record(&pipeline, "sink");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(20));
+    let (msg, eos_at) = end.expect("no EOS after the bot hung up");
+    assert_eq!(error_of(&msg), None);
+    let messages = structures(&seen);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let closed = messages.iter().find(|s| s.name() == "pipecat-closed").expect("pipecat-closed");
+    assert!(closed.get::<bool>("clean").unwrap());
+    assert!(matches!(closed.get::<u32>("code").unwrap(), 1000 | 1001));
+    let r = received.lock().unwrap();
+    let rate = rate_of(serializer);
+    assert_eq!(r.rates, vec![rate as i32]);
+    // Every sample of the ramp, exactly, then Pipecat's 2 s of end silence.
+    let n = rate / 2;
+    assert_eq!(r.samples[..n], over_the_wire(serializer, ramp(n))[..]);
+    assert_eq!(r.samples.len(), n + 2 * rate, "the last message (end silence) was pushed before EOS");
+    assert!(r.samples[n..].iter().all(|&s| s == 0));
+    // Contiguous timestamps even though Pipecat sends faster than real time.
+    for pair in r.pts.windows(2) {
+        assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlapping timestamps {pair:?}");
+    }
+    let after_last = eos_at.duration_since(r.last_arrival.unwrap());
+    println!("{serializer}: EOS {after_last:?} after the last buffer");
+    assert!(after_last < Duration::from_millis(100), "EOS {after_last:?} after the close");
+}
+
+#[test]
+fn protobuf_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("protobuf");
+}
+
+#[test]
+fn twilio_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("twilio");
+}
+
+/// What pipecatwssink sends the echo bot comes back through pipecatwsrc.
+fn full_duplex_echo(serializer: &str) {
+    init();
+    let bot = Bot::start(&["--serializer", serializer, "--mode", "echo", "--rate", "8000"]);
+    let connection = format!("echo-{serializer}");
+    let pipeline = launch(&format!(
+        "appsrc name=caller is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 \
+           ! pipecatwssink connection={connection} serializer={serializer} \
+         pipecatwsrc connection={connection} uri={} serializer={serializer} ! appsink name=sink sync=false",
+        bot.uri()
+    ));
+    let received = record(&pipeline, "sink");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let caller = pipeline.by_name("caller").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    // 1 s of a ramp that starts at 1, so its first sample is easy to find.
+    let sent: Vec<i16> = (0..8000).map(|k| 1 + (k % 20000) as i16).collect();
+    for (i, chunk) in sent.chunks(160).enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(chunk.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>());
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
+        caller.push_buffer(buffer).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().samples.iter().filter(|&&s| s != 0).count() < sent.len() - 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let errors = std::iter::from_fn(|| pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error])).count();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(errors, 0);
+    let r = received.lock().unwrap();
+    let expected = over_the_wire(serializer, sent);
+    // Align on the first sample the wire leaves non-zero (mu-law rounds the
+    // smallest ramp values to 0).
+    let lead = expected.iter().position(|&s| s != 0).unwrap();
+    let start = r.samples.iter().position(|&s| s != 0).expect("nothing came back") - lead;
+    let back = &r.samples[start..(start + expected.len()).min(r.samples.len())];
+    assert_eq!(back.len(), expected.len(), "only {} of {} samples came back", back.len(), expected.len());
+    assert_eq!(back, &expected[..], "the echo differs from what was sent");
+}
+
+#[test]
+fn protobuf_full_duplex_echo() {
+    full_duplex_echo("protobuf");
+}
+
+#[test]
+fn twilio_full_duplex_echo() {
+    full_duplex_echo("twilio");
+}
+
+fn bot_killed_mid_stream_is_an_error_at_once(serializer: &str) {
+    init();
+    let mut bot = Bot::start(&["--serializer", serializer, "--mode", "ramp", "--seconds", "30"]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} serializer={serializer} ! appsink name=sink sync=false",
+        bot.uri()
+    ));
+    let received = record(&pipeline, "sink");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().samples.len() < 4000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bot.child.kill().unwrap(); // SIGKILL: no close frame
+    let killed_at = Instant::now();
+    let (msg, at) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(5))
+        .1
+        .expect("nothing on the bus after the bot died");
+    let (text, debug) = error_of(&msg).expect("an ERROR, not EOS, when the bot dies");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = at.duration_since(killed_at);
+    println!("{serializer}: bot killed -> ERROR in {took:?}: {text} / {debug}");
+    assert!(text.contains("Pipecat bot connection lost"), "{text}");
+    assert!(text.contains("1006") || text.contains("reset by peer"), "{text}");
+    assert!(!debug.is_empty());
+    assert!(took < Duration::from_millis(100), "error {took:?} after the bot died");
+}
+
+#[test]
+fn protobuf_bot_killed_mid_stream_is_an_error_at_once() {
+    bot_killed_mid_stream_is_an_error_at_once("protobuf");
+}
+
+#[test]
+fn twilio_bot_killed_mid_stream_is_an_error_at_once() {
+    bot_killed_mid_stream_is_an_error_at_once("twilio");
+}
+
+fn error_from_raw_server(serializer: &str, extra: &str, messages: Vec<Message>) -> (String, String) {
+    init();
+    let port = raw_server(messages);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ serializer={serializer} {extra} ! fakesink sync=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(5))
+        .1
+        .expect("no error for a bad frame");
+    pipeline.set_state(gst::State::Null).unwrap();
+    error_of(&msg).expect("an ERROR")
+}
+
+#[test]
+fn garbage_frames_are_errors_that_name_the_frame() {
+    let (text, debug) = error_from_raw_server("protobuf", "", vec![Message::Binary(vec![0x12, 0x50, 0x01, 0x02].into())]);
+    assert!(text.contains("does not parse") && text.contains("bytes with only"), "{text}");
+    assert!(debug.contains("4 bytes"), "{debug}");
+    let (text, _) = error_from_raw_server("twilio", "", vec![Message::Text("not json at all".into())]);
+    assert!(text.contains("does not parse") && text.contains("not JSON"), "{text}");
+    let (text, _) = error_from_raw_server("protobuf", "", vec![Message::Text("hello".into())]);
+    assert!(text.contains("text message where protobuf expects binary"), "{text}");
+}
+
+#[test]
+fn oversized_frame_is_an_error() {
+    let big = gstpipecat_audio_frame(3 * 1024 * 1024);
+    let (text, _) = error_from_raw_server("protobuf", "max-message-size=1048576", vec![Message::Binary(big.into())]);
+    assert!(text.contains("max-message-size"), "{text}");
+}
+
+fn gstpipecat_audio_frame(bytes: usize) -> Vec<u8> {
+    // Frame{audio: AudioRawFrame{audio: zeros, sample_rate: 16000, num_channels: 1}}
+    let mut inner = vec![0x1a];
+    put_varint(&mut inner, bytes as u64);
+    inner.resize(inner.len() + bytes, 0);
+    inner.extend([0x20, 0x80, 0x7d, 0x28, 0x01]);
+    let mut out = vec![0x12];
+    put_varint(&mut out, inner.len() as u64);
+    out.extend(inner);
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[test]
+fn bot_closing_with_a_failure_code_is_an_error() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let close = Message::Close(Some(CloseFrame { code: CloseCode::Again, reason: "busy".into() }));
+    let (text, _) = error_from_raw_server("protobuf", "", vec![close]);
+    assert!(text.contains("1013") && text.contains("server busy") && text.contains("busy"), "{text}");
+}
+
+fn state_change_error(uri: &str) -> String {
+    init();
+    let pipeline = launch(&format!("pipecatwsrc uri={uri} connect-timeout=2000000000 ! fakesink"));
+    let t = Instant::now();
+    assert!(pipeline.set_state(gst::State::Playing).is_err(), "the state change must fail");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let (msg, _) = wait_for(&pipeline, &[gst::MessageType::Error], Duration::from_secs(1)).1.expect("an ERROR");
+    pipeline.set_state(gst::State::Null).unwrap();
+    error_of(&msg).unwrap().0
+}
+
+#[test]
+fn connect_refused_fails_the_state_change() {
+    let text = state_change_error(&format!("ws://127.0.0.1:{}/", free_port()));
+    assert!(text.contains("connection refused"), "{text}");
+}
+
+#[test]
+fn http_401_on_upgrade_fails_the_state_change() {
+    let port = http_server("401 Unauthorized");
+    let text = state_change_error(&format!("ws://127.0.0.1:{port}/ws?token=s3cr3t-t0ken"));
+    assert!(text.contains("HTTP 401") && text.contains("authentication"), "{text}");
+    assert!(!text.contains("s3cr3t-t0ken"), "the token leaked into the error: {text}");
+}
+
+#[test]
+fn stopping_while_waiting_for_audio_is_prompt() {
+    init();
+    let bot = Bot::start(&["--mode", "silent"]);
+    let pipeline = launch(&format!("pipecatwsrc uri={} ! fakesink sync=false", bot.uri()));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = t.elapsed();
+    println!("set_state(Null) while create() waited: {took:?}");
+    assert!(took < Duration::from_millis(100), "{took:?}");
+}
+
+#[test]
+fn a_silent_bot_is_a_warning_never_an_error() {
+    init();
+    let bot = Bot::start(&["--mode", "silent"]);
+    let pipeline = launch(&format!("pipecatwsrc uri={} response-timeout=1000000000 ! fakesink sync=false", bot.uri()));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let bus = pipeline.bus().unwrap();
+    let messages: Vec<gst::Message> = std::iter::from_fn(|| bus.pop()).collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!messages.iter().any(|m| m.type_() == gst::MessageType::Error));
+    let warnings = messages.iter().filter(|m| m.type_() == gst::MessageType::Warning).count();
+    assert_eq!(warnings, 1, "one warning for one silent stretch");
+    assert!(messages.iter().any(|m| m.structure().is_some_and(|s| s.name() == "pipecat-agent-silent")));
+}
