@@ -1,0 +1,112 @@
+//! `pipecatwsrc` throughput and added latency, from a local WebSocket sender
+//! speaking Pipecat's protobuf frames, in one run:
+//!
+//!     cargo bench -p gst-plugin-pipecat --bench latency
+//!
+//! Latency is from the sender's `send` to the buffer reaching appsink
+//! (one message = one buffer); throughput is frames per second with the
+//! sender sending as fast as it can.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// Frame{audio: AudioRawFrame{audio, sample_rate: 16000, num_channels: 1}}
+fn frame(samples: usize) -> Vec<u8> {
+    let mut inner = vec![0x1a];
+    varint(&mut inner, 2 * samples as u64);
+    inner.resize(inner.len() + 2 * samples, 1);
+    inner.extend([0x20, 0x80, 0x7d, 0x28, 0x01]);
+    let mut out = vec![0x12];
+    varint(&mut out, inner.len() as u64);
+    out.extend(inner);
+    out
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Sends `count` frames, `pace` apart; returns when each was sent.
+fn sender(count: usize, pace: Duration) -> (u16, Arc<Mutex<Vec<Instant>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let s = sent.clone();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut ws = tungstenite::accept(stream).unwrap();
+        let payload = frame(320);
+        for _ in 0..count {
+            let msg = Message::Binary(payload.clone().into());
+            s.lock().unwrap().push(Instant::now());
+            ws.send(msg).unwrap();
+            if !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
+        }
+        let _ = ws.close(None);
+        let _ = ws.flush();
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    (port, sent)
+}
+
+fn run(count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
+    let (port, sent) = sender(count, pace);
+    let pipeline = gst::parse::launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ max-queue=1000000000000 ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let received = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let r = received.clone();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let _ = sink.pull_sample();
+                r.lock().unwrap().push(Instant::now());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .expect("the stream did not end");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let sent = sent.lock().unwrap().clone();
+    let received = received.lock().unwrap().clone();
+    assert_eq!(sent.len(), received.len(), "every frame must arrive");
+    (sent, received)
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstpipecat::plugin_register_static().unwrap();
+
+    let (sent, received) = run(50_000, Duration::ZERO);
+    let seconds = received.last().unwrap().duration_since(sent[0]).as_secs_f64();
+    println!("throughput: {} frames of 20 ms (16 kHz mono) in {seconds:.3} s = {:.0} frames/s", sent.len(), sent.len() as f64 / seconds);
+
+    let (sent, received) = run(1_000, Duration::from_millis(5));
+    let mut added: Vec<Duration> = sent.iter().zip(&received).map(|(s, r)| r.duration_since(*s)).collect();
+    added.sort();
+    let pct = |p: f64| added[((added.len() - 1) as f64 * p) as usize];
+    println!(
+        "latency, send -> buffer at appsink, {} frames 5 ms apart: p50 {:?}, p99 {:?}, max {:?} (goal p99 < 2 ms)",
+        added.len(),
+        pct(0.50),
+        pct(0.99),
+        added.last().unwrap()
+    );
+}
