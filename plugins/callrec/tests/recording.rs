@@ -32,7 +32,8 @@ fn appsrc(name: &str) -> String {
 /// two appsrc tracks into `callrecsink name=rec {props}`. `in_paused` runs
 /// once the recording is open, before any audio.
 fn record_two_ramps(test: &str, props: &str, in_paused: impl FnOnce(&gst::Element)) -> (std::path::PathBuf, Vec<gst::Message>) {
-    let location = tmp_dir(test).join("call.wav");
+    let file = if props.contains("mode=separate") { "call-%u.wav" } else { "call.wav" };
+    let location = tmp_dir(test).join(file);
     let pipeline = launch(&format!(
         "callrecsink name=rec {props} location={} {} {}",
         location.display(),
@@ -69,6 +70,42 @@ fn eos_gives_a_complete_stereo_file_with_every_sample() {
     assert_eq!(data[1], ramp.iter().map(|v| -v).collect::<Vec<_>>(), "right channel is the agent");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&location).unwrap().permissions().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn separate_mode_gives_one_mono_file_per_track() {
+    init();
+    let (pattern, messages) = record_two_ramps("separate", "mode=separate", |_| {});
+    assert_eq!(error_text(&messages), None);
+    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    let files: Vec<String> = finalized.get::<gst::Array>("files").unwrap().iter().map(|v| v.get::<String>().unwrap()).collect();
+    let expected: Vec<String> = (0..2).map(|t| pattern.to_string_lossy().replace("%u", &t.to_string())).collect();
+    assert_eq!(files, expected);
+    let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
+    for (t, file) in files.iter().enumerate() {
+        let path = std::path::Path::new(file);
+        assert_header_matches_file(path);
+        assert!(!part(path).exists());
+        let (channels, rate, data) = read_wav(path);
+        assert_eq!((channels, rate), (1, 8000));
+        let sign = if t == 0 { 1 } else { -1 };
+        assert_eq!(data[0], ramp.iter().map(|v| sign * v).collect::<Vec<_>>(), "track {t}");
+    }
+}
+
+#[test]
+fn separate_mode_without_a_track_number_in_location_fails_before_playing() {
+    init();
+    let dir = tmp_dir("separate-bad");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec mode=separate location={}/call.wav audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! rec.",
+        dir.display()
+    ));
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let (text, _) = error_text(&drain(&pipeline)).expect("an error");
+    assert!(text.contains("%u"), "{text}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file may be left");
 }
 
 #[test]

@@ -2,24 +2,24 @@
 //!
 //! Each track runs `stallfiller ! [mulawdec|alawdec] ! audioconvert !
 //! audioresample ! capsfilter(S16LE mono, recording rate) ! appsink`; the
-//! appsinks' streaming threads feed one `Recording` (mixer + WAV writer).
+//! appsinks' streaming threads feed one `Recording` (mixer + WAV file(s)).
 //!
 //! Finalization has one entry point, `Recording::finalize`, reached from the
 //! last track's EOS, from PAUSED->READY without EOS (bounded by
 //! `finalize-timeout`), and never twice. Its outcome is always a bus message:
 //! `callrecsink-finalized`, or `callrecsink-failed` with an ERROR/WARNING.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::files::{FileError, RecordingFiles};
 use super::mixer::{Mixer, PauseMode, TrackStats};
-use super::wav::{self, WavWriter};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("callrecsink", gst::DebugColorFlags::empty(), Some("Call recording sink"))
@@ -30,8 +30,23 @@ const DEFAULT_FINALIZE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2)
 const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
 const DEFAULT_FILE_MODE: u32 = 0o640;
+/// How long the first audio waits for the other tracks' caps before the
+/// recording rate is fixed without them.
+const CAPS_WAIT: Duration = Duration::from_millis(500);
 /// The rate figures are given in while no input has fixed the real one.
 const FALLBACK_RATE: u32 = 8000;
+
+/// `mode` as GStreamer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstCallRecMode")]
+pub enum CallRecMode {
+    #[default]
+    #[enum_value(name = "Interleaved: one file, one channel per track in pad order", nick = "interleaved")]
+    Interleaved,
+    #[enum_value(name = "Separate: one mono file per track; location holds %u for the track number", nick = "separate")]
+    Separate,
+}
 
 /// `pause-mode` as GStreamer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
@@ -64,6 +79,7 @@ struct Settings {
     min_duration: gst::ClockTime,
     file_mode: u32,
     pause_mode: CallRecPauseMode,
+    mode: CallRecMode,
 }
 
 impl Default for Settings {
@@ -77,6 +93,7 @@ impl Default for Settings {
             min_duration: DEFAULT_MIN_DURATION,
             file_mode: DEFAULT_FILE_MODE,
             pause_mode: CallRecPauseMode::Silence,
+            mode: CallRecMode::Interleaved,
         }
     }
 }
@@ -101,7 +118,7 @@ struct Report {
 }
 
 enum Outcome {
-    Finalized { location: PathBuf, frames: u64 },
+    Finalized { files: Vec<PathBuf>, frames: u64 },
     NoAudio,
     TooShort { frames: u64 },
     Failed(String),
@@ -109,7 +126,7 @@ enum Outcome {
 
 /// One recording, from READY->PAUSED to its finalization.
 struct Recording {
-    writer: Option<WavWriter>,
+    files: Option<RecordingFiles>,
     mixer: Option<Mixer>,
     rate: Option<u32>,
     channels: usize,
@@ -139,7 +156,7 @@ impl Recording {
     }
 
     /// Feeds S16LE samples of one track and writes whatever all tracks agree on.
-    fn push(&mut self, track: usize, running_time: gst::ClockTime, s16le: &[u8], silence: bool) -> std::io::Result<()> {
+    fn push(&mut self, track: usize, running_time: gst::ClockTime, s16le: &[u8], silence: bool) -> Result<(), FileError> {
         if self.done {
             return Ok(());
         }
@@ -149,10 +166,10 @@ impl Recording {
         mixer.push(track, running_time, &self.samples, silence);
         self.scratch.clear();
         mixer.drain_ready(&mut self.scratch);
-        let writer = self.writer.as_mut().expect("writer lives as long as the recording is not done");
-        writer.write(&self.scratch)?;
+        let files = self.files.as_mut().expect("files live as long as the recording is not done");
+        files.write(&self.scratch)?;
         if self.last_header.elapsed() >= self.header_interval {
-            writer.update_header()?;
+            files.update_header()?;
             self.last_header = Instant::now();
         }
         Ok(())
@@ -174,38 +191,33 @@ impl Recording {
     }
 
     fn finish_file(&mut self) -> Outcome {
-        let Some(mut writer) = self.writer.take() else {
+        let Some(mut files) = self.files.take() else {
             return Outcome::Failed("the recording file was never opened".into());
         };
         let has_audio = self.mixer.as_ref().is_some_and(|m| m.has_audio());
         if !has_audio {
-            let _ = writer.discard();
+            files.discard();
             return Outcome::NoAudio;
         }
         let mixer = self.mixer.as_mut().unwrap();
         self.scratch.clear();
         mixer.drain_all(&mut self.scratch);
-        if let Err(err) = writer.write(&self.scratch) {
-            return Outcome::Failed(io_reason("writing", writer.part(), &err));
+        if let Err(err) = files.write(&self.scratch) {
+            return Outcome::Failed(err.to_string());
         }
-        let frames = writer.frames();
+        let frames = files.frames();
         if callaudio::samples_to_time(frames, self.rate()) < self.min_duration {
-            let _ = writer.discard();
+            files.discard();
             return Outcome::TooShort { frames };
         }
         if self.abandoned.load(Ordering::SeqCst) {
             return Outcome::Failed("finalization was abandoned after its timeout".into());
         }
-        let part = writer.part().to_owned();
-        match writer.finish() {
-            Ok(location) => Outcome::Finalized { location, frames },
-            Err(err) => Outcome::Failed(io_reason("finishing", &part, &err)),
+        match files.finish() {
+            Ok(files) => Outcome::Finalized { files, frames },
+            Err(err) => Outcome::Failed(err.to_string()),
         }
     }
-}
-
-fn io_reason(what: &str, path: &Path, err: &std::io::Error) -> String {
-    format!("{what} {}: {err}", path.display())
 }
 
 #[derive(Default)]
@@ -217,6 +229,8 @@ struct State {
 pub struct CallRecSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// Signalled with `state` when a track learns its input caps.
+    caps_known: Condvar,
     recording: Arc<Mutex<Option<Recording>>>,
 }
 
@@ -312,6 +326,7 @@ impl CallRecSink {
         let mut state = self.state();
         let Some(track) = state.tracks.get_mut(index) else { return };
         track.input_rate = Some(layout.rate);
+        self.caps_known.notify_all();
         let decoder = match layout.encoding {
             callaudio::Encoding::Mulaw => Some("mulawdec"),
             callaudio::Encoding::Alaw => Some("alawdec"),
@@ -339,15 +354,20 @@ impl CallRecSink {
         }
     }
 
-    /// The recording rate: the `rate` property, or the highest input rate
-    /// known when the first buffer of any track arrives.
+    /// The recording rate: the `rate` property, or the highest input rate.
+    /// Fixed at the first buffer of any track, which waits (at most
+    /// `CAPS_WAIT`) for every track to announce its caps.
     fn fix_rate(&self) {
         let mut recording = self.recording();
         let Some(rec) = recording.as_mut() else { return };
         if rec.rate.is_some() {
             return;
         }
-        let state = self.state();
+        let (mut state, _) = self
+            .caps_known
+            .wait_timeout_while(self.state(), CAPS_WAIT, |s| s.tracks.iter().any(|t| t.input_rate.is_none()))
+            .unwrap();
+        let state = &mut *state;
         let configured = self.settings().rate;
         let rate = if configured > 0 {
             configured
@@ -362,8 +382,8 @@ impl CallRecSink {
             if pause { mixer.pause(at) } else { mixer.resume(at) }
         }
         rec.mixer = Some(mixer);
-        if let Some(writer) = rec.writer.as_mut() {
-            writer.set_format(rec.channels as u16, rate);
+        if let Some(files) = rec.files.as_mut() {
+            files.set_rate(rate);
         }
         for track in &state.tracks {
             track.capsfilter.set_property("caps", track_caps(Some(rate)));
@@ -407,10 +427,10 @@ impl CallRecSink {
             return Err(gst::FlowError::Eos);
         }
         if let Err(err) = rec.push(index, running_time, &map, silence) {
-            let reason = io_reason("writing", rec.writer.as_ref().map_or(Path::new(""), |w| w.part()), &err);
+            let reason = err.to_string();
             // Keep what is on disk under the partial name; write nothing more.
-            if let Some(mut writer) = rec.writer.take() {
-                let _ = writer.update_header();
+            if let Some(mut files) = rec.files.take() {
+                let _ = files.update_header();
             }
             rec.done = true;
             let report = rec.report(Outcome::Failed(reason));
@@ -455,11 +475,12 @@ impl CallRecSink {
             })
             .collect();
         match report.outcome {
-            Outcome::Finalized { location, frames } => {
+            Outcome::Finalized { files, frames } => {
                 let duration = callaudio::samples_to_time(frames, report.rate);
                 gst::info!(CAT, imp = self, "recording finalized: {duration} in {} track(s)", stats.len());
                 let s = gst::Structure::builder("callrecsink-finalized")
-                    .field("location", location.to_string_lossy().as_ref())
+                    .field("location", files[0].to_string_lossy().as_ref())
+                    .field("files", gst::Array::new(files.iter().map(|f| f.to_string_lossy().into_owned())))
                     .field("duration", duration)
                     .field("frames", frames)
                     .field("rate", report.rate)
@@ -524,17 +545,27 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         }
-        let writer = WavWriter::create(&location, settings.file_mode, channels as u16, FALLBACK_RATE).map_err(|err| {
+        let separate = settings.mode == CallRecMode::Separate;
+        if separate && !location.to_string_lossy().contains("%u") {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Settings,
+                ("mode=separate needs %u in location for the track number"),
+                ["location is {}", location.display()]
+            );
+            return Err(gst::StateChangeError);
+        }
+        let files = RecordingFiles::create(&location, separate, channels, settings.file_mode, FALLBACK_RATE).map_err(|err| {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
-                ("Could not open {} for writing: {}", wav::part_path(&location).display(), err),
+                ("Could not open {} for writing: {}", err.path.display(), err.err),
                 ["{err:?}"]
             );
             gst::StateChangeError
         })?;
         *self.recording() = Some(Recording {
-            writer: Some(writer),
+            files: Some(files),
             mixer: None,
             rate: None,
             channels,
@@ -676,6 +707,7 @@ impl ObjectSubclass for CallRecSink {
         CallRecSink {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
+            caps_known: Condvar::new(),
             recording: Arc::new(Mutex::new(None)),
         }
     }
@@ -722,6 +754,11 @@ impl ObjectImpl for CallRecSink {
                     .default_value(DEFAULT_MIN_DURATION.nseconds())
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("mode", CallRecMode::Interleaved)
+                    .nick("Mode")
+                    .blurb("One interleaved file, or one mono file per track (location then holds %u)")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("pause-mode", CallRecPauseMode::Silence)
                     .nick("Pause mode")
                     .blurb("What the pause/resume action signals do to the file: write silence or cut")
@@ -751,6 +788,7 @@ impl ObjectImpl for CallRecSink {
             "min-duration" => s.min_duration = ns(value),
             "file-mode" => s.file_mode = value.get().unwrap(),
             "pause-mode" => s.pause_mode = value.get().unwrap(),
+            "mode" => s.mode = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -766,6 +804,7 @@ impl ObjectImpl for CallRecSink {
             "min-duration" => s.min_duration.nseconds().to_value(),
             "file-mode" => s.file_mode.to_value(),
             "pause-mode" => s.pause_mode.to_value(),
+            "mode" => s.mode.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -888,9 +927,9 @@ impl ElementImpl for CallRecSink {
         }
         if result.is_err() && transition == gst::StateChange::ReadyToPaused {
             if let Some(mut rec) = self.recording().take()
-                && let Some(writer) = rec.writer.take()
+                && let Some(files) = rec.files.take()
             {
-                let _ = writer.discard();
+                files.discard();
             }
         }
         result

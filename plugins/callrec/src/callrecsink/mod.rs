@@ -1,6 +1,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod files;
 mod imp;
 mod mixer;
 mod wav;

@@ -55,6 +55,10 @@ impl WavWriter {
         self.rate = rate;
     }
 
+    pub fn channels(&self) -> u16 {
+        self.channels
+    }
+
     pub fn part(&self) -> &Path {
         &self.part
     }
