@@ -5,7 +5,7 @@ use base64::Engine;
 use gst::glib;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::g711;
+use crate::g711::{self, Law};
 use crate::protobuf::Frame;
 
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
@@ -15,8 +15,29 @@ pub enum Serializer {
     #[default]
     #[enum_value(name = "Protobuf: ProtobufFrameSerializer, binary frames.proto messages", nick = "protobuf")]
     Protobuf,
-    #[enum_value(name = "Twilio: Twilio Media Streams JSON, base64 mu-law 8 kHz", nick = "twilio")]
+    #[enum_value(name = "Twilio: TwilioFrameSerializer, JSON media events, base64 mu-law 8 kHz", nick = "twilio")]
     Twilio,
+    #[enum_value(name = "Telnyx: TelnyxFrameSerializer with PCMU, base64 mu-law 8 kHz", nick = "telnyx")]
+    Telnyx,
+    #[enum_value(name = "Telnyx PCMA: TelnyxFrameSerializer with PCMA, base64 A-law 8 kHz", nick = "telnyx-pcma")]
+    TelnyxPcma,
+    #[enum_value(name = "Plivo: PlivoFrameSerializer, playAudio events, base64 mu-law 8 kHz", nick = "plivo")]
+    Plivo,
+    #[enum_value(name = "Exotel: ExotelFrameSerializer, JSON media events, base64 S16LE 8 kHz", nick = "exotel")]
+    Exotel,
+}
+
+/// How a telephony provider's JSON carries audio, as Pipecat's serializer
+/// for it writes and reads it.
+struct Telephony {
+    /// The event carrying the bot's audio.
+    bot_media: &'static str,
+    /// The event telling the client to drop queued audio (an interruption).
+    bot_clear: &'static str,
+    /// `None`: raw S16LE.
+    law: Option<Law>,
+    /// The key of the stream id in a media message to the bot, if any.
+    sid_key: Option<&'static str>,
 }
 
 /// What one message from the bot means.
@@ -33,13 +54,26 @@ pub enum Inbound {
     Nothing,
 }
 
-/// Twilio's media format: mu-law, 8 kHz, mono.
-pub const TWILIO_RATE: u32 = 8000;
+/// Every telephony wire carries 8 kHz mono.
+pub const TELEPHONY_RATE: u32 = 8000;
 
 impl Serializer {
+    fn telephony(self) -> Option<Telephony> {
+        let (bot_media, bot_clear, law, sid_key) = match self {
+            Serializer::Protobuf => return None,
+            Serializer::Twilio => ("media", "clear", Some(Law::Mu), Some("streamSid")),
+            Serializer::Telnyx => ("media", "clear", Some(Law::Mu), None),
+            Serializer::TelnyxPcma => ("media", "clear", Some(Law::A), None),
+            Serializer::Plivo => ("playAudio", "clearAudio", Some(Law::Mu), None),
+            Serializer::Exotel => ("media", "clear", None, Some("stream_sid")),
+        };
+        Some(Telephony { bot_media, bot_clear, law, sid_key })
+    }
+
     pub fn decode(self, msg: &Message) -> Result<Inbound, String> {
-        match (self, msg) {
-            (Serializer::Protobuf, Message::Binary(data)) => Ok(match Frame::decode(data).map_err(|e| e.0)? {
+        let telephony = self.telephony();
+        match (telephony, msg) {
+            (None, Message::Binary(data)) => Ok(match Frame::decode(data).map_err(|e| e.0)? {
                 Frame::Audio { audio, sample_rate, num_channels } => {
                     if audio.len() % (2 * num_channels as usize) != 0 {
                         return Err(format!("audio of {} bytes is not whole S16 frames of {num_channels} channel(s)", audio.len()));
@@ -51,30 +85,34 @@ impl Serializer {
                 Frame::Message(data) => Inbound::Message(data),
                 Frame::Interruption => Inbound::Interruption,
             }),
-            (Serializer::Protobuf, Message::Text(_)) => Err("a text message where protobuf expects binary".into()),
-            (Serializer::Twilio, Message::Text(text)) => decode_twilio(text),
-            (Serializer::Twilio, Message::Binary(_)) => Err("a binary message where Twilio JSON was expected".into()),
+            (None, Message::Text(_)) => Err("a text message where protobuf expects binary".into()),
+            (Some(t), Message::Text(text)) => t.decode(text),
+            (Some(_), Message::Binary(_)) => Err("a binary message where telephony JSON was expected".into()),
             _ => Ok(Inbound::Nothing),
         }
     }
 
     /// Caller audio (mono S16LE at `rate`) as the bot expects it.
     pub fn encode_audio(self, pcm: &[u8], rate: u32, stream_sid: &str) -> Message {
-        match self {
-            Serializer::Protobuf => Message::Binary(Frame::encode_audio(pcm, rate, 1).into()),
-            Serializer::Twilio => {
-                let payload = base64::engine::general_purpose::STANDARD.encode(g711::encode(pcm));
-                let json = serde_json::json!({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}});
-                Message::Text(json.to_string().into())
-            }
+        let Some(t) = self.telephony() else {
+            return Message::Binary(Frame::encode_audio(pcm, rate, 1).into());
+        };
+        let coded = match t.law {
+            Some(law) => g711::encode_law(law, pcm),
+            None => pcm.to_vec(),
+        };
+        let payload = base64::engine::general_purpose::STANDARD.encode(coded);
+        let mut json = serde_json::json!({"event": "media", "media": {"payload": payload}});
+        if let Some(key) = t.sid_key {
+            json[key] = stream_sid.into();
         }
+        Message::Text(json.to_string().into())
     }
 
     /// What the client says first. Pipecat's runner reads Twilio's `connected`
     /// and `start` events before it starts the bot.
     pub fn handshake(self, stream_sid: &str, call_sid: &str) -> Vec<Message> {
         match self {
-            Serializer::Protobuf => Vec::new(),
             Serializer::Twilio => {
                 let connected = serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
                 let start = serde_json::json!({
@@ -87,38 +125,44 @@ impl Serializer {
                         "accountSid": "",
                         "tracks": ["inbound"],
                         "customParameters": {},
-                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TWILIO_RATE, "channels": 1},
+                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TELEPHONY_RATE, "channels": 1},
                     },
                 });
                 vec![Message::Text(connected.to_string().into()), Message::Text(start.to_string().into())]
             }
+            _ => Vec::new(),
         }
     }
 
     /// The rate the bot must be sent audio at, if the wire fixes it.
     pub fn fixed_rate(self) -> Option<u32> {
-        match self {
-            Serializer::Protobuf => None,
-            Serializer::Twilio => Some(TWILIO_RATE),
-        }
+        self.telephony().map(|_| TELEPHONY_RATE)
     }
 }
 
-fn decode_twilio(text: &str) -> Result<Inbound, String> {
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("Twilio message is not JSON: {e}"))?;
-    match json.get("event").and_then(|e| e.as_str()) {
-        Some("media") => {
+impl Telephony {
+    fn decode(&self, text: &str) -> Result<Inbound, String> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("telephony message is not JSON: {e}"))?;
+        let event = json.get("event").and_then(|e| e.as_str());
+        if event == Some(self.bot_media) {
             let payload = json
                 .pointer("/media/payload")
                 .and_then(|p| p.as_str())
-                .ok_or("Twilio media event without media.payload")?;
-            let ulaw = base64::engine::general_purpose::STANDARD
+                .ok_or_else(|| format!("{} event without media.payload", self.bot_media))?;
+            let coded = base64::engine::general_purpose::STANDARD
                 .decode(payload)
-                .map_err(|e| format!("Twilio media payload is not base64: {e}"))?;
-            Ok(Inbound::Audio { pcm: g711::decode(&ulaw), rate: TWILIO_RATE, channels: 1 })
+                .map_err(|e| format!("media payload is not base64: {e}"))?;
+            let pcm = match self.law {
+                Some(law) => g711::decode_law(law, &coded),
+                None if coded.len() % 2 == 0 => coded,
+                None => return Err(format!("S16LE payload of odd length {}", coded.len())),
+            };
+            return Ok(Inbound::Audio { pcm, rate: TELEPHONY_RATE, channels: 1 });
         }
-        Some("clear") => Ok(Inbound::Interruption),
-        _ => Ok(Inbound::Message(text.to_owned())),
+        if event == Some(self.bot_clear) {
+            return Ok(Inbound::Interruption);
+        }
+        Ok(Inbound::Message(text.to_owned()))
     }
 }
 
@@ -136,6 +180,15 @@ mod tests {
         let clear = r#"{"event":"clear","streamSid":"MZ1"}"#;
         assert_eq!(Serializer::Twilio.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
         assert!(Serializer::Twilio.decode(&Message::Text("{nope".into())).unwrap_err().contains("not JSON"));
+        let play = r#"{"event":"playAudio","media":{"contentType":"audio/x-mulaw","sampleRate":8000,"payload":"/wA="}}"#;
+        assert!(matches!(Serializer::Plivo.decode(&Message::Text(play.into())).unwrap(), Inbound::Audio { .. }));
+        let clear = r#"{"event":"clearAudio","streamId":"x"}"#;
+        assert_eq!(Serializer::Plivo.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
+        let exotel = r#"{"event":"media","stream_sid":"x","media":{"payload":"AQACAA=="}}"#;
+        assert_eq!(
+            Serializer::Exotel.decode(&Message::Text(exotel.into())).unwrap(),
+            Inbound::Audio { pcm: vec![1, 0, 2, 0], rate: 8000, channels: 1 }
+        );
     }
 
     #[test]

@@ -15,13 +15,14 @@ use tokio_tungstenite::tungstenite::Message;
 /// through mu-law (Pipecat's `audioop.lin2ulaw`) for Twilio.
 fn over_the_wire(serializer: &str, samples: Vec<i16>) -> Vec<i16> {
     match serializer {
-        "twilio" => samples.into_iter().map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s))).collect(),
+        "twilio" | "telnyx" | "plivo" => samples.into_iter().map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s))).collect(),
+        "telnyx-pcma" => samples.into_iter().map(|s| g711::alaw_to_linear(g711::linear_to_alaw(s))).collect(),
         _ => samples,
     }
 }
 
 fn rate_of(serializer: &str) -> usize {
-    if serializer == "twilio" { 8000 } else { 16000 }
+    if serializer == "protobuf" { 16000 } else { 8000 }
 }
 
 fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
@@ -49,7 +50,9 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
     let n = rate / 2;
     assert_eq!(r.samples[..n], over_the_wire(serializer, ramp(n))[..]);
     assert_eq!(r.samples.len(), n + 2 * rate, "the last message (end silence) was pushed before EOS");
-    assert!(r.samples[n..].iter().all(|&s| s == 0));
+    // Silence as the wire carries it (A-law has no exact zero: it decodes to 8).
+    let silence = over_the_wire(serializer, vec![0])[0];
+    assert!(r.samples[n..].iter().all(|&s| s == silence));
     // Contiguous timestamps even though Pipecat sends faster than real time.
     for pair in r.pts.windows(2) {
         assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlapping timestamps {pair:?}");
@@ -67,6 +70,26 @@ fn protobuf_bot_audio_arrives_then_hang_up_is_eos() {
 #[test]
 fn twilio_bot_audio_arrives_then_hang_up_is_eos() {
     bot_audio_arrives_then_hang_up_is_eos("twilio");
+}
+
+#[test]
+fn telnyx_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("telnyx");
+}
+
+#[test]
+fn telnyx_pcma_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("telnyx-pcma");
+}
+
+#[test]
+fn plivo_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("plivo");
+}
+
+#[test]
+fn exotel_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("exotel");
 }
 
 /// What pipecatwssink sends the echo bot comes back through pipecatwsrc.
@@ -123,6 +146,21 @@ fn protobuf_full_duplex_echo() {
 #[test]
 fn twilio_full_duplex_echo() {
     full_duplex_echo("twilio");
+}
+
+#[test]
+fn telnyx_pcma_full_duplex_echo() {
+    full_duplex_echo("telnyx-pcma");
+}
+
+#[test]
+fn plivo_full_duplex_echo() {
+    full_duplex_echo("plivo");
+}
+
+#[test]
+fn exotel_full_duplex_echo() {
+    full_duplex_echo("exotel");
 }
 
 fn bot_killed_mid_stream_is_an_error_at_once(serializer: &str) {

@@ -29,6 +29,9 @@ from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
+from pipecat.serializers.exotel import ExotelFrameSerializer
+from pipecat.serializers.plivo import PlivoFrameSerializer
+from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.transports.websocket.server import (
     SingleClientWebsocketServerParams,
@@ -63,7 +66,11 @@ class Echo(FrameProcessor):
 async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--serializer", choices=["protobuf", "twilio"], default="protobuf")
+    p.add_argument(
+        "--serializer",
+        choices=["protobuf", "twilio", "telnyx", "telnyx-pcma", "plivo", "exotel"],
+        default="protobuf",
+    )
     p.add_argument("--mode", choices=["ramp", "echo", "silent"], default="ramp")
     p.add_argument("--rate", type=int, default=16000)
     p.add_argument("--seconds", type=float, default=1.0)
@@ -71,12 +78,26 @@ async def main():
     p.add_argument("--message", default=None, help="JSON sent as a transport message first")
     args = p.parse_args()
 
+    # Telephony wires are 8 kHz; auto_hang_up would call the provider's REST API.
+    rate = 8000
     if args.serializer == "twilio":
         serializer = TwilioFrameSerializer(
-            stream_sid="MZ-test",
-            params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
+            stream_sid="MZ-test", params=TwilioFrameSerializer.InputParams(auto_hang_up=False)
         )
-        rate = 8000
+    elif args.serializer in ("telnyx", "telnyx-pcma"):
+        encoding = "PCMA" if args.serializer == "telnyx-pcma" else "PCMU"
+        serializer = TelnyxFrameSerializer(
+            stream_id="telnyx-test",
+            outbound_encoding=encoding,
+            inbound_encoding=encoding,
+            params=TelnyxFrameSerializer.InputParams(auto_hang_up=False),
+        )
+    elif args.serializer == "plivo":
+        serializer = PlivoFrameSerializer(
+            stream_id="plivo-test", params=PlivoFrameSerializer.InputParams(auto_hang_up=False)
+        )
+    elif args.serializer == "exotel":
+        serializer = ExotelFrameSerializer(stream_sid="exotel-test")
     else:
         serializer = ProtobufFrameSerializer()
         rate = args.rate
