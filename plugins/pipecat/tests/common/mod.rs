@@ -31,12 +31,16 @@ pub struct Bot {
 
 impl Bot {
     pub fn start(args: &[&str]) -> Bot {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("../../.venv/bin/python");
+        // The workspace root: this helper is shared by crates at different depths.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|d| d.join("Cargo.lock").exists())
+            .expect("inside the workspace");
+        let python = root.join(".venv/bin/python");
         assert!(python.exists(), "no {}: run scripts/setup.sh to install pipecat-ai", python.display());
         let port = free_port();
         let mut child = Command::new(python)
-            .arg(root.join("tests/bot/bot.py"))
+            .arg(root.join("plugins/pipecat/tests/bot/bot.py"))
             .args(["--port", &port.to_string()])
             .args(args)
             .stdout(Stdio::piped())

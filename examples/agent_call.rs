@@ -1,0 +1,258 @@
+//! A whole call, as a SIP or media server runs one: the caller's RTP audio
+//! (PCMU, 8 kHz) goes to a Pipecat bot, the bot's audio goes back to the
+//! caller as RTP, and both legs (caller left, bot right) are recorded.
+//!
+//!     cargo run --example agent_call -- --bot-uri ws://127.0.0.1:8765/ \
+//!         --rtp-in 5004 --rtp-out 127.0.0.1:5006 --output /tmp/call.wav
+//!
+//! The call ends when the bot hangs up, when the caller's RTP stops for
+//! `--no-media-timeout`, or on Ctrl+C / SIGTERM. Every path finalizes the
+//! recording; the exit status says how it went:
+//!   0  the recording was finalized
+//!   1  the recording failed (nothing usable was saved)
+//!   2  bad arguments
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+
+struct Options {
+    bot_uri: String,
+    serializer: String,
+    rtp_in: u16,
+    rtp_out: String,
+    output: String,
+    no_media_timeout: Duration,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        bot_uri: String::new(),
+        serializer: "protobuf".into(),
+        rtp_in: 5004,
+        rtp_out: "127.0.0.1:5006".into(),
+        output: "call.wav".into(),
+        no_media_timeout: Duration::from_secs(5),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bot-uri" => o.bot_uri = value()?,
+            "--serializer" => o.serializer = value()?,
+            "--rtp-in" => o.rtp_in = value()?.parse().map_err(|e| format!("--rtp-in: {e}"))?,
+            "--rtp-out" => o.rtp_out = value()?,
+            "--output" => o.output = value()?,
+            "--no-media-timeout" => {
+                let secs: f64 = value()?.parse().map_err(|e| format!("--no-media-timeout: {e}"))?;
+                o.no_media_timeout = Duration::from_secs_f64(secs);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.bot_uri.is_empty() {
+        return Err("--bot-uri is required".into());
+    }
+    Ok(o)
+}
+
+fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
+    let (out_host, out_port) = o.rtp_out.rsplit_once(':').unwrap_or(("127.0.0.1", o.rtp_out.as_str()));
+    let leg = "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=8000,channels=1";
+    let desc = format!(
+        "callrecsink name=rec location={output} \
+         udpsrc name=rtp_in port={rtp_in} timeout={timeout} \
+             caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
+           ! rtpjitterbuffer latency=40 ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill ! tee name=caller \
+         caller. ! queue ! pipecatwssink connection=call serializer={serializer} \
+         caller. ! queue ! rec.sink_0 \
+         pipecatwsrc name=bot connection=call serializer={serializer} \
+           ! {leg} ! stallfiller name=bot_fill ! tee name=bot_out \
+         bot_out. ! queue ! mulawenc ! rtppcmupay ! udpsink host={out_host} port={out_port} sync=false async=false \
+         bot_out. ! queue ! rec.sink_1",
+        output = o.output,
+        rtp_in = o.rtp_in,
+        timeout = o.no_media_timeout.as_nanos(),
+        serializer = o.serializer,
+    );
+    let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().unwrap();
+    // Set as a property, never in the launch string: GStreamer's parser logs
+    // launch strings whole, and bot URIs may carry tokens.
+    pipeline.by_name("bot").unwrap().set_property("uri", &o.bot_uri);
+    // The finalize message is posted while stopping: keep it on the bus.
+    pipeline.set_auto_flush_bus(false);
+    Ok(pipeline)
+}
+
+/// What ended the call, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    BotHungUp,
+    CallerSilent,
+    Signal,
+    Error,
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("agent_call: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before any thread exists, so every thread inherits the mask and the
+    // signals wait for `sigwait` below instead of killing the process.
+    let signals = block_stop_signals();
+    gst::init().unwrap();
+    gststallfiller::plugin_register_static().unwrap();
+    gstcallrec::plugin_register_static().unwrap();
+    gstpipecat::plugin_register_static().unwrap();
+
+    let pipeline = match pipeline(&options) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("agent_call: cannot build the pipeline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let main_loop = glib::MainLoop::new(None, false);
+    let ending = std::sync::Arc::new(std::sync::Mutex::new(None::<Ending>));
+
+    // An ending that keeps EOS semantics (every leg drained, then finalized)
+    // sends EOS; an error or a signal stops at once, which callrecsink
+    // finalizes just the same.
+    let end_call = {
+        let pipeline = pipeline.clone();
+        let main_loop = main_loop.clone();
+        let ending = ending.clone();
+        move |why: Ending| {
+            if ending.lock().unwrap().replace(why).is_some() {
+                return;
+            }
+            println!("call ending: {why:?}");
+            match why {
+                Ending::BotHungUp | Ending::CallerSilent => {
+                    pipeline.send_event(gst::event::Eos::new());
+                }
+                Ending::Signal | Ending::Error => main_loop.quit(),
+            }
+        }
+    };
+
+    // The recording's outcome, whichever way it comes: during the call (EOS
+    // paths) or while stopping (errors, signals).
+    let outcome = std::rc::Rc::new(std::cell::RefCell::new(None::<gst::Structure>));
+    let bus = pipeline.bus().unwrap();
+    let _watch = {
+        let end_call = end_call.clone();
+        let main_loop = main_loop.clone();
+        let outcome = outcome.clone();
+        bus.add_watch_local(move |_, msg| {
+            use gst::MessageView;
+            match msg.view() {
+                MessageView::Eos(_) => main_loop.quit(),
+                MessageView::Error(e) => {
+                    eprintln!("error from {:?}: {} ({:?})", msg.src().map(|s| s.path_string()), e.error(), e.debug());
+                    end_call(Ending::Error);
+                }
+                MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
+                MessageView::Element(e) => match e.structure().map(|s| s.name().as_str()) {
+                    Some("pipecat-closed") => end_call(Ending::BotHungUp),
+                    Some("GstUDPSrcTimeout") => end_call(Ending::CallerSilent),
+                    Some("callrecsink-finalized" | "callrecsink-failed") => {
+                        *outcome.borrow_mut() = e.structure().map(|s| s.to_owned());
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+            glib::ControlFlow::Continue
+        })
+        .unwrap()
+    };
+    {
+        let end_call = end_call.clone();
+        std::thread::spawn(move || {
+            let mut signal = 0;
+            // SAFETY: `signals` is a valid, initialised set.
+            if unsafe { libc::sigwait(&signals, &mut signal) } == 0 {
+                end_call(Ending::Signal);
+            }
+        });
+    }
+
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // Connect failures and the like: the reason is on the bus.
+        report_errors(&pipeline);
+        let _ = pipeline.set_state(gst::State::Null);
+        return ExitCode::from(1);
+    }
+    println!("call started: RTP in on port {}, bot at its URI, recording to {}", options.rtp_in, options.output);
+    main_loop.run();
+    let _ = pipeline.set_state(gst::State::Null);
+    let ending = *ending.lock().unwrap();
+    // Messages posted while stopping are still on the bus.
+    while let Some(msg) = bus.pop() {
+        if let Some(s) = msg.structure().filter(|s| s.name().starts_with("callrecsink-")) {
+            *outcome.borrow_mut() = Some(s.to_owned());
+        }
+    }
+    let outcome = outcome.borrow_mut().take();
+    report(outcome, ending)
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and all it spawns later).
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn report_errors(pipeline: &gst::Pipeline) {
+    let bus = pipeline.bus().unwrap();
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            eprintln!("error: {}", e.error());
+        }
+    }
+}
+
+/// Prints the recording's figures; the exit status follows them.
+fn report(outcome: Option<gst::Structure>, ending: Option<Ending>) -> ExitCode {
+    let Some(s) = outcome else {
+        eprintln!("recording failed: no outcome was reported");
+        return ExitCode::from(1);
+    };
+    if s.name() == "callrecsink-failed" {
+        eprintln!("recording failed: {}", s.get::<String>("reason").unwrap_or_default());
+        return ExitCode::from(1);
+    }
+    let duration = s.get::<gst::ClockTime>("duration").unwrap();
+    println!(
+        "recording finalized: {} ({duration}, {} frames at {} Hz)",
+        s.get::<String>("location").unwrap(),
+        s.get::<u64>("frames").unwrap(),
+        s.get::<u32>("rate").unwrap()
+    );
+    let tracks = s.get::<gst::Array>("tracks").unwrap();
+    for (name, t) in ["caller", "bot"].iter().zip(tracks.iter()) {
+        let t = t.get::<gst::Structure>().unwrap();
+        println!(
+            "  {name}: received {} samples, silence {}, dropped {}",
+            t.get::<u64>("received-samples").unwrap(),
+            t.get::<u64>("silence-samples").unwrap(),
+            t.get::<u64>("dropped-samples").unwrap()
+        );
+    }
+    println!("call ended by {:?}", ending.unwrap_or(Ending::Error));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,1 @@
+//! Examples of the call-audio plugins: see `agent_call.rs`.

@@ -1,0 +1,281 @@
+//! The `agent_call` example driven as a user runs it: a real RTP caller
+//! (GStreamer's own `rtppcmupay ! udpsink`), a real Pipecat bot, the
+//! recording read back with `hound`. One test per way a call ends.
+
+#[path = "../../plugins/pipecat/tests/common/mod.rs"]
+mod bot;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+const RATE: usize = 8000;
+
+fn init() {
+    use std::sync::Once;
+    static INIT: Once = Once::new();
+    INIT.call_once(|| gst::init().unwrap());
+}
+
+/// The example binary cargo built beside this test.
+fn example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples/agent_call");
+    assert!(path.exists(), "{} not built: run cargo build --examples", path.display());
+    path
+}
+
+/// A running call: the example process and its stdout lines with arrival times.
+struct Call {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    output: std::path::PathBuf,
+}
+
+impl Call {
+    fn start(bot_uri: &str, rtp_in: u16, rtp_out: u16, test: &str) -> Call {
+        let dir = std::env::temp_dir().join(format!("agent-call-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = dir.join("call.wav");
+        let mut child = Command::new(example())
+            .args(["--bot-uri", bot_uri, "--rtp-in", &rtp_in.to_string()])
+            .args(["--rtp-out", &format!("127.0.0.1:{rtp_out}"), "--no-media-timeout", "1"])
+            .arg("--output")
+            .arg(&output)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                l.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let call = Call { child, lines, output };
+        call.wait_for_line("call started", Duration::from_secs(10));
+        call
+    }
+
+    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((at, _)) = self.lines.lock().unwrap().iter().find(|(_, l)| l.starts_with(prefix)) {
+                return *at;
+            }
+            assert!(Instant::now() < deadline, "no '{prefix}' from agent_call; said: {:?}", self.text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("agent_call was killed by a signal");
+            }
+            assert!(Instant::now() < deadline, "agent_call did not exit; said: {}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The caller: beeps (`beep` of 440 Hz in every `period`) as PCMU over RTP,
+/// paced in real time. Returns when each beep started.
+fn send_rtp(port: u16, period: Duration, beep: Duration, count: usize) -> Vec<Instant> {
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 \
+         ! mulawenc ! rtppcmupay ! udpsink host=127.0.0.1 port={port} sync=false"
+    ))
+    .unwrap();
+    let src = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let frames_per_buffer = RATE / 50;
+    let buffers_per_period = (period.as_millis() / 20) as usize;
+    let beep_buffers = (beep.as_millis() / 20) as usize;
+    let start = Instant::now();
+    let mut onsets = Vec::new();
+    for b in 0..count * buffers_per_period {
+        let in_beep = b % buffers_per_period < beep_buffers;
+        if in_beep && b % buffers_per_period == 0 {
+            onsets.push(Instant::now());
+        }
+        let samples: Vec<u8> = (0..frames_per_buffer)
+            .map(|i| {
+                let k = b * frames_per_buffer + i;
+                if in_beep { (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * k as f64 / RATE as f64).sin()) as i16 } else { 0 }
+            })
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let mut buffer = gst::Buffer::from_mut_slice(samples);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
+        src.push_buffer(buffer).unwrap();
+        let due = start + Duration::from_millis(20 * (b as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    onsets
+}
+
+/// The caller's phone: what comes back over RTP, with when loud parts begin.
+fn receive_rtp(port: u16) -> (gst::Element, Arc<Mutex<Vec<Instant>>>) {
+    let pipeline = gst::parse::launch(&format!(
+        "udpsrc port={port} caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
+         ! rtppcmudepay ! mulawdec ! appsink name=sink sync=false"
+    ))
+    .unwrap();
+    let onsets = Arc::new(Mutex::new(Vec::new()));
+    let o = onsets.clone();
+    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let loud = Arc::new(Mutex::new(false));
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let map = sample.buffer().unwrap().map_readable().unwrap();
+                let peak = map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs()).max().unwrap_or(0);
+                let mut was_loud = loud.lock().unwrap();
+                if peak > 2000 && !*was_loud {
+                    o.lock().unwrap().push(Instant::now());
+                }
+                *was_loud = peak > 2000;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, onsets)
+}
+
+/// Samples of channel `c` of a stereo recording, read by hound.
+fn channels(path: &std::path::Path) -> Vec<Vec<i16>> {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    assert_eq!(reader.spec().sample_rate, RATE as u32);
+    let all: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    (0..2).map(|c| all.iter().skip(c).step_by(2).copied().collect()).collect()
+}
+
+/// Where loud stretches begin in a channel (in samples).
+fn onsets(samples: &[i16]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut quiet_for = usize::MAX;
+    for (i, s) in samples.iter().enumerate() {
+        if s.unsigned_abs() > 2000 {
+            if quiet_for > RATE / 20 {
+                out.push(i);
+            }
+            quiet_for = 0;
+        } else {
+            quiet_for = quiet_for.saturating_add(1);
+        }
+    }
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
+    init();
+    let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
+    let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let (receiver, heard) = receive_rtp(rtp_out);
+    let mut call = Call::start(&echo.uri(), rtp_in, rtp_out, "quiet");
+    let beeps = 12;
+    let sent = send_rtp(rtp_in, Duration::from_millis(400), Duration::from_millis(100), beeps);
+    let ending = call.wait_for_line("call ending", Duration::from_secs(10));
+    assert_eq!(call.wait(Duration::from_secs(10)), 0, "{}", call.text());
+    receiver.set_state(gst::State::Null).unwrap();
+    let said = call.text();
+    println!("{said}");
+    assert!(said.contains("call ending: CallerSilent"), "{said}");
+    assert!(said.contains("recording finalized"), "{said}");
+
+    // Round trip, caller RTP out -> bot -> RTP back, per beep.
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), beeps, "the caller heard {} of {beeps} echoed beeps", heard.len());
+    let mut trips: Vec<Duration> = sent.iter().zip(&heard).map(|(s, h)| h.duration_since(*s)).collect();
+    trips.sort();
+    println!(
+        "round trip caller RTP -> bot -> caller RTP: p50 {:?}, p99 {:?} ({} beeps)",
+        percentile(&trips, 0.5),
+        percentile(&trips, 0.99),
+        trips.len()
+    );
+
+    // The recording: both legs, same length, the echo behind the caller.
+    let data = channels(&call.output);
+    assert_eq!(data[0].len(), data[1].len());
+    let (caller, agent) = (onsets(&data[0]), onsets(&data[1]));
+    assert_eq!(caller.len(), beeps, "caller channel beeps");
+    assert_eq!(agent.len(), beeps, "bot channel beeps");
+    for (c, a) in caller.iter().zip(&agent) {
+        let delay = (*a as f64 - *c as f64) / RATE as f64;
+        assert!((0.0..0.5).contains(&delay), "the echo is {delay:.3} s from the caller's beep");
+    }
+    // As long as the call lasted: first beep sent to the end of the call.
+    let recorded = data[0].len() as f64 / RATE as f64;
+    let wall = ending.duration_since(sent[0]).as_secs_f64();
+    println!("recorded {recorded:.3} s, wall time first beep -> call end {wall:.3} s");
+    assert!((recorded - wall).abs() < 0.1, "recorded {recorded:.3} s of a {wall:.3} s call");
+}
+
+#[test]
+fn bot_hanging_up_ends_the_call() {
+    init();
+    let bot = bot::Bot::start(&["--mode", "ramp", "--rate", "8000", "--seconds", "1", "--hangup"]);
+    let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "hangup");
+    // The caller talks on; pipecat ends the call after 1 s + its 2 s of end silence.
+    let caller = std::thread::spawn(move || send_rtp(rtp_in, Duration::from_millis(200), Duration::from_millis(200), 25));
+    assert_eq!(call.wait(Duration::from_secs(15)), 0, "{}", call.text());
+    let said = call.text();
+    println!("{said}");
+    assert!(said.contains("call ending: BotHungUp"), "{said}");
+    let data = channels(&call.output);
+    assert_eq!(data[0].len(), data[1].len());
+    assert!(data[1].iter().any(|&s| s > 7000), "the bot's ramp (up to 7999) is in the right channel");
+    assert!(data[0].iter().any(|&s| s.unsigned_abs() > 2000), "the caller is in the left channel");
+    drop(caller);
+}
+
+#[test]
+fn sigterm_stops_the_call_and_keeps_the_recording() {
+    init();
+    let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
+    let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let mut call = Call::start(&echo.uri(), rtp_in, rtp_out, "sigterm");
+    let caller = std::thread::spawn(move || send_rtp(rtp_in, Duration::from_millis(200), Duration::from_millis(200), 20));
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(call.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    assert_eq!(call.wait(Duration::from_secs(5)), 0, "{}", call.text());
+    println!("SIGTERM -> exit in {:?}", t.elapsed());
+    let said = call.text();
+    assert!(said.contains("call ending: Signal"), "{said}");
+    assert!(said.contains("recording finalized"), "{said}");
+    let data = channels(&call.output);
+    assert_eq!(data[0].len(), data[1].len());
+    assert!(data[0].len() > RATE, "only {} frames", data[0].len());
+    let _ = caller.join();
+}
