@@ -22,6 +22,7 @@ pub struct LinkSettings {
     pub max_message_size: u32,
     pub stream_sid: String,
     pub call_sid: String,
+    pub tls_verify: bool,
 }
 
 impl Default for LinkSettings {
@@ -35,6 +36,7 @@ impl Default for LinkSettings {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             stream_sid: "MZ00000000000000000000000000000000".into(),
             call_sid: "CA00000000000000000000000000000000".into(),
+            tls_verify: true,
         }
     }
 }
@@ -60,6 +62,12 @@ impl LinkSettings {
             glib::ParamSpecBoxed::builder::<gst::Structure>("extra-headers")
                 .nick("Extra headers")
                 .blurb("HTTP headers for the upgrade request, e.g. \"headers, Authorization=\\\"Bearer …\\\"\" (values never logged)")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecBoolean::builder("tls-verify")
+                .nick("TLS verify")
+                .blurb("Check the wss:// server's certificate against the webpki roots; false only for test bots")
+                .default_value(true)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt64::builder("connect-timeout")
@@ -102,6 +110,7 @@ impl LinkSettings {
             "max-message-size" => self.max_message_size = value.get().unwrap(),
             "stream-sid" => self.stream_sid = value.get::<Option<String>>().unwrap().unwrap_or_default(),
             "call-sid" => self.call_sid = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "tls-verify" => self.tls_verify = value.get().unwrap(),
             _ => return false,
         }
         true
@@ -117,6 +126,7 @@ impl LinkSettings {
             "max-message-size" => self.max_message_size.to_value(),
             "stream-sid" => self.stream_sid.to_value(),
             "call-sid" => self.call_sid.to_value(),
+            "tls-verify" => self.tls_verify.to_value(),
             _ => return None,
         })
     }
@@ -135,6 +145,7 @@ impl LinkSettings {
             max_message_size: self.max_message_size as usize,
             stream_sid: self.stream_sid.clone(),
             call_sid: self.call_sid.clone(),
+            tls_verify: self.tls_verify,
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct ConnectConfig {
     pub max_message_size: usize,
     pub stream_sid: String,
     pub call_sid: String,
+    pub tls_verify: bool,
 }
 
 /// How the connection ended.
@@ -179,11 +180,15 @@ impl Connection {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
+        let connector = (!cfg.tls_verify).then(|| {
+            gst::warning!(CAT, "connection '{}': tls-verify=false, the bot's certificate is not checked", self.name);
+            tokio_tungstenite::Connector::Rustls(crate::tls::unverified())
+        });
         gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
         let connected = RUNTIME.block_on(async {
             tokio::time::timeout(
                 cfg.connect_timeout,
-                tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, None),
+                tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector),
             )
             .await
         });
@@ -455,7 +460,13 @@ fn connect_cause(err: &tungstenite::Error) -> String {
             }
         ),
         Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => "connection refused (is the bot running?)".into(),
-        Error::Io(e) => format!("{e}"),
+        Error::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::InvalidCertificate(why)) => format!(
+                "TLS handshake failed: the bot's certificate was refused ({why:?}); tls-verify=false skips the check, for test bots only"
+            ),
+            Some(tls) => format!("TLS handshake failed ({tls})"),
+            None => format!("{e}"),
+        },
         Error::Tls(t) => format!("TLS error ({t})"),
         Error::Url(u) => format!("bad URI ({u})"),
         other => other.to_string(),

@@ -11,6 +11,7 @@ mod pipecatwssink;
 mod protobuf;
 mod redact;
 mod serializer;
+mod tls;
 
 pub use pipecatwsrc::PipecatWsSrc;
 pub use pipecatwssink::PipecatWsSink;
