@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::redact;
-use crate::serializer::{Inbound, Serializer};
+use crate::serializer::{Inbound, Serializer, WireAudio};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("pipecatws", gst::DebugColorFlags::empty(), Some("Pipecat WebSocket connection"))
@@ -60,17 +60,14 @@ pub enum End {
 }
 
 pub struct Chunk {
-    /// Interleaved S16LE.
-    pub pcm: Vec<u8>,
-    pub rate: u32,
-    pub channels: u32,
+    pub audio: WireAudio,
     /// Running time of the source when the message arrived.
     pub arrival: Option<gst::ClockTime>,
 }
 
 impl Chunk {
     pub fn duration(&self) -> gst::ClockTime {
-        callaudio::samples_to_time(self.pcm.len() as u64 / (2 * self.channels as u64), self.rate)
+        self.audio.duration()
     }
 }
 
@@ -289,9 +286,9 @@ impl Connection {
 
     fn deliver(&self, inbound: Inbound) {
         match inbound {
-            Inbound::Audio { pcm, rate, channels } => {
+            Inbound::Audio(audio) => {
                 let arrival = self.src().and_then(|s| s.current_running_time());
-                let chunk = Chunk { pcm, rate, channels, arrival };
+                let chunk = Chunk { audio, arrival };
                 let max_queue = *self.max_queue.lock().unwrap();
                 let mut inbox = self.inbox();
                 inbox.queued += chunk.duration();

@@ -40,11 +40,40 @@ struct Telephony {
     sid_key: Option<&'static str>,
 }
 
+/// Audio as it came off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireAudio {
+    /// Interleaved S16LE when `law` is `None`, G.711 bytes otherwise.
+    pub data: Vec<u8>,
+    pub rate: u32,
+    pub channels: u32,
+    pub law: Option<Law>,
+}
+
+impl WireAudio {
+    pub fn frames(&self) -> u64 {
+        let bytes_per_frame = if self.law.is_some() { 1 } else { 2 } * self.channels as u64;
+        self.data.len() as u64 / bytes_per_frame
+    }
+
+    pub fn duration(&self) -> gst::ClockTime {
+        callaudio::samples_to_time(self.frames(), self.rate)
+    }
+
+    /// The audio as interleaved S16LE.
+    pub fn into_s16le(self) -> Vec<u8> {
+        match self.law {
+            Some(law) => g711::decode_law(law, &self.data),
+            None => self.data,
+        }
+    }
+}
+
 /// What one message from the bot means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    /// Interleaved S16LE.
-    Audio { pcm: Vec<u8>, rate: u32, channels: u32 },
+    /// Audio as the wire carries it: interleaved S16LE, or G.711 of `law`.
+    Audio(WireAudio),
     Text(String),
     Transcription { text: String, user_id: String, timestamp: String },
     /// JSON text: RTVI and other transport messages.
@@ -78,7 +107,7 @@ impl Serializer {
                     if audio.len() % (2 * num_channels as usize) != 0 {
                         return Err(format!("audio of {} bytes is not whole S16 frames of {num_channels} channel(s)", audio.len()));
                     }
-                    Inbound::Audio { pcm: audio, rate: sample_rate, channels: num_channels }
+                    Inbound::Audio(WireAudio { data: audio, rate: sample_rate, channels: num_channels, law: None })
                 }
                 Frame::Text(text) => Inbound::Text(text),
                 Frame::Transcription { text, user_id, timestamp } => Inbound::Transcription { text, user_id, timestamp },
@@ -152,12 +181,10 @@ impl Telephony {
             let coded = base64::engine::general_purpose::STANDARD
                 .decode(payload)
                 .map_err(|e| format!("media payload is not base64: {e}"))?;
-            let pcm = match self.law {
-                Some(law) => g711::decode_law(law, &coded),
-                None if coded.len() % 2 == 0 => coded,
-                None => return Err(format!("S16LE payload of odd length {}", coded.len())),
-            };
-            return Ok(Inbound::Audio { pcm, rate: TELEPHONY_RATE, channels: 1 });
+            if self.law.is_none() && coded.len() % 2 != 0 {
+                return Err(format!("S16LE payload of odd length {}", coded.len()));
+            }
+            return Ok(Inbound::Audio(WireAudio { data: coded, rate: TELEPHONY_RATE, channels: 1, law: self.law }));
         }
         if event == Some(self.bot_clear) {
             return Ok(Inbound::Interruption);
@@ -175,19 +202,19 @@ mod tests {
         let msg = r#"{"event":"media","streamSid":"MZ1","media":{"payload":"/wA="}}"#;
         assert_eq!(
             Serializer::Twilio.decode(&Message::Text(msg.into())).unwrap(),
-            Inbound::Audio { pcm: vec![0, 0, 0x84, 0x82], rate: 8000, channels: 1 }
+            Inbound::Audio(WireAudio { data: vec![0xFF, 0x00], rate: 8000, channels: 1, law: Some(Law::Mu) })
         );
         let clear = r#"{"event":"clear","streamSid":"MZ1"}"#;
         assert_eq!(Serializer::Twilio.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
         assert!(Serializer::Twilio.decode(&Message::Text("{nope".into())).unwrap_err().contains("not JSON"));
         let play = r#"{"event":"playAudio","media":{"contentType":"audio/x-mulaw","sampleRate":8000,"payload":"/wA="}}"#;
-        assert!(matches!(Serializer::Plivo.decode(&Message::Text(play.into())).unwrap(), Inbound::Audio { .. }));
+        assert!(matches!(Serializer::Plivo.decode(&Message::Text(play.into())).unwrap(), Inbound::Audio(_)));
         let clear = r#"{"event":"clearAudio","streamId":"x"}"#;
         assert_eq!(Serializer::Plivo.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
         let exotel = r#"{"event":"media","stream_sid":"x","media":{"payload":"AQACAA=="}}"#;
         assert_eq!(
             Serializer::Exotel.decode(&Message::Text(exotel.into())).unwrap(),
-            Inbound::Audio { pcm: vec![1, 0, 2, 0], rate: 8000, channels: 1 }
+            Inbound::Audio(WireAudio { data: vec![1, 0, 2, 0], rate: 8000, channels: 1, law: None })
         );
     }
 
@@ -196,7 +223,7 @@ mod tests {
         let msg = Serializer::Protobuf.encode_audio(&[1, 0, 2, 0], 16000, "");
         assert_eq!(
             Serializer::Protobuf.decode(&msg).unwrap(),
-            Inbound::Audio { pcm: vec![1, 0, 2, 0], rate: 16000, channels: 1 }
+            Inbound::Audio(WireAudio { data: vec![1, 0, 2, 0], rate: 16000, channels: 1, law: None })
         );
     }
 }

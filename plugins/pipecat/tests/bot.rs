@@ -316,3 +316,28 @@ fn a_silent_bot_is_a_warning_never_an_error() {
     assert_eq!(warnings, 1, "one warning for one silent stretch");
     assert!(messages.iter().any(|m| m.structure().is_some_and(|s| s.name() == "pipecat-agent-silent")));
 }
+
+#[test]
+fn downstream_that_prefers_mulaw_gets_the_wire_bytes() {
+    init();
+    let bot = Bot::start(&["--serializer", "twilio", "--mode", "ramp", "--seconds", "0.5", "--hangup"]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} serializer=twilio ! audio/x-mulaw ! appsink name=sink sync=false",
+        bot.uri()
+    ));
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut bytes = Vec::new();
+    let mut caps = None;
+    while let Ok(sample) = sink.pull_sample() {
+        caps.get_or_insert_with(|| sample.caps().unwrap().to_owned());
+        bytes.extend_from_slice(&sample.buffer().unwrap().map_readable().unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let caps = caps.expect("no audio");
+    assert_eq!(caps.structure(0).unwrap().name(), "audio/x-mulaw", "{caps}");
+    // What Pipecat put on the wire: audioop.lin2ulaw of the ramp, untouched.
+    let expected: Vec<u8> = ramp(4000).into_iter().map(g711::linear_to_ulaw).collect();
+    assert_eq!(bytes[..4000], expected[..]);
+    assert_eq!(bytes.len(), 4000 + 16000);
+}

@@ -16,7 +16,9 @@ use gst_base::subclass::prelude::*;
 
 use crate::common::LinkSettings;
 use crate::connection::{CAT, Connection, End, Next};
+use crate::g711::Law;
 use crate::redact;
+use crate::serializer::WireAudio;
 
 const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
 const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
@@ -56,8 +58,10 @@ impl Default for Settings {
 #[derive(Default)]
 struct State {
     connection: Option<Arc<Connection>>,
-    /// (rate, channels) of the caps last set.
-    format: Option<(u32, u32)>,
+    /// (rate, channels, G.711 law) of the audio the caps were last set for.
+    format: Option<(u32, u32, Option<Law>)>,
+    /// Whether buffers go out in the wire's G.711 rather than S16LE.
+    coded_out: bool,
     /// Where the next buffer may start at the earliest: bursts play in order.
     next_pts: gst::ClockTime,
     /// A `pipecat-agent-silent` warning was posted for the current silence.
@@ -83,31 +87,53 @@ impl PipecatWsSrc {
         let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
+    /// Caps for audio of this format: the wire's own G.711 when the wire is
+    /// G.711 and downstream prefers it, S16LE otherwise.
+    fn caps_for(&self, audio: &WireAudio) -> (gst::Caps, bool) {
+        let raw = gst_audio::AudioCapsBuilder::new_interleaved()
+            .format(gst_audio::AudioFormat::S16le)
+            .rate(audio.rate as i32)
+            .channels(audio.channels as i32)
+            .build();
+        let Some(law) = audio.law else { return (raw, false) };
+        let name = match law {
+            Law::Mu => "audio/x-mulaw",
+            Law::A => "audio/x-alaw",
+        };
+        let coded = gst::Caps::builder(name)
+            .field("rate", audio.rate as i32)
+            .field("channels", audio.channels as i32)
+            .build();
+        let peer = self.obj().src_pad().peer_query_caps(None);
+        let prefers_coded = peer.iter().next().is_some_and(|s| s.name() == name) || !peer.can_intersect(&raw);
+        if prefers_coded && peer.can_intersect(&coded) { (coded, true) } else { (raw, false) }
+    }
+
     fn buffer_for(&self, chunk: crate::connection::Chunk) -> Result<gst::Buffer, gst::FlowError> {
-        let (pts, caps) = {
+        let duration = chunk.duration();
+        let audio = chunk.audio;
+        let format = (audio.rate, audio.channels, audio.law);
+        let (pts, new_format) = {
             let mut state = self.state.lock().unwrap();
-            let format = (chunk.rate, chunk.channels);
-            let caps = (state.format != Some(format)).then(|| {
-                state.format = Some(format);
-                gst_audio::AudioCapsBuilder::new_interleaved()
-                    .format(gst_audio::AudioFormat::S16le)
-                    .rate(chunk.rate as i32)
-                    .channels(chunk.channels as i32)
-                    .build()
-            });
+            let new_format = state.format != Some(format);
             // Stamped at arrival on the pipeline clock, but never before the
             // end of the previous buffer: a burst of TTS plays out in order.
             let pts = chunk.arrival.unwrap_or(state.next_pts).max(state.next_pts);
-            state.next_pts = pts + chunk.duration();
+            state.next_pts = pts + duration;
             state.warned_silent = false;
-            (pts, caps)
+            (pts, new_format)
         };
-        if let Some(caps) = caps {
+        if new_format {
+            let (caps, coded) = self.caps_for(&audio);
             gst::debug!(CAT, imp = self, "bot audio is now {caps}");
             self.obj().set_caps(&caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+            let mut state = self.state.lock().unwrap();
+            state.format = Some(format);
+            state.coded_out = coded;
         }
-        let duration = chunk.duration();
-        let mut buffer = gst::Buffer::from_mut_slice(chunk.pcm);
+        let coded_out = self.state.lock().unwrap().coded_out;
+        let data = if coded_out { audio.data } else { audio.into_s16le() };
+        let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().unwrap();
             b.set_pts(pts);
@@ -242,7 +268,15 @@ impl ElementImpl for PipecatWsSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_audio::AudioCapsBuilder::new_interleaved().format(gst_audio::AudioFormat::S16le).build();
+            let mut caps = gst_audio::AudioCapsBuilder::new_interleaved().format(gst_audio::AudioFormat::S16le).build();
+            {
+                let caps = caps.get_mut().unwrap();
+                for name in ["audio/x-mulaw", "audio/x-alaw"] {
+                    caps.append_structure(
+                        gst::Structure::builder(name).field("rate", 8000).field("channels", 1).build(),
+                    );
+                }
+            }
             vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
         });
         TEMPLATES.as_ref()
