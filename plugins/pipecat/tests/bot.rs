@@ -341,3 +341,66 @@ fn downstream_that_prefers_mulaw_gets_the_wire_bytes() {
     assert_eq!(bytes[..4000], expected[..]);
     assert_eq!(bytes.len(), 4000 + 16000);
 }
+
+#[test]
+fn extra_headers_reach_the_bot() {
+    init();
+    let (port, request) = http_server_seeing("401 Unauthorized");
+    let pipeline = launch("pipecatwsrc name=src ! fakesink");
+    let src = pipeline.by_name("src").unwrap();
+    src.set_property("uri", format!("ws://127.0.0.1:{port}/"));
+    src.set_property(
+        "extra-headers",
+        <gst::Structure as std::str::FromStr>::from_str("headers, Authorization=\"Bearer t0k\", X-Call-Id=\"c1\"").unwrap(),
+    );
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    pipeline.set_state(gst::State::Null).unwrap();
+    let request = request.recv_timeout(Duration::from_secs(2)).unwrap().to_ascii_lowercase();
+    assert!(request.contains("authorization: bearer t0k"), "{request}");
+    assert!(request.contains("x-call-id: c1"), "{request}");
+}
+
+#[test]
+fn interruption_drops_queued_audio_and_is_posted() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    init();
+    // 4 s of TTS in 20 ms messages, most of it queued behind a blocked
+    // downstream, then an interruption.
+    let audio = Message::Binary(gstpipecat_audio_frame(320 * 2).into());
+    let interruption = Message::Binary(vec![0x2a, 0x00].into());
+    let close = Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
+    let mut messages = vec![audio; 200];
+    messages.extend([interruption, close]);
+    let port = raw_server(messages);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false max-buffers=1 drop=false"
+    ));
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut pulled = gst::ClockTime::ZERO;
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(500)) {
+        pulled += sample.buffer().unwrap().duration().unwrap();
+    }
+    let (seen, _) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(2));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let interrupted = structures(&seen).into_iter().find(|s| s.name() == "pipecat-interrupted").expect("pipecat-interrupted");
+    let dropped = interrupted.get::<gst::ClockTime>("dropped").unwrap();
+    println!("pushed {pulled}, dropped {dropped} at the interruption");
+    assert!(dropped > gst::ClockTime::ZERO, "the queued audio was not dropped");
+    assert_eq!(pulled + dropped, gst::ClockTime::from_seconds(4), "every received sample is pushed or dropped");
+}
+
+#[test]
+fn on_close_error_makes_a_hang_up_an_error() {
+    init();
+    let bot = Bot::start(&["--mode", "ramp", "--seconds", "0.2", "--hangup"]);
+    let pipeline = launch(&format!("pipecatwsrc uri={} on-close=error ! fakesink sync=false", bot.uri()));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(20));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (text, _) = error_of(&end.expect("an end").0).expect("an ERROR, not EOS");
+    assert!(text.contains("hung up"), "{text}");
+    assert!(structures(&seen).iter().any(|s| s.name() == "pipecat-closed"));
+}

@@ -177,16 +177,23 @@ pub fn raw_server(messages: Vec<tokio_tungstenite::tungstenite::Message>) -> u16
     port
 }
 
-/// A server that answers the upgrade with a plain HTTP status.
+/// A server that answers the upgrade with a plain HTTP status; the request it
+/// got comes back through the receiver.
 pub fn http_server(status: &'static str) -> u16 {
+    http_server_seeing(status).0
+}
+
+pub fn http_server_seeing(status: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
-        let _ = stream.read(&mut buf);
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
         let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     });
-    port
+    (port, rx)
 }
