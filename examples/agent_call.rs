@@ -3,7 +3,8 @@
 //! caller as RTP, and both legs (caller left, bot right) are recorded.
 //!
 //!     cargo run --example agent_call -- --bot-uri ws://127.0.0.1:8765/ \
-//!         --rtp-in 5004 --rtp-out 127.0.0.1:5006 --output /tmp/call.wav
+//!         --rtp-in 5004 --rtp-out 127.0.0.1:5006 --output /tmp/call.wav \
+//!         [--serializer protobuf] [--no-media-timeout 5] [--jitter-latency 40]
 //!
 //! The call ends when the bot hangs up, when the caller's RTP stops for
 //! `--no-media-timeout`, or on Ctrl+C / SIGTERM. Every path finalizes the
@@ -25,6 +26,7 @@ struct Options {
     rtp_out: String,
     output: String,
     no_media_timeout: Duration,
+    jitter_latency_ms: u32,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Options, String> {
         rtp_out: "127.0.0.1:5006".into(),
         output: "call.wav".into(),
         no_media_timeout: Duration::from_secs(5),
+        jitter_latency_ms: 40,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Options, String> {
                 let secs: f64 = value()?.parse().map_err(|e| format!("--no-media-timeout: {e}"))?;
                 o.no_media_timeout = Duration::from_secs_f64(secs);
             }
+            "--jitter-latency" => o.jitter_latency_ms = value()?.parse().map_err(|e| format!("--jitter-latency: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -65,7 +69,7 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
         "callrecsink name=rec location={output} \
          udpsrc name=rtp_in port={rtp_in} timeout={timeout} \
              caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
-           ! rtpjitterbuffer latency=40 ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill ! tee name=caller \
+           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill ! tee name=caller \
          caller. ! queue ! pipecatwssink connection=call serializer={serializer} \
          caller. ! queue ! rec.sink_0 \
          pipecatwsrc name=bot connection=call serializer={serializer} \
@@ -75,6 +79,7 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
         output = o.output,
         rtp_in = o.rtp_in,
         timeout = o.no_media_timeout.as_nanos(),
+        jitter = o.jitter_latency_ms,
         serializer = o.serializer,
     );
     let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().unwrap();

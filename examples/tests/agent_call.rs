@@ -44,6 +44,8 @@ impl Call {
         let mut child = Command::new(example())
             .args(["--bot-uri", bot_uri, "--rtp-in", &rtp_in.to_string()])
             .args(["--rtp-out", &format!("127.0.0.1:{rtp_out}"), "--no-media-timeout", "1"])
+            // Loopback has no jitter to absorb.
+            .args(["--jitter-latency", "10"])
             .arg("--output")
             .arg(&output)
             .stdout(Stdio::piped())
@@ -58,7 +60,7 @@ impl Call {
             }
         });
         let call = Call { child, lines, output };
-        call.wait_for_line("call started", Duration::from_secs(10));
+        call.wait_for_line("call started", Duration::from_secs(30));
         call
     }
 
@@ -193,9 +195,59 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The bot's own round trip, with no GStreamer in the path: a plain
+/// WebSocket client sends the same beeps as protobuf audio frames and times
+/// the echo. Returns the sorted round trips.
+fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
+    use gstpipecat::protobuf::Frame;
+    use tokio_tungstenite::tungstenite::{self, Message};
+    let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
+    let (mut ws, _) = tungstenite::connect(echo.uri()).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+        tcp.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        tcp.set_nodelay(true).unwrap();
+    }
+    let start = Instant::now();
+    let (mut sent, mut heard, mut loud) = (Vec::new(), Vec::new(), false);
+    let total = beeps * 20;
+    let mut next = 0;
+    while start.elapsed() < Duration::from_millis(20 * total as u64 + 1000) {
+        if next < total && start.elapsed() >= Duration::from_millis(20 * next as u64) {
+            let in_beep = next % 20 < 5;
+            if in_beep && next % 20 == 0 {
+                sent.push(Instant::now());
+            }
+            let pcm: Vec<u8> = (0..160)
+                .map(|i| if in_beep { (8000.0 * (i as f64 * 0.3454).sin()) as i16 } else { 0 })
+                .flat_map(|s: i16| s.to_le_bytes())
+                .collect();
+            ws.send(Message::Binary(Frame::encode_audio(&pcm, 8000, 1).into())).unwrap();
+            next += 1;
+        }
+        match ws.read() {
+            Ok(Message::Binary(data)) => {
+                if let Ok(Frame::Audio { audio, .. }) = Frame::decode(&data) {
+                    let peak = audio.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs()).max().unwrap_or(0);
+                    if peak > 2000 && !loud {
+                        heard.push(Instant::now());
+                    }
+                    loud = peak > 2000;
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("bot connection: {e}"),
+        }
+    }
+    let mut trips: Vec<Duration> = sent.iter().zip(&heard).map(|(s, h)| h.duration_since(*s)).collect();
+    trips.sort();
+    trips
+}
+
 #[test]
 fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
     init();
+    let alone = bot_alone_round_trips(12);
     let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
     let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
     let (receiver, heard) = receive_rtp(rtp_out);
@@ -214,12 +266,28 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
     let heard = heard.lock().unwrap().clone();
     assert_eq!(heard.len(), beeps, "the caller heard {} of {beeps} echoed beeps", heard.len());
     let mut trips: Vec<Duration> = sent.iter().zip(&heard).map(|(s, h)| h.duration_since(*s)).collect();
+    println!("round trips in call order (ms): {:?}", trips.iter().map(|t| t.as_millis()).collect::<Vec<_>>());
+    // The first beeps meet the call starting up (negotiation, first RTP
+    // into the jitterbuffer); the rest is the steady state.
+    let mut steady = trips[2..].to_vec();
+    steady.sort();
     trips.sort();
     println!(
-        "round trip caller RTP -> bot -> caller RTP: p50 {:?}, p99 {:?} ({} beeps)",
+        "round trip caller RTP -> bot -> caller RTP: p50 {:?}, p99 {:?} ({} beeps); \
+         the bot alone over its WebSocket: p50 {:?}, p99 {:?}; the set adds p50 {:.1} ms",
         percentile(&trips, 0.5),
         percentile(&trips, 0.99),
-        trips.len()
+        trips.len(),
+        percentile(&alone, 0.5),
+        percentile(&alone, 0.99),
+        (percentile(&trips, 0.5).as_secs_f64() - percentile(&alone, 0.5).as_secs_f64()) * 1000.0,
+    );
+    println!(
+        "steady state (beeps 3..): p50 {:?}, p99 {:?}; the set adds p50 {:.1} ms, p99 {:.1} ms over the bot",
+        percentile(&steady, 0.5),
+        percentile(&steady, 0.99),
+        (percentile(&steady, 0.5).as_secs_f64() - percentile(&alone, 0.5).as_secs_f64()) * 1000.0,
+        (percentile(&steady, 0.99).as_secs_f64() - percentile(&alone, 0.99).as_secs_f64()) * 1000.0,
     );
 
     // The recording: both legs, same length, the echo behind the caller.

@@ -8,7 +8,7 @@ mod connection;
 pub mod g711;
 mod pipecatwsrc;
 mod pipecatwssink;
-mod protobuf;
+pub mod protobuf;
 mod redact;
 mod serializer;
 mod tls;
