@@ -13,24 +13,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-/// Frame{audio: AudioRawFrame{audio, sample_rate: 16000, num_channels: 1}}
+/// One protobuf audio message of `samples` samples at 16 kHz.
 fn frame(samples: usize) -> Vec<u8> {
-    let mut inner = vec![0x1a];
-    varint(&mut inner, 2 * samples as u64);
-    inner.resize(inner.len() + 2 * samples, 1);
-    inner.extend([0x20, 0x80, 0x7d, 0x28, 0x01]);
-    let mut out = vec![0x12];
-    varint(&mut out, inner.len() as u64);
-    out.extend(inner);
-    out
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    gstpipecat::protobuf::Frame::encode_audio(&vec![1u8; 2 * samples], 16000, 1)
 }
 
 /// Sends `count` frames, `pace` apart; returns when each was sent.

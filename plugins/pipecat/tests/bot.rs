@@ -228,29 +228,14 @@ fn garbage_frames_are_errors_that_name_the_frame() {
 
 #[test]
 fn oversized_frame_is_an_error() {
-    let big = gstpipecat_audio_frame(3 * 1024 * 1024);
+    let big = audio_frame(3 * 1024 * 1024);
     let (text, _) = error_from_raw_server("protobuf", "max-message-size=1048576", vec![Message::Binary(big.into())]);
     assert!(text.contains("max-message-size"), "{text}");
 }
 
-fn gstpipecat_audio_frame(bytes: usize) -> Vec<u8> {
-    // Frame{audio: AudioRawFrame{audio: zeros, sample_rate: 16000, num_channels: 1}}
-    let mut inner = vec![0x1a];
-    put_varint(&mut inner, bytes as u64);
-    inner.resize(inner.len() + bytes, 0);
-    inner.extend([0x20, 0x80, 0x7d, 0x28, 0x01]);
-    let mut out = vec![0x12];
-    put_varint(&mut out, inner.len() as u64);
-    out.extend(inner);
-    out
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// One protobuf audio message of `bytes` bytes of silence at 16 kHz.
+fn audio_frame(bytes: usize) -> Vec<u8> {
+    gstpipecat::protobuf::Frame::encode_audio(&vec![0; bytes], 16000, 1)
 }
 
 #[test]
@@ -367,7 +352,7 @@ fn interruption_drops_queued_audio_and_is_posted() {
     init();
     // 4 s of TTS in 20 ms messages, most of it queued behind a blocked
     // downstream, then an interruption.
-    let audio = Message::Binary(gstpipecat_audio_frame(320 * 2).into());
+    let audio = Message::Binary(audio_frame(320 * 2).into());
     let interruption = Message::Binary(vec![0x2a, 0x00].into());
     let close = Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
     let mut messages = vec![audio; 200];
@@ -403,4 +388,46 @@ fn on_close_error_makes_a_hang_up_an_error() {
     let (text, _) = error_of(&end.expect("an end").0).expect("an ERROR, not EOS");
     assert!(text.contains("hung up"), "{text}");
     assert!(structures(&seen).iter().any(|s| s.name() == "pipecat-closed"));
+}
+
+#[test]
+fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
+    init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        let mut samples = 0;
+        loop {
+            match ws.read() {
+                Ok(Message::Binary(data)) => {
+                    if let Ok(gstpipecat::protobuf::Frame::Audio { audio, sample_rate, .. }) = gstpipecat::protobuf::Frame::decode(&data) {
+                        assert_eq!(sample_rate, 16000);
+                        samples += audio.len() / 2;
+                    }
+                }
+                Ok(Message::Close(_)) => {
+                    let _ = tx.send((samples, true));
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = tx.send((samples, false));
+                    return;
+                }
+            }
+        }
+    });
+    let pipeline = launch(&format!(
+        "audiotestsrc num-buffers=10 samplesperbuffer=320 ! audio/x-raw,rate=16000,channels=1 ! pipecatwssink uri=ws://127.0.0.1:{port}/"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, end) = wait_for(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(5));
+    assert_eq!(end.map(|(m, _)| m.type_()), Some(gst::MessageType::Eos));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (samples, closed) = rx.recv_timeout(Duration::from_secs(2)).expect("the server heard nothing");
+    assert_eq!(samples, 3200, "every sample reached the bot");
+    assert!(closed, "stopping the sink must close the WebSocket with a close frame");
 }

@@ -28,8 +28,7 @@ fn tls_server() -> u16 {
         for stream in listener.incoming().flatten() {
             let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream);
             let Ok(mut ws) = tungstenite::accept(tls) else { continue };
-            // Frame{audio: AudioRawFrame{audio: 4 bytes, sample_rate: 16000, num_channels: 1}}
-            let frame = vec![0x12, 0x0b, 0x1a, 0x04, 1, 0, 2, 0, 0x20, 0x80, 0x7d, 0x28, 0x01];
+            let frame = gstpipecat::protobuf::Frame::encode_audio(&[1, 0, 2, 0], 16000, 1);
             let _ = ws.send(Message::Binary(frame.into()));
             let _ = ws.close(None);
             let _ = ws.flush();

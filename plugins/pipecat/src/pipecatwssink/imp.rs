@@ -110,7 +110,13 @@ impl BaseSinkImpl for PipecatWsSink {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.state.lock().unwrap().connection = None;
+        let conn = self.state.lock().unwrap().connection.take();
+        // A sink with its own uri opened the connection; nobody else closes it.
+        if let Some(conn) = conn
+            && self.settings().uri.is_some()
+        {
+            conn.close();
+        }
         Ok(())
     }
 
