@@ -49,10 +49,16 @@ fn parse_args() -> Result<Options, String> {
             "--rtp-out" => o.rtp_out = value()?,
             "--output" => o.output = value()?,
             "--no-media-timeout" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--no-media-timeout: {e}"))?;
+                let secs: f64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--no-media-timeout: {e}"))?;
                 o.no_media_timeout = Duration::from_secs_f64(secs);
             }
-            "--jitter-latency" => o.jitter_latency_ms = value()?.parse().map_err(|e| format!("--jitter-latency: {e}"))?,
+            "--jitter-latency" => {
+                o.jitter_latency_ms = value()?
+                    .parse()
+                    .map_err(|e| format!("--jitter-latency: {e}"))?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -63,13 +69,18 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
-    let (out_host, out_port) = o.rtp_out.rsplit_once(':').unwrap_or(("127.0.0.1", o.rtp_out.as_str()));
+    let (out_host, out_port) = o
+        .rtp_out
+        .rsplit_once(':')
+        .unwrap_or(("127.0.0.1", o.rtp_out.as_str()));
     let leg = "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=8000,channels=1";
+    // RTP timestamps jitter by a few samples: the caller's stallfiller
+    // re-stamps up to 20 ms of it instead of trimming or filling samples.
     let desc = format!(
         "callrecsink name=rec location={output} \
          udpsrc name=rtp_in port={rtp_in} timeout={timeout} \
              caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
-           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill ! tee name=caller \
+           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill tolerance=20000000 ! tee name=caller \
          caller. ! queue ! pipecatwssink connection=call serializer={serializer} \
          caller. ! queue ! rec.sink_0 \
          pipecatwsrc name=bot connection=call serializer={serializer} \
@@ -82,10 +93,15 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
         jitter = o.jitter_latency_ms,
         serializer = o.serializer,
     );
-    let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(&desc)?
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     // Set as a property, never in the launch string: GStreamer's parser logs
     // launch strings whole, and bot URIs may carry tokens.
-    pipeline.by_name("bot").unwrap().set_property("uri", &o.bot_uri);
+    pipeline
+        .by_name("bot")
+        .unwrap()
+        .set_property("uri", &o.bot_uri);
     // The finalize message is posted while stopping: keep it on the bus.
     pipeline.set_auto_flush_bus(false);
     Ok(pipeline)
@@ -160,7 +176,12 @@ fn main() -> ExitCode {
             match msg.view() {
                 MessageView::Eos(_) => main_loop.quit(),
                 MessageView::Error(e) => {
-                    eprintln!("error from {:?}: {} ({:?})", msg.src().map(|s| s.path_string()), e.error(), e.debug());
+                    eprintln!(
+                        "error from {:?}: {} ({:?})",
+                        msg.src().map(|s| s.path_string()),
+                        e.error(),
+                        e.debug()
+                    );
                     end_call(Ending::Error);
                 }
                 MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
@@ -195,13 +216,19 @@ fn main() -> ExitCode {
         let _ = pipeline.set_state(gst::State::Null);
         return ExitCode::from(1);
     }
-    println!("call started: RTP in on port {}, bot at its URI, recording to {}", options.rtp_in, options.output);
+    println!(
+        "call started: RTP in on port {}, bot at its URI, recording to {}",
+        options.rtp_in, options.output
+    );
     main_loop.run();
     let _ = pipeline.set_state(gst::State::Null);
     let ending = *ending.lock().unwrap();
     // Messages posted while stopping are still on the bus.
     while let Some(msg) = bus.pop() {
-        if let Some(s) = msg.structure().filter(|s| s.name().starts_with("callrecsink-")) {
+        if let Some(s) = msg
+            .structure()
+            .filter(|s| s.name().starts_with("callrecsink-"))
+        {
             *outcome.borrow_mut() = Some(s.to_owned());
         }
     }
@@ -238,7 +265,10 @@ fn report(outcome: Option<gst::Structure>, ending: Option<Ending>) -> ExitCode {
         return ExitCode::from(1);
     };
     if s.name() == "callrecsink-failed" {
-        eprintln!("recording failed: {}", s.get::<String>("reason").unwrap_or_default());
+        eprintln!(
+            "recording failed: {}",
+            s.get::<String>("reason").unwrap_or_default()
+        );
         return ExitCode::from(1);
     }
     let duration = s.get::<gst::ClockTime>("duration").unwrap();

@@ -23,8 +23,17 @@ fn init() {
 /// The example binary cargo built beside this test.
 fn example() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples/agent_call");
-    assert!(path.exists(), "{} not built: run cargo build --examples", path.display());
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/agent_call");
+    assert!(
+        path.exists(),
+        "{} not built: run cargo build --examples",
+        path.display()
+    );
     path
 }
 
@@ -43,9 +52,14 @@ impl Call {
         let output = dir.join("call.wav");
         let mut child = Command::new(example())
             .args(["--bot-uri", bot_uri, "--rtp-in", &rtp_in.to_string()])
-            .args(["--rtp-out", &format!("127.0.0.1:{rtp_out}"), "--no-media-timeout", "1"])
-            // Loopback has no jitter to absorb.
-            .args(["--jitter-latency", "10"])
+            .args([
+                "--rtp-out",
+                &format!("127.0.0.1:{rtp_out}"),
+                "--no-media-timeout",
+                "1",
+            ])
+            // Loopback has no network jitter to absorb.
+            .args(["--jitter-latency", "0"])
             .arg("--output")
             .arg(&output)
             .stdout(Stdio::piped())
@@ -59,7 +73,11 @@ impl Call {
                 l.lock().unwrap().push((Instant::now(), line));
             }
         });
-        let call = Call { child, lines, output };
+        let call = Call {
+            child,
+            lines,
+            output,
+        };
         call.wait_for_line("call started", Duration::from_secs(30));
         call
     }
@@ -67,16 +85,32 @@ impl Call {
     fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Instant {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((at, _)) = self.lines.lock().unwrap().iter().find(|(_, l)| l.starts_with(prefix)) {
+            if let Some((at, _)) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| l.starts_with(prefix))
+            {
                 return *at;
             }
-            assert!(Instant::now() < deadline, "no '{prefix}' from agent_call; said: {:?}", self.text());
+            assert!(
+                Instant::now() < deadline,
+                "no '{prefix}' from agent_call; said: {:?}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn wait(&mut self, timeout: Duration) -> i32 {
@@ -85,7 +119,11 @@ impl Call {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().expect("agent_call was killed by a signal");
             }
-            assert!(Instant::now() < deadline, "agent_call did not exit; said: {}", self.text());
+            assert!(
+                Instant::now() < deadline,
+                "agent_call did not exit; said: {}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -106,7 +144,13 @@ fn send_rtp(port: u16, period: Duration, beep: Duration, count: usize) -> Vec<In
          ! mulawenc ! rtppcmupay ! udpsink host=127.0.0.1 port={port} sync=false"
     ))
     .unwrap();
-    let src = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let src = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let frames_per_buffer = RATE / 50;
     let buffers_per_period = (period.as_millis() / 20) as usize;
@@ -121,12 +165,20 @@ fn send_rtp(port: u16, period: Duration, beep: Duration, count: usize) -> Vec<In
         let samples: Vec<u8> = (0..frames_per_buffer)
             .map(|i| {
                 let k = b * frames_per_buffer + i;
-                if in_beep { (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * k as f64 / RATE as f64).sin()) as i16 } else { 0 }
+                if in_beep {
+                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * k as f64 / RATE as f64).sin())
+                        as i16
+                } else {
+                    0
+                }
             })
             .flat_map(|s| s.to_le_bytes())
             .collect();
         let mut buffer = gst::Buffer::from_mut_slice(samples);
-        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
         src.push_buffer(buffer).unwrap();
         let due = start + Duration::from_millis(20 * (b as u64 + 1));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -144,19 +196,34 @@ fn receive_rtp(port: u16) -> (gst::Element, Arc<Mutex<Vec<Instant>>>) {
     .unwrap();
     let onsets = Arc::new(Mutex::new(Vec::new()));
     let o = onsets.clone();
-    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    let loud = Arc::new(Mutex::new(false));
+    let sink = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    // A beep starts after a real pause (beeps are 100 ms in 400 ms): a short
+    // dropout inside a beep must not count as a new one.
+    let last_loud = Arc::new(Mutex::new(None::<Instant>));
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let map = sample.buffer().unwrap().map_readable().unwrap();
-                let peak = map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs()).max().unwrap_or(0);
-                let mut was_loud = loud.lock().unwrap();
-                if peak > 2000 && !*was_loud {
-                    o.lock().unwrap().push(Instant::now());
+                let peak = map
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs())
+                    .max()
+                    .unwrap_or(0);
+                if peak > 2000 {
+                    let now = Instant::now();
+                    let mut last = last_loud.lock().unwrap();
+                    if last.is_none_or(|l| now.duration_since(l) > Duration::from_millis(150)) {
+                        o.lock().unwrap().push(now);
+                    }
+                    *last = Some(now);
                 }
-                *was_loud = peak > 2000;
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -171,7 +238,9 @@ fn channels(path: &std::path::Path) -> Vec<Vec<i16>> {
     assert_eq!(reader.spec().channels, 2);
     assert_eq!(reader.spec().sample_rate, RATE as u32);
     let all: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
-    (0..2).map(|c| all.iter().skip(c).step_by(2).copied().collect()).collect()
+    (0..2)
+        .map(|c| all.iter().skip(c).step_by(2).copied().collect())
+        .collect()
 }
 
 /// Where loud stretches begin in a channel (in samples).
@@ -180,7 +249,8 @@ fn onsets(samples: &[i16]) -> Vec<usize> {
     let mut quiet_for = usize::MAX;
     for (i, s) in samples.iter().enumerate() {
         if s.unsigned_abs() > 2000 {
-            if quiet_for > RATE / 20 {
+            // A new beep only after a real pause (beeps: 100 ms in 400 ms).
+            if quiet_for > RATE * 15 / 100 {
                 out.push(i);
             }
             quiet_for = 0;
@@ -204,7 +274,8 @@ fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
     let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
     let (mut ws, _) = tungstenite::connect(echo.uri()).unwrap();
     if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
-        tcp.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
         tcp.set_nodelay(true).unwrap();
     }
     let start = Instant::now();
@@ -218,16 +289,27 @@ fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
                 sent.push(Instant::now());
             }
             let pcm: Vec<u8> = (0..160)
-                .map(|i| if in_beep { (8000.0 * (i as f64 * 0.3454).sin()) as i16 } else { 0 })
+                .map(|i| {
+                    if in_beep {
+                        (8000.0 * (i as f64 * 0.3454).sin()) as i16
+                    } else {
+                        0
+                    }
+                })
                 .flat_map(|s: i16| s.to_le_bytes())
                 .collect();
-            ws.send(Message::Binary(Frame::encode_audio(&pcm, 8000, 1).into())).unwrap();
+            ws.send(Message::Binary(Frame::encode_audio(&pcm, 8000, 1).into()))
+                .unwrap();
             next += 1;
         }
         match ws.read() {
             Ok(Message::Binary(data)) => {
                 if let Ok(Frame::Audio { audio, .. }) = Frame::decode(&data) {
-                    let peak = audio.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs()).max().unwrap_or(0);
+                    let peak = audio
+                        .chunks_exact(2)
+                        .map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs())
+                        .max()
+                        .unwrap_or(0);
                     if peak > 2000 && !loud {
                         heard.push(Instant::now());
                     }
@@ -235,11 +317,19 @@ fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
                 }
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => panic!("bot connection: {e}"),
         }
     }
-    let mut trips: Vec<Duration> = sent.iter().zip(&heard).map(|(s, h)| h.duration_since(*s)).collect();
+    let mut trips: Vec<Duration> = sent
+        .iter()
+        .zip(&heard)
+        .map(|(s, h)| h.duration_since(*s))
+        .collect();
     trips.sort();
     trips
 }
@@ -253,7 +343,12 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
     let (receiver, heard) = receive_rtp(rtp_out);
     let mut call = Call::start(&echo.uri(), rtp_in, rtp_out, "quiet");
     let beeps = 12;
-    let sent = send_rtp(rtp_in, Duration::from_millis(400), Duration::from_millis(100), beeps);
+    let sent = send_rtp(
+        rtp_in,
+        Duration::from_millis(400),
+        Duration::from_millis(100),
+        beeps,
+    );
     let ending = call.wait_for_line("call ending", Duration::from_secs(10));
     assert_eq!(call.wait(Duration::from_secs(10)), 0, "{}", call.text());
     receiver.set_state(gst::State::Null).unwrap();
@@ -264,9 +359,22 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
 
     // Round trip, caller RTP out -> bot -> RTP back, per beep.
     let heard = heard.lock().unwrap().clone();
-    assert_eq!(heard.len(), beeps, "the caller heard {} of {beeps} echoed beeps", heard.len());
-    let mut trips: Vec<Duration> = sent.iter().zip(&heard).map(|(s, h)| h.duration_since(*s)).collect();
-    println!("round trips in call order (ms): {:?}", trips.iter().map(|t| t.as_millis()).collect::<Vec<_>>());
+    assert_eq!(
+        heard.len(),
+        beeps,
+        "the caller heard {} of {beeps} echoed beeps, at {:?} after the first sent; the call said:\n{said}",
+        heard.len(),
+        heard.iter().map(|h| h.duration_since(sent[0]).as_millis()).collect::<Vec<_>>()
+    );
+    let mut trips: Vec<Duration> = sent
+        .iter()
+        .zip(&heard)
+        .map(|(s, h)| h.duration_since(*s))
+        .collect();
+    println!(
+        "round trips in call order (ms): {:?}",
+        trips.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
+    );
     // The first beeps meet the call starting up (negotiation, first RTP
     // into the jitterbuffer); the rest is the steady state.
     let mut steady = trips[2..].to_vec();
@@ -298,31 +406,58 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
     assert_eq!(agent.len(), beeps, "bot channel beeps");
     for (c, a) in caller.iter().zip(&agent) {
         let delay = (*a as f64 - *c as f64) / RATE as f64;
-        assert!((0.0..0.5).contains(&delay), "the echo is {delay:.3} s from the caller's beep");
+        assert!(
+            (0.0..0.5).contains(&delay),
+            "the echo is {delay:.3} s from the caller's beep"
+        );
     }
     // As long as the call lasted: first beep sent to the end of the call.
     let recorded = data[0].len() as f64 / RATE as f64;
     let wall = ending.duration_since(sent[0]).as_secs_f64();
     println!("recorded {recorded:.3} s, wall time first beep -> call end {wall:.3} s");
-    assert!((recorded - wall).abs() < 0.1, "recorded {recorded:.3} s of a {wall:.3} s call");
+    assert!(
+        (recorded - wall).abs() < 0.1,
+        "recorded {recorded:.3} s of a {wall:.3} s call"
+    );
 }
 
 #[test]
 fn bot_hanging_up_ends_the_call() {
     init();
-    let bot = bot::Bot::start(&["--mode", "ramp", "--rate", "8000", "--seconds", "1", "--hangup"]);
+    let bot = bot::Bot::start(&[
+        "--mode",
+        "ramp",
+        "--rate",
+        "8000",
+        "--seconds",
+        "1",
+        "--hangup",
+    ]);
     let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
     let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "hangup");
     // The caller talks on; pipecat ends the call after 1 s + its 2 s of end silence.
-    let caller = std::thread::spawn(move || send_rtp(rtp_in, Duration::from_millis(200), Duration::from_millis(200), 25));
+    let caller = std::thread::spawn(move || {
+        send_rtp(
+            rtp_in,
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+            25,
+        )
+    });
     assert_eq!(call.wait(Duration::from_secs(15)), 0, "{}", call.text());
     let said = call.text();
     println!("{said}");
     assert!(said.contains("call ending: BotHungUp"), "{said}");
     let data = channels(&call.output);
     assert_eq!(data[0].len(), data[1].len());
-    assert!(data[1].iter().any(|&s| s > 7000), "the bot's ramp (up to 7999) is in the right channel");
-    assert!(data[0].iter().any(|&s| s.unsigned_abs() > 2000), "the caller is in the left channel");
+    assert!(
+        data[1].iter().any(|&s| s > 7000),
+        "the bot's ramp (up to 7999) is in the right channel"
+    );
+    assert!(
+        data[0].iter().any(|&s| s.unsigned_abs() > 2000),
+        "the caller is in the left channel"
+    );
     drop(caller);
 }
 
@@ -332,7 +467,14 @@ fn sigterm_stops_the_call_and_keeps_the_recording() {
     let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
     let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
     let mut call = Call::start(&echo.uri(), rtp_in, rtp_out, "sigterm");
-    let caller = std::thread::spawn(move || send_rtp(rtp_in, Duration::from_millis(200), Duration::from_millis(200), 20));
+    let caller = std::thread::spawn(move || {
+        send_rtp(
+            rtp_in,
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+            20,
+        )
+    });
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(call.child.id() as i32, libc::SIGTERM) };

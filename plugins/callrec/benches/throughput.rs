@@ -26,7 +26,10 @@ fn run(desc: &str, file: &std::path::Path) -> (Duration, u64) {
     let start = Instant::now();
     pipeline.set_state(gst::State::Playing).unwrap();
     let msg = bus
-        .timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error])
+        .timed_pop_filtered(
+            gst::ClockTime::NONE,
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
         .unwrap();
     if let gst::MessageView::Error(err) = msg.view() {
         panic!("{desc}: {}", err.error());
@@ -46,12 +49,29 @@ fn main() {
     let f = dir.join("out.wav");
     let loc = f.display();
     let cases = [
-        ("1 track   callrecsink", format!("{} ! callrecsink location={loc}", source(0))),
-        ("1 track   wavenc ! filesink", format!("{} ! wavenc ! filesink location={loc}", source(0))),
-        ("2 tracks  callrecsink", format!("callrecsink name=r location={loc} {} ! r. {} ! r.", source(0), source(1))),
+        (
+            "1 track   callrecsink",
+            format!("{} ! callrecsink location={loc}", source(0)),
+        ),
+        (
+            "1 track   wavenc ! filesink",
+            format!("{} ! wavenc ! filesink location={loc}", source(0)),
+        ),
+        (
+            "2 tracks  callrecsink",
+            format!(
+                "callrecsink name=r location={loc} {} ! r. {} ! r.",
+                source(0),
+                source(1)
+            ),
+        ),
         (
             "2 tracks  interleave ! wavenc ! filesink",
-            format!("interleave name=i ! wavenc ! filesink location={loc} {} ! i. {} ! i.", source(0), source(1)),
+            format!(
+                "interleave name=i ! wavenc ! filesink location={loc} {} ! i. {} ! i.",
+                source(0),
+                source(1)
+            ),
         ),
     ];
     let mut best = vec![(Duration::MAX, 0u64); cases.len()];
@@ -64,11 +84,23 @@ fn main() {
         }
     }
     println!("{BUFFERS} buffers of 200 ms per track (8 kHz S16 mono), best of {ROUNDS}:");
-    let mbps: Vec<f64> = best.iter().map(|(t, size)| *size as f64 / 1e6 / t.as_secs_f64()).collect();
+    let mbps: Vec<f64> = best
+        .iter()
+        .map(|(t, size)| *size as f64 / 1e6 / t.as_secs_f64())
+        .collect();
     for ((name, _), ((took, size), rate)) in cases.iter().zip(best.iter().zip(&mbps)) {
-        println!("  {name:<42} {rate:>8.1} MB/s  ({size} bytes in {:.3} s)", took.as_secs_f64());
+        println!(
+            "  {name:<42} {rate:>8.1} MB/s  ({size} bytes in {:.3} s)",
+            took.as_secs_f64()
+        );
     }
-    println!("  ratio 1 track  callrecsink / wavenc:            {:.2}  (goal >= 1.0)", mbps[0] / mbps[1]);
-    println!("  ratio 2 tracks callrecsink / interleave+wavenc: {:.2}  (goal >= 1.0)", mbps[2] / mbps[3]);
+    println!(
+        "  ratio 1 track  callrecsink / wavenc:            {:.2}  (goal >= 1.0)",
+        mbps[0] / mbps[1]
+    );
+    println!(
+        "  ratio 2 tracks callrecsink / interleave+wavenc: {:.2}  (goal >= 1.0)",
+        mbps[2] / mbps[3]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

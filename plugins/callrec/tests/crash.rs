@@ -42,12 +42,18 @@ fn sigkill_leaves_a_playable_part() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    assert!(!location.exists(), "an unfinished recording must not be published");
+    assert!(
+        !location.exists(),
+        "an unfinished recording must not be published"
+    );
     let (channels, rate, data) = read_wav(&part(&location));
     assert_eq!((channels, rate), (1, 8000));
     let seconds = data[0].len() as f64 / 8000.0;
     println!("the killed recording's .part plays {seconds:.2} s");
     // Recording starts within a few hundred ms; the header is at most 0.2 s stale.
     assert!(seconds >= 1.3, "only {seconds} s playable");
-    assert!(data[0].iter().any(|&s| s.abs() > 1000), "the .part holds the tone");
+    assert!(
+        data[0].iter().any(|&s| s.abs() > 1000),
+        "the .part holds the tone"
+    );
 }

@@ -12,27 +12,44 @@ const RATE: usize = 8000;
 /// Pushes `buffers` buffers of 160 samples through appsrc `name`; sample k of
 /// the stream has value `sign * (k % 30000)`.
 fn feed_ramp(pipeline: &gst::Pipeline, name: &str, buffers: usize, sign: i16) {
-    let src = pipeline.by_name(name).unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let src = pipeline
+        .by_name(name)
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
     for b in 0..buffers {
         let data: Vec<u8> = (0..160)
             .flat_map(|i| (sign * (((b * 160 + i) % 30000) as i16)).to_le_bytes())
             .collect();
         let mut buffer = gst::Buffer::from_mut_slice(data);
-        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
         src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
 }
 
 fn appsrc(name: &str) -> String {
-    format!("appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec.")
+    format!(
+        "appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec."
+    )
 }
 
 /// Records 2 s of ramps, the caller's rising and the agent's falling, from
 /// two appsrc tracks into `callrecsink name=rec {props}`. `in_paused` runs
 /// once the recording is open, before any audio.
-fn record_two_ramps(test: &str, props: &str, in_paused: impl FnOnce(&gst::Element)) -> (std::path::PathBuf, Vec<gst::Message>) {
-    let file = if props.contains("mode=separate") { "call-%u.wav" } else { "call.wav" };
+fn record_two_ramps(
+    test: &str,
+    props: &str,
+    in_paused: impl FnOnce(&gst::Element),
+) -> (std::path::PathBuf, Vec<gst::Message>) {
+    let file = if props.contains("mode=separate") {
+        "call-%u.wav"
+    } else {
+        "call.wav"
+    };
     let location = tmp_dir(test).join(file);
     let pipeline = launch(&format!(
         "callrecsink name=rec {props} location={} {} {}",
@@ -45,7 +62,11 @@ fn record_two_ramps(test: &str, props: &str, in_paused: impl FnOnce(&gst::Elemen
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 100, 1);
     feed_ramp(&pipeline, "agent", 100, -1);
-    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(10),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     (location, messages)
 }
@@ -55,9 +76,13 @@ fn eos_gives_a_complete_stereo_file_with_every_sample() {
     init();
     let (location, messages) = record_two_ramps("eos", "", |_| {});
     assert_eq!(error_text(&messages), None);
-    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    let finalized =
+        element_message(&messages, "callrecsink-finalized").expect("no finalized message");
     assert_eq!(finalized.get::<u64>("frames").unwrap(), 16000);
-    assert_eq!(finalized.get::<gst::ClockTime>("duration").unwrap(), gst::ClockTime::from_seconds(2));
+    assert_eq!(
+        finalized.get::<gst::ClockTime>("duration").unwrap(),
+        gst::ClockTime::from_seconds(2)
+    );
     assert_eq!(track_stat(&finalized, 0, "received-samples"), 16000);
     assert_eq!(track_stat(&finalized, 1, "silence-samples"), 0);
 
@@ -66,10 +91,20 @@ fn eos_gives_a_complete_stereo_file_with_every_sample() {
     let (channels, rate, data) = read_wav(&location);
     assert_eq!((channels, rate), (2, 8000));
     let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
-    assert_eq!(data[0], ramp, "left channel is the caller, sample for sample");
-    assert_eq!(data[1], ramp.iter().map(|v| -v).collect::<Vec<_>>(), "right channel is the agent");
+    assert_eq!(
+        data[0], ramp,
+        "left channel is the caller, sample for sample"
+    );
+    assert_eq!(
+        data[1],
+        ramp.iter().map(|v| -v).collect::<Vec<_>>(),
+        "right channel is the agent"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&location).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&location).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
 }
 
 #[test]
@@ -77,9 +112,17 @@ fn separate_mode_gives_one_mono_file_per_track() {
     init();
     let (pattern, messages) = record_two_ramps("separate", "mode=separate", |_| {});
     assert_eq!(error_text(&messages), None);
-    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
-    let files: Vec<String> = finalized.get::<gst::Array>("files").unwrap().iter().map(|v| v.get::<String>().unwrap()).collect();
-    let expected: Vec<String> = (0..2).map(|t| pattern.to_string_lossy().replace("%u", &t.to_string())).collect();
+    let finalized =
+        element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    let files: Vec<String> = finalized
+        .get::<gst::Array>("files")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<String>().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..2)
+        .map(|t| pattern.to_string_lossy().replace("%u", &t.to_string()))
+        .collect();
     assert_eq!(files, expected);
     let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
     for (t, file) in files.iter().enumerate() {
@@ -89,7 +132,11 @@ fn separate_mode_gives_one_mono_file_per_track() {
         let (channels, rate, data) = read_wav(path);
         assert_eq!((channels, rate), (1, 8000));
         let sign = if t == 0 { 1 } else { -1 };
-        assert_eq!(data[0], ramp.iter().map(|v| sign * v).collect::<Vec<_>>(), "track {t}");
+        assert_eq!(
+            data[0],
+            ramp.iter().map(|v| sign * v).collect::<Vec<_>>(),
+            "track {t}"
+        );
     }
 }
 
@@ -105,7 +152,11 @@ fn separate_mode_without_a_track_number_in_location_fails_before_playing() {
     let (text, _) = error_text(&drain(&pipeline)).expect("an error");
     assert!(text.contains("%u"), "{text}");
     pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file may be left");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no file may be left"
+    );
 }
 
 #[test]
@@ -121,13 +172,20 @@ fn tracks_of_different_formats_and_rates_share_one_timeline() {
         location.display()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let messages = messages_until(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(10));
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(10),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(error_text(&messages), None);
     let (channels, rate, data) = read_wav(&location);
     assert_eq!((channels, rate), (2, 16000));
     assert_eq!(data[0].len(), 16000);
-    assert!(data[0][100..15000].iter().any(|&s| s.abs() > 1000), "mu-law track decoded");
+    assert!(
+        data[0][100..15000].iter().any(|&s| s.abs() > 1000),
+        "mu-law track decoded"
+    );
     assert!(data[1][100..15000].iter().any(|&s| s.abs() > 1000));
 }
 
@@ -146,14 +204,21 @@ fn stop_without_eos_finalizes_with_what_was_received() {
     pipeline.set_state(gst::State::Null).unwrap();
     let took = t.elapsed();
     println!("set_state(Null) with finalization took {took:?}");
-    assert!(took < Duration::from_millis(500), "stop took {took:?} (finalize-timeout is 2 s)");
+    assert!(
+        took < Duration::from_millis(500),
+        "stop took {took:?} (finalize-timeout is 2 s)"
+    );
     let messages = drain(&pipeline);
     assert_eq!(error_text(&messages), None);
-    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    let finalized =
+        element_message(&messages, "callrecsink-finalized").expect("no finalized message");
     assert_header_matches_file(&location);
     let (_, _, data) = read_wav(&location);
     let received = track_stat(&finalized, 0, "received-samples");
-    assert_eq!(data[0].len() as u64, received + track_stat(&finalized, 0, "silence-samples"));
+    assert_eq!(
+        data[0].len() as u64,
+        received + track_stat(&finalized, 0, "silence-samples")
+    );
     assert!(received >= 7000, "only {received} samples in about 1 s");
 }
 
@@ -184,11 +249,18 @@ fn no_audio_after_playing_is_an_error_and_no_file() {
     ));
     let t = Instant::now();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let messages = messages_until(&pipeline, &[gst::MessageType::Error], Duration::from_secs(5));
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
     let waited = t.elapsed();
     let (text, _) = error_text(&messages).expect("an error for a silent start");
     assert!(text.contains("No audio arrived"), "{text}");
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(!location.exists());
     assert!(!part(&location).exists());
@@ -199,10 +271,18 @@ fn eos_with_no_samples_saves_nothing() {
     init();
     let dir = tmp_dir("empty");
     let location = dir.join("call.wav");
-    let pipeline = launch(&format!("callrecsink name=rec location={} {}", location.display(), appsrc("caller")));
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} {}",
+        location.display(),
+        appsrc("caller")
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 0, 1);
-    let messages = messages_until(&pipeline, &[gst::MessageType::Error], Duration::from_secs(5));
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     let (text, _) = error_text(&messages).expect("an error for an empty recording");
     assert!(text.contains("no audio"), "{text}");
@@ -249,27 +329,43 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    pipeline.by_name("agent").unwrap().set_property("drop", true);
+    pipeline
+        .by_name("agent")
+        .unwrap()
+        .set_property("drop", true);
     std::thread::sleep(Duration::from_secs(14));
     let stopped_at = pipeline.current_running_time().unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
     let messages = drain(&pipeline);
     assert_eq!(error_text(&messages), None);
-    let finalized = element_message(&messages, "callrecsink-finalized").expect("no finalized message");
+    let finalized =
+        element_message(&messages, "callrecsink-finalized").expect("no finalized message");
 
     assert_header_matches_file(&location);
     let (channels, rate, data) = read_wav(&location);
     assert_eq!((channels, rate), (2, 8000));
     assert_eq!(data[0].len(), data[1].len());
-    let duration = gst::ClockTime::from_nseconds(data[0].len() as u64 * 1_000_000_000 / RATE as u64);
+    let duration =
+        gst::ClockTime::from_nseconds(data[0].len() as u64 * 1_000_000_000 / RATE as u64);
     println!("recorded {duration}, stopped at running time {stopped_at}");
     let diff = duration.nseconds().abs_diff(stopped_at.nseconds());
-    assert!(diff <= 20_000_000, "recorded {duration} vs wall time {stopped_at}");
+    assert!(
+        diff <= 20_000_000,
+        "recorded {duration} vs wall time {stopped_at}"
+    );
     // The agent spoke for about 1 s, then silence to the end.
     assert!(data[1][..RATE / 2].iter().any(|&s| s.abs() > 1000));
     let stall_from = RATE * 13 / 10;
-    assert!(data[1][stall_from..].iter().all(|&s| s == 0), "agent channel not silent after the stall");
-    assert!(data[0][data[0].len() - RATE / 2..].iter().any(|&s| s.abs() > 1000), "caller kept talking");
+    assert!(
+        data[1][stall_from..].iter().all(|&s| s == 0),
+        "agent channel not silent after the stall"
+    );
+    assert!(
+        data[0][data[0].len() - RATE / 2..]
+            .iter()
+            .any(|&s| s.abs() > 1000),
+        "caller kept talking"
+    );
     assert!(track_stat(&finalized, 1, "silence-samples") >= 13 * RATE as u64);
 }
 
@@ -286,6 +382,13 @@ fn pause_and_resume_cut_every_track_at_the_same_sample() {
     assert_eq!(channels, 2);
     let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
     let kept: Vec<i16> = ramp[..4001].iter().chain(&ramp[10000..]).copied().collect();
-    assert_eq!(data[0], kept, "caller: every sample before the pause, then every sample after");
-    assert_eq!(data[1], kept.iter().map(|v| -v).collect::<Vec<_>>(), "agent cut at the same sample");
+    assert_eq!(
+        data[0], kept,
+        "caller: every sample before the pause, then every sample after"
+    );
+    assert_eq!(
+        data[1],
+        kept.iter().map(|v| -v).collect::<Vec<_>>(),
+        "agent cut at the same sample"
+    );
 }

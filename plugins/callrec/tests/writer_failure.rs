@@ -20,7 +20,10 @@ fn writer_failure_is_an_error_and_keeps_the_part() {
         // Without this the kernel kills the process with SIGXFSZ instead of
         // failing the write with EFBIG.
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let limit = libc::rlimit { rlim_cur: 256 * 1024, rlim_max: libc::RLIM_INFINITY };
+        let limit = libc::rlimit {
+            rlim_cur: 256 * 1024,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
     }
     let pipeline = launch(&format!(
@@ -29,18 +32,37 @@ fn writer_failure_is_an_error_and_keeps_the_part() {
         location.display()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let messages = messages_until(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(10));
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(10),
+    );
     let (text, _) = error_text(&messages).expect("an ERROR for the failed write");
     println!("error: {text}");
-    assert!(text.contains(&format!("{}.part", location.display())), "{text}");
+    assert!(
+        text.contains(&format!("{}.part", location.display())),
+        "{text}"
+    );
     assert!(text.contains("File too large"), "{text}");
     let failed = element_message(&messages, "callrecsink-failed").expect("failed message");
-    assert!(failed.get::<String>("reason").unwrap().contains("File too large"));
+    assert!(
+        failed
+            .get::<String>("reason")
+            .unwrap()
+            .contains("File too large")
+    );
 
     let t = Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(t.elapsed() < Duration::from_millis(500), "stop after a writer failure took {:?}", t.elapsed());
-    assert!(!location.exists(), "a failed recording must not be published");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "stop after a writer failure took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        !location.exists(),
+        "a failed recording must not be published"
+    );
     // What was written is kept, and its header describes it.
     let part_len = std::fs::metadata(part(&location)).unwrap().len();
     assert!(part_len > 100_000, "only {part_len} bytes kept");

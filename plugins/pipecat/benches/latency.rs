@@ -54,7 +54,11 @@ fn run(count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
     .unwrap();
     let received = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let r = received.clone();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -66,8 +70,11 @@ fn run(count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
     );
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
-    bus.timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
-        .expect("the stream did not end");
+    bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    )
+    .expect("the stream did not end");
     pipeline.set_state(gst::State::Null).unwrap();
     let sent = sent.lock().unwrap().clone();
     let received = received.lock().unwrap().clone();
@@ -80,11 +87,23 @@ fn main() {
     gstpipecat::plugin_register_static().unwrap();
 
     let (sent, received) = run(50_000, Duration::ZERO);
-    let seconds = received.last().unwrap().duration_since(sent[0]).as_secs_f64();
-    println!("throughput: {} frames of 20 ms (16 kHz mono) in {seconds:.3} s = {:.0} frames/s", sent.len(), sent.len() as f64 / seconds);
+    let seconds = received
+        .last()
+        .unwrap()
+        .duration_since(sent[0])
+        .as_secs_f64();
+    println!(
+        "throughput: {} frames of 20 ms (16 kHz mono) in {seconds:.3} s = {:.0} frames/s",
+        sent.len(),
+        sent.len() as f64 / seconds
+    );
 
     let (sent, received) = run(1_000, Duration::from_millis(5));
-    let mut added: Vec<Duration> = sent.iter().zip(&received).map(|(s, r)| r.duration_since(*s)).collect();
+    let mut added: Vec<Duration> = sent
+        .iter()
+        .zip(&received)
+        .map(|(s, r)| r.duration_since(*s))
+        .collect();
     added.sort();
     let pct = |p: f64| added[((added.len() - 1) as f64 * p) as usize];
     println!(

@@ -104,12 +104,20 @@ impl LinkSettings {
         match name {
             "uri" => self.uri = value.get().unwrap(),
             "serializer" => self.serializer = value.get().unwrap(),
-            "connection" => self.connection = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "connection" => {
+                self.connection = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             "extra-headers" => self.extra_headers = value.get().unwrap(),
-            "connect-timeout" => self.connect_timeout = gst::ClockTime::from_nseconds(value.get().unwrap()),
+            "connect-timeout" => {
+                self.connect_timeout = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
             "max-message-size" => self.max_message_size = value.get().unwrap(),
-            "stream-sid" => self.stream_sid = value.get::<Option<String>>().unwrap().unwrap_or_default(),
-            "call-sid" => self.call_sid = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "stream-sid" => {
+                self.stream_sid = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "call-sid" => {
+                self.call_sid = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             "tls-verify" => self.tls_verify = value.get().unwrap(),
             _ => return false,
         }
@@ -135,7 +143,10 @@ impl LinkSettings {
         let headers = self
             .extra_headers
             .iter()
-            .flat_map(|s| s.iter().map(|(k, v)| (k.to_string(), v.get::<String>().unwrap_or_default())))
+            .flat_map(|s| {
+                s.iter()
+                    .map(|(k, v)| (k.to_string(), v.get::<String>().unwrap_or_default()))
+            })
             .collect();
         ConnectConfig {
             uri: uri.to_owned(),

@@ -23,7 +23,11 @@ use crate::redact;
 use crate::serializer::{Inbound, Serializer, WireAudio};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("pipecatws", gst::DebugColorFlags::empty(), Some("Pipecat WebSocket connection"))
+    gst::DebugCategory::new(
+        "pipecatws",
+        gst::DebugColorFlags::empty(),
+        Some("Pipecat WebSocket connection"),
+    )
 });
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -106,7 +110,8 @@ pub struct Connection {
     max_queue: Mutex<gst::ClockTime>,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Connection>>>> = LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Connection>>>> =
+    LazyLock::new(Default::default);
 
 impl Connection {
     /// The connection called `name`, shared by every element naming it; an
@@ -159,14 +164,18 @@ impl Connection {
         let secrets = redact::secrets(&cfg.uri, &cfg.headers);
         let shown = redact::redact_uri(&cfg.uri);
         let fail = |cause: String, debug: String| End::Failed {
-            text: redact::scrub(&format!("Could not connect to the Pipecat bot at {shown}: {cause}"), &secrets),
+            text: redact::scrub(
+                &format!("Could not connect to the Pipecat bot at {shown}: {cause}"),
+                &secrets,
+            ),
             debug: redact::scrub(&debug, &secrets),
         };
-        let mut request = cfg
-            .uri
-            .as_str()
-            .into_client_request()
-            .map_err(|e| fail("the URI is not a ws:// or wss:// URI".into(), format!("{e:?}")))?;
+        let mut request = cfg.uri.as_str().into_client_request().map_err(|e| {
+            fail(
+                "the URI is not a ws:// or wss:// URI".into(),
+                format!("{e:?}"),
+            )
+        })?;
         for (name, value) in &cfg.headers {
             let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| fail(format!("invalid header name {name:?}"), format!("{e:?}")))?;
@@ -178,27 +187,47 @@ impl Connection {
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
         let connector = (!cfg.tls_verify).then(|| {
-            gst::warning!(CAT, "connection '{}': tls-verify=false, the bot's certificate is not checked", self.name);
+            gst::warning!(
+                CAT,
+                "connection '{}': tls-verify=false, the bot's certificate is not checked",
+                self.name
+            );
             tokio_tungstenite::Connector::Rustls(crate::tls::unverified())
         });
         gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
         let connected = RUNTIME.block_on(async {
             tokio::time::timeout(
                 cfg.connect_timeout,
-                tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector),
+                tokio_tungstenite::connect_async_tls_with_config(
+                    request,
+                    Some(ws_config),
+                    true,
+                    connector,
+                ),
             )
             .await
         });
         let stream = match connected {
-            Err(_) => return Err(fail(format!("no answer within connect-timeout ({:?})", cfg.connect_timeout), String::new())),
+            Err(_) => {
+                return Err(fail(
+                    format!(
+                        "no answer within connect-timeout ({:?})",
+                        cfg.connect_timeout
+                    ),
+                    String::new(),
+                ));
+            }
             Ok(Err(err)) => return Err(fail(connect_cause(&err), format!("{err:?}"))),
             Ok(Ok((stream, _response))) => stream,
         };
         let (mut write, read) = stream.split();
         for msg in cfg.serializer.handshake(&cfg.stream_sid, &cfg.call_sid) {
-            RUNTIME
-                .block_on(write.send(msg))
-                .map_err(|e| fail(format!("the connection failed during the handshake: {e}"), format!("{e:?}")))?;
+            RUNTIME.block_on(write.send(msg)).map_err(|e| {
+                fail(
+                    format!("the connection failed during the handshake: {e}"),
+                    format!("{e:?}"),
+                )
+            })?;
         }
         *self.inbox() = Inbox::default();
         let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
@@ -217,14 +246,21 @@ impl Connection {
             return Err(Some(end));
         }
         let mut link = self.link.lock().unwrap();
-        let Some(tx) = link.outgoing.as_ref() else { return Err(None) };
+        let Some(tx) = link.outgoing.as_ref() else {
+            return Err(None);
+        };
         match tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The bot does not read fast enough: losing caller audio is
                 // better than growing without bound.
                 link.dropped_outgoing += 1;
-                gst::warning!(CAT, "connection '{}': bot not reading, dropped {} messages", self.name, link.dropped_outgoing);
+                gst::warning!(
+                    CAT,
+                    "connection '{}': bot not reading, dropped {} messages",
+                    self.name,
+                    link.dropped_outgoing
+                );
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(self.inbox().end.clone()),
@@ -252,7 +288,11 @@ impl Connection {
                 Some(t) => {
                     let (guard, result) = self.cond.wait_timeout(inbox, t).unwrap();
                     inbox = guard;
-                    if result.timed_out() && inbox.audio.is_empty() && inbox.end.is_none() && !inbox.flushing {
+                    if result.timed_out()
+                        && inbox.audio.is_empty()
+                        && inbox.end.is_none()
+                        && !inbox.flushing
+                    {
                         return (Next::TimedOut, std::mem::take(&mut inbox.dropped));
                     }
                 }
@@ -278,7 +318,10 @@ impl Connection {
         drop(link);
         let mut inbox = self.inbox();
         if inbox.end.is_none() {
-            inbox.end = Some(End::Closed { code: 1000, reason: "closed by the pipeline".into() });
+            inbox.end = Some(End::Closed {
+                code: 1000,
+                reason: "closed by the pipeline".into(),
+            });
         }
         drop(inbox);
         self.cond.notify_all();
@@ -303,21 +346,35 @@ impl Connection {
             }
             Inbound::Interruption => {
                 let mut inbox = self.inbox();
-                let dropped = inbox.audio.drain(..).map(|c| c.duration()).sum::<gst::ClockTime>();
+                let dropped = inbox
+                    .audio
+                    .drain(..)
+                    .map(|c| c.duration())
+                    .sum::<gst::ClockTime>();
                 inbox.queued = gst::ClockTime::ZERO;
                 drop(inbox);
                 self.post("pipecat-interrupted", |s| s.field("dropped", dropped));
             }
             Inbound::Text(text) => self.post("pipecat-text", |s| s.field("text", text)),
-            Inbound::Transcription { text, user_id, timestamp } => self.post("pipecat-transcription", |s| {
-                s.field("text", text).field("user-id", user_id).field("timestamp", timestamp)
+            Inbound::Transcription {
+                text,
+                user_id,
+                timestamp,
+            } => self.post("pipecat-transcription", |s| {
+                s.field("text", text)
+                    .field("user-id", user_id)
+                    .field("timestamp", timestamp)
             }),
             Inbound::Message(data) => self.post("pipecat-message", |s| s.field("data", data)),
             Inbound::Nothing => {}
         }
     }
 
-    fn post(&self, name: &str, fields: impl FnOnce(gst::structure::Builder) -> gst::structure::Builder) {
+    fn post(
+        &self,
+        name: &str,
+        fields: impl FnOnce(gst::structure::Builder) -> gst::structure::Builder,
+    ) {
         if let Some(src) = self.src() {
             let s = fields(gst::Structure::builder(name)).build();
             let _ = src.post_message(gst::message::Element::builder(s).src(&src).build());
@@ -339,7 +396,11 @@ impl Connection {
                     gst::element_error!(src, gst::ResourceError::Read, ("{}", text), ["{}", debug]);
                 }
             }
-            End::Closed { code, reason } => gst::info!(CAT, "connection '{}': bot closed ({code} {reason})", self.name),
+            End::Closed { code, reason } => gst::info!(
+                CAT,
+                "connection '{}': bot closed ({code} {reason})",
+                self.name
+            ),
         }
         self.inbox().end.get_or_insert(end);
         self.cond.notify_all();
@@ -349,7 +410,9 @@ impl Connection {
 async fn read_loop(
     conn: Arc<Connection>,
     mut read: futures_util::stream::SplitStream<
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
     >,
     serializer: Serializer,
     secrets: Vec<String>,
@@ -364,13 +427,20 @@ async fn read_loop(
                     let data = msg.into_data();
                     break End::Failed {
                         text: format!("Pipecat bot sent a frame that does not parse: {why}"),
-                        debug: format!("{} bytes, starting {:02x?}", data.len(), &data[..data.len().min(32)]),
+                        debug: format!(
+                            "{} bytes, starting {:02x?}",
+                            data.len(),
+                            &data[..data.len().min(32)]
+                        ),
                     };
                 }
             },
             Some(Err(err)) => {
                 break End::Failed {
-                    text: format!("Pipecat bot connection lost: {} while receiving audio", receive_cause(&err)),
+                    text: format!(
+                        "Pipecat bot connection lost: {} while receiving audio",
+                        receive_cause(&err)
+                    ),
                     debug: redact::scrub(&format!("{err:?}"), &secrets),
                 };
             }
@@ -387,7 +457,9 @@ async fn read_loop(
 
 async fn write_loop(
     mut write: futures_util::stream::SplitSink<
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
         Message,
     >,
     mut rx: mpsc::Receiver<Message>,
@@ -402,7 +474,12 @@ async fn write_loop(
 }
 
 fn end_of_close(frame: Option<CloseFrame>) -> End {
-    let Some(frame) = frame else { return End::Closed { code: 1005, reason: String::new() } };
+    let Some(frame) = frame else {
+        return End::Closed {
+            code: 1005,
+            reason: String::new(),
+        };
+    };
     let code: u16 = frame.code.into();
     let reason = frame.reason.to_string();
     if matches!(code, 1000 | 1001) {
@@ -420,9 +497,15 @@ fn end_of_close(frame: Option<CloseFrame>) -> End {
         4001 | 4003 => "not authorized",
         _ => "failure",
     };
-    let reason_text = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+    let reason_text = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
     End::Failed {
-        text: format!("Pipecat bot closed the connection with code {code} ({meaning}){reason_text}"),
+        text: format!(
+            "Pipecat bot closed the connection with code {code} ({meaning}){reason_text}"
+        ),
         debug: format!("close frame code {code} reason {reason:?}"),
     }
 }
@@ -433,9 +516,13 @@ fn receive_cause(err: &tungstenite::Error) -> String {
     use tungstenite::error::ProtocolError;
     match err {
         Error::Io(e) if e.kind() == ErrorKind::ConnectionReset => "connection reset by peer".into(),
-        Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof => "closed without a close frame (1006)".into(),
+        Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof => {
+            "closed without a close frame (1006)".into()
+        }
         Error::Io(e) => format!("read error ({e})"),
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => "closed without a close frame (1006)".into(),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            "closed without a close frame (1006)".into()
+        }
         Error::Protocol(p) => format!("WebSocket protocol error ({p})"),
         Error::Capacity(c) => format!("a message over max-message-size ({c})"),
         Error::Tls(t) => format!("TLS error ({t})"),
@@ -456,8 +543,13 @@ fn connect_cause(err: &tungstenite::Error) -> String {
                 _ => "",
             }
         ),
-        Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => "connection refused (is the bot running?)".into(),
-        Error::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            "connection refused (is the bot running?)".into()
+        }
+        Error::Io(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
             Some(rustls::Error::InvalidCertificate(why)) => format!(
                 "TLS handshake failed: the bot's certificate was refused ({why:?}); tls-verify=false skips the check, for test bots only"
             ),

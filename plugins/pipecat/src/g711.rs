@@ -81,9 +81,11 @@ pub fn encode_law(law: Law, s16le: &[u8]) -> Vec<u8> {
         Law::Mu => linear_to_ulaw,
         Law::A => linear_to_alaw,
     };
-    s16le.chunks_exact(2).map(|c| f(i16::from_le_bytes([c[0], c[1]]))).collect()
+    s16le
+        .chunks_exact(2)
+        .map(|c| f(i16::from_le_bytes([c[0], c[1]])))
+        .collect()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -102,10 +104,27 @@ mod tests {
 
     #[test]
     fn alaw_matches_audioop() {
-        for (lin, a) in [(0, 213), (-1, 85), (1, 213), (-100, 83), (100, 211), (32767, 170), (-32768, 42), (5000, 134), (-5000, 6)] {
+        for (lin, a) in [
+            (0, 213),
+            (-1, 85),
+            (1, 213),
+            (-100, 83),
+            (100, 211),
+            (32767, 170),
+            (-32768, 42),
+            (5000, 134),
+            (-5000, 6),
+        ] {
             assert_eq!(linear_to_alaw(lin), a, "{lin}");
         }
-        for (a, lin) in [(0xD5, 8), (0x55, -8), (0x2A, -32256), (0xAA, 32256), (0x00, -5504), (0x80, 5504)] {
+        for (a, lin) in [
+            (0xD5, 8),
+            (0x55, -8),
+            (0x2A, -32256),
+            (0xAA, 32256),
+            (0x00, -5504),
+            (0x80, 5504),
+        ] {
             assert_eq!(alaw_to_linear(a), lin, "{a:#x}");
         }
         for a in 0..=255u8 {
@@ -122,7 +141,15 @@ mod tests {
         assert_eq!(linear_to_ulaw(i16::MAX), 0x80);
         assert_eq!(linear_to_ulaw(i16::MIN), 0x00);
         // What Python's audioop.lin2ulaw (Pipecat's encoder) gives.
-        for (lin, ulaw) in [(0, 255), (-1, 126), (1, 255), (-100, 114), (100, 242), (5000, 171), (-5000, 43)] {
+        for (lin, ulaw) in [
+            (0, 255),
+            (-1, 126),
+            (1, 255),
+            (-100, 114),
+            (100, 242),
+            (5000, 171),
+            (-5000, 43),
+        ] {
             assert_eq!(linear_to_ulaw(lin), ulaw, "{lin}");
         }
     }

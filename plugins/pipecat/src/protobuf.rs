@@ -9,8 +9,16 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Text(String),
-    Audio { audio: Vec<u8>, sample_rate: u32, num_channels: u32 },
-    Transcription { text: String, user_id: String, timestamp: String },
+    Audio {
+        audio: Vec<u8>,
+        sample_rate: u32,
+        num_channels: u32,
+    },
+    Transcription {
+        text: String,
+        user_id: String,
+        timestamp: String,
+    },
     Message(String),
     Interruption,
 }
@@ -39,7 +47,10 @@ impl<'a> Fields<'a> {
     fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self.data.split_first().ok_or_else(|| DecodeError("truncated varint".into()))?;
+            let (&byte, rest) = self
+                .data
+                .split_first()
+                .ok_or_else(|| DecodeError("truncated varint".into()))?;
             self.data = rest;
             value |= ((byte & 0x7F) as u64) << shift;
             if byte & 0x80 == 0 {
@@ -51,7 +62,10 @@ impl<'a> Fields<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.data.len() {
-            return Err(DecodeError(format!("field of {n} bytes with only {} left", self.data.len())));
+            return Err(DecodeError(format!(
+                "field of {n} bytes with only {} left",
+                self.data.len()
+            )));
         }
         let (head, rest) = self.data.split_at(n);
         self.data = rest;
@@ -119,14 +133,23 @@ impl Frame {
                 2 => decode_audio(body)?,
                 3 => {
                     let [text, user_id, timestamp] = strings(body, [3, 4, 5])?;
-                    Frame::Transcription { text, user_id, timestamp }
+                    Frame::Transcription {
+                        text,
+                        user_id,
+                        timestamp,
+                    }
                 }
                 4 => Frame::Message(strings(body, [1])?.into_iter().next().unwrap()),
                 5 => Frame::Interruption,
                 _ => continue,
             });
         }
-        frame.ok_or_else(|| DecodeError(format!("no known frame in a message of {} bytes", data.len())))
+        frame.ok_or_else(|| {
+            DecodeError(format!(
+                "no known frame in a message of {} bytes",
+                data.len()
+            ))
+        })
     }
 
     /// Encodes an audio frame, the only kind this plugin sends.
@@ -153,9 +176,15 @@ fn decode_audio(body: &[u8]) -> Result<Frame, DecodeError> {
         }
     }
     if sample_rate == 0 || num_channels == 0 {
-        return Err(DecodeError(format!("audio frame with sample_rate {sample_rate}, num_channels {num_channels}")));
+        return Err(DecodeError(format!(
+            "audio frame with sample_rate {sample_rate}, num_channels {num_channels}"
+        )));
     }
-    Ok(Frame::Audio { audio, sample_rate, num_channels })
+    Ok(Frame::Audio {
+        audio,
+        sample_rate,
+        num_channels,
+    })
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -185,26 +214,50 @@ mod tests {
     fn audio_round_trips() {
         let audio: Vec<u8> = (0..=255).collect();
         let bytes = Frame::encode_audio(&audio, 24000, 1);
-        assert_eq!(Frame::decode(&bytes).unwrap(), Frame::Audio { audio, sample_rate: 24000, num_channels: 1 });
+        assert_eq!(
+            Frame::decode(&bytes).unwrap(),
+            Frame::Audio {
+                audio,
+                sample_rate: 24000,
+                num_channels: 1
+            }
+        );
     }
 
     #[test]
     fn decodes_what_python_protobuf_writes() {
         // frames_pb2.Frame(text=TextFrame(id=7, name="t", text="hi")).SerializeToString()
-        let text = [0x0a, 0x09, 0x08, 0x07, 0x12, 0x01, b't', 0x1a, 0x02, b'h', b'i'];
+        let text = [
+            0x0a, 0x09, 0x08, 0x07, 0x12, 0x01, b't', 0x1a, 0x02, b'h', b'i',
+        ];
         assert_eq!(Frame::decode(&text).unwrap(), Frame::Text("hi".into()));
         // Frame(interruption=InterruptionFrame())
         assert_eq!(Frame::decode(&[0x2a, 0x00]).unwrap(), Frame::Interruption);
         // Frame(message=MessageFrame(data='{"a":1}'))
-        let msg = [0x22, 0x09, 0x0a, 0x07, b'{', b'"', b'a', b'"', b':', b'1', b'}'];
-        assert_eq!(Frame::decode(&msg).unwrap(), Frame::Message("{\"a\":1}".into()));
+        let msg = [
+            0x22, 0x09, 0x0a, 0x07, b'{', b'"', b'a', b'"', b':', b'1', b'}',
+        ];
+        assert_eq!(
+            Frame::decode(&msg).unwrap(),
+            Frame::Message("{\"a\":1}".into())
+        );
     }
 
     #[test]
     fn garbage_is_an_error_that_says_why() {
         assert!(Frame::decode(b"").unwrap_err().0.contains("no known frame"));
-        assert!(Frame::decode(&[0x12, 0x50, 0x01]).unwrap_err().0.contains("bytes with only"));
+        assert!(
+            Frame::decode(&[0x12, 0x50, 0x01])
+                .unwrap_err()
+                .0
+                .contains("bytes with only")
+        );
         assert!(Frame::decode(&[0x0f]).unwrap_err().0.contains("wire type"));
-        assert!(Frame::decode(&[0x12, 0x02, 0x20, 0x00]).unwrap_err().0.contains("sample_rate 0"));
+        assert!(
+            Frame::decode(&[0x12, 0x02, 0x20, 0x00])
+                .unwrap_err()
+                .0
+                .contains("sample_rate 0")
+        );
     }
 }

@@ -3,7 +3,9 @@
 
 /// The URI with user-info and every query value replaced by `***`.
 pub fn redact_uri(uri: &str) -> String {
-    let Ok(mut url) = url::Url::parse(uri) else { return "<unparsable URI>".into() };
+    let Ok(mut url) = url::Url::parse(uri) else {
+        return "<unparsable URI>".into();
+    };
     if !url.username().is_empty() {
         let _ = url.set_username("***");
     }
@@ -11,7 +13,10 @@ pub fn redact_uri(uri: &str) -> String {
         let _ = url.set_password(Some("***"));
     }
     if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, _)| (k.into_owned(), "***".into())).collect();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, _)| (k.into_owned(), "***".into()))
+            .collect();
         url.query_pairs_mut().clear().extend_pairs(pairs);
     }
     url.to_string()
@@ -33,7 +38,9 @@ pub fn secrets(uri: &str, headers: &[(String, String)]) -> Vec<String> {
 
 /// `text` with every secret replaced by `***`.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+    secrets
+        .iter()
+        .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
 }
 
 #[cfg(test)]
@@ -44,10 +51,19 @@ mod tests {
     fn tokens_are_hidden() {
         let uri = "wss://alice:hunter2@bot.example:8443/ws?token=abc123&room=r1";
         let shown = redact_uri(uri);
-        assert!(!shown.contains("hunter2") && !shown.contains("abc123") && !shown.contains("alice"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("abc123") && !shown.contains("alice"),
+            "{shown}"
+        );
         assert!(shown.contains("bot.example:8443/ws"), "{shown}");
         let s = secrets(uri, &[("Authorization".into(), "Bearer xyz987".into())]);
-        let text = scrub("failed for wss://alice:hunter2@bot.example/ws?token=abc123 with Bearer xyz987", &s);
-        assert!(!text.contains("hunter2") && !text.contains("abc123") && !text.contains("xyz987"), "{text}");
+        let text = scrub(
+            "failed for wss://alice:hunter2@bot.example/ws?token=abc123 with Bearer xyz987",
+            &s,
+        );
+        assert!(
+            !text.contains("hunter2") && !text.contains("abc123") && !text.contains("xyz987"),
+            "{text}"
+        );
     }
 }

@@ -13,17 +13,35 @@ use crate::protobuf::Frame;
 #[enum_type(name = "GstPipecatSerializer")]
 pub enum Serializer {
     #[default]
-    #[enum_value(name = "Protobuf: ProtobufFrameSerializer, binary frames.proto messages", nick = "protobuf")]
+    #[enum_value(
+        name = "Protobuf: ProtobufFrameSerializer, binary frames.proto messages",
+        nick = "protobuf"
+    )]
     Protobuf,
-    #[enum_value(name = "Twilio: TwilioFrameSerializer, JSON media events, base64 mu-law 8 kHz", nick = "twilio")]
+    #[enum_value(
+        name = "Twilio: TwilioFrameSerializer, JSON media events, base64 mu-law 8 kHz",
+        nick = "twilio"
+    )]
     Twilio,
-    #[enum_value(name = "Telnyx: TelnyxFrameSerializer with PCMU, base64 mu-law 8 kHz", nick = "telnyx")]
+    #[enum_value(
+        name = "Telnyx: TelnyxFrameSerializer with PCMU, base64 mu-law 8 kHz",
+        nick = "telnyx"
+    )]
     Telnyx,
-    #[enum_value(name = "Telnyx PCMA: TelnyxFrameSerializer with PCMA, base64 A-law 8 kHz", nick = "telnyx-pcma")]
+    #[enum_value(
+        name = "Telnyx PCMA: TelnyxFrameSerializer with PCMA, base64 A-law 8 kHz",
+        nick = "telnyx-pcma"
+    )]
     TelnyxPcma,
-    #[enum_value(name = "Plivo: PlivoFrameSerializer, playAudio events, base64 mu-law 8 kHz", nick = "plivo")]
+    #[enum_value(
+        name = "Plivo: PlivoFrameSerializer, playAudio events, base64 mu-law 8 kHz",
+        nick = "plivo"
+    )]
     Plivo,
-    #[enum_value(name = "Exotel: ExotelFrameSerializer, JSON media events, base64 S16LE 8 kHz", nick = "exotel")]
+    #[enum_value(
+        name = "Exotel: ExotelFrameSerializer, JSON media events, base64 S16LE 8 kHz",
+        nick = "exotel"
+    )]
     Exotel,
 }
 
@@ -75,7 +93,11 @@ pub enum Inbound {
     /// Audio as the wire carries it: interleaved S16LE, or G.711 of `law`.
     Audio(WireAudio),
     Text(String),
-    Transcription { text: String, user_id: String, timestamp: String },
+    Transcription {
+        text: String,
+        user_id: String,
+        timestamp: String,
+    },
     /// JSON text: RTVI and other transport messages.
     Message(String),
     Interruption,
@@ -96,27 +118,54 @@ impl Serializer {
             Serializer::Plivo => ("playAudio", "clearAudio", Some(Law::Mu), None),
             Serializer::Exotel => ("media", "clear", None, Some("stream_sid")),
         };
-        Some(Telephony { bot_media, bot_clear, law, sid_key })
+        Some(Telephony {
+            bot_media,
+            bot_clear,
+            law,
+            sid_key,
+        })
     }
 
     pub fn decode(self, msg: &Message) -> Result<Inbound, String> {
         let telephony = self.telephony();
         match (telephony, msg) {
             (None, Message::Binary(data)) => Ok(match Frame::decode(data).map_err(|e| e.0)? {
-                Frame::Audio { audio, sample_rate, num_channels } => {
+                Frame::Audio {
+                    audio,
+                    sample_rate,
+                    num_channels,
+                } => {
                     if audio.len() % (2 * num_channels as usize) != 0 {
-                        return Err(format!("audio of {} bytes is not whole S16 frames of {num_channels} channel(s)", audio.len()));
+                        return Err(format!(
+                            "audio of {} bytes is not whole S16 frames of {num_channels} channel(s)",
+                            audio.len()
+                        ));
                     }
-                    Inbound::Audio(WireAudio { data: audio, rate: sample_rate, channels: num_channels, law: None })
+                    Inbound::Audio(WireAudio {
+                        data: audio,
+                        rate: sample_rate,
+                        channels: num_channels,
+                        law: None,
+                    })
                 }
                 Frame::Text(text) => Inbound::Text(text),
-                Frame::Transcription { text, user_id, timestamp } => Inbound::Transcription { text, user_id, timestamp },
+                Frame::Transcription {
+                    text,
+                    user_id,
+                    timestamp,
+                } => Inbound::Transcription {
+                    text,
+                    user_id,
+                    timestamp,
+                },
                 Frame::Message(data) => Inbound::Message(data),
                 Frame::Interruption => Inbound::Interruption,
             }),
             (None, Message::Text(_)) => Err("a text message where protobuf expects binary".into()),
             (Some(t), Message::Text(text)) => t.decode(text),
-            (Some(_), Message::Binary(_)) => Err("a binary message where telephony JSON was expected".into()),
+            (Some(_), Message::Binary(_)) => {
+                Err("a binary message where telephony JSON was expected".into())
+            }
             _ => Ok(Inbound::Nothing),
         }
     }
@@ -157,7 +206,10 @@ impl Serializer {
                         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TELEPHONY_RATE, "channels": 1},
                     },
                 });
-                vec![Message::Text(connected.to_string().into()), Message::Text(start.to_string().into())]
+                vec![
+                    Message::Text(connected.to_string().into()),
+                    Message::Text(start.to_string().into()),
+                ]
             }
             _ => Vec::new(),
         }
@@ -171,7 +223,8 @@ impl Serializer {
 
 impl Telephony {
     fn decode(&self, text: &str) -> Result<Inbound, String> {
-        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("telephony message is not JSON: {e}"))?;
+        let json: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("telephony message is not JSON: {e}"))?;
         let event = json.get("event").and_then(|e| e.as_str());
         if event == Some(self.bot_media) {
             let payload = json
@@ -184,7 +237,12 @@ impl Telephony {
             if self.law.is_none() && coded.len() % 2 != 0 {
                 return Err(format!("S16LE payload of odd length {}", coded.len()));
             }
-            return Ok(Inbound::Audio(WireAudio { data: coded, rate: TELEPHONY_RATE, channels: 1, law: self.law }));
+            return Ok(Inbound::Audio(WireAudio {
+                data: coded,
+                rate: TELEPHONY_RATE,
+                channels: 1,
+                law: self.law,
+            }));
         }
         if event == Some(self.bot_clear) {
             return Ok(Inbound::Interruption);
@@ -201,20 +259,54 @@ mod tests {
     fn twilio_media_decodes_to_s16() {
         let msg = r#"{"event":"media","streamSid":"MZ1","media":{"payload":"/wA="}}"#;
         assert_eq!(
-            Serializer::Twilio.decode(&Message::Text(msg.into())).unwrap(),
-            Inbound::Audio(WireAudio { data: vec![0xFF, 0x00], rate: 8000, channels: 1, law: Some(Law::Mu) })
+            Serializer::Twilio
+                .decode(&Message::Text(msg.into()))
+                .unwrap(),
+            Inbound::Audio(WireAudio {
+                data: vec![0xFF, 0x00],
+                rate: 8000,
+                channels: 1,
+                law: Some(Law::Mu)
+            })
         );
         let clear = r#"{"event":"clear","streamSid":"MZ1"}"#;
-        assert_eq!(Serializer::Twilio.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
-        assert!(Serializer::Twilio.decode(&Message::Text("{nope".into())).unwrap_err().contains("not JSON"));
+        assert_eq!(
+            Serializer::Twilio
+                .decode(&Message::Text(clear.into()))
+                .unwrap(),
+            Inbound::Interruption
+        );
+        assert!(
+            Serializer::Twilio
+                .decode(&Message::Text("{nope".into()))
+                .unwrap_err()
+                .contains("not JSON")
+        );
         let play = r#"{"event":"playAudio","media":{"contentType":"audio/x-mulaw","sampleRate":8000,"payload":"/wA="}}"#;
-        assert!(matches!(Serializer::Plivo.decode(&Message::Text(play.into())).unwrap(), Inbound::Audio(_)));
+        assert!(matches!(
+            Serializer::Plivo
+                .decode(&Message::Text(play.into()))
+                .unwrap(),
+            Inbound::Audio(_)
+        ));
         let clear = r#"{"event":"clearAudio","streamId":"x"}"#;
-        assert_eq!(Serializer::Plivo.decode(&Message::Text(clear.into())).unwrap(), Inbound::Interruption);
+        assert_eq!(
+            Serializer::Plivo
+                .decode(&Message::Text(clear.into()))
+                .unwrap(),
+            Inbound::Interruption
+        );
         let exotel = r#"{"event":"media","stream_sid":"x","media":{"payload":"AQACAA=="}}"#;
         assert_eq!(
-            Serializer::Exotel.decode(&Message::Text(exotel.into())).unwrap(),
-            Inbound::Audio(WireAudio { data: vec![1, 0, 2, 0], rate: 8000, channels: 1, law: None })
+            Serializer::Exotel
+                .decode(&Message::Text(exotel.into()))
+                .unwrap(),
+            Inbound::Audio(WireAudio {
+                data: vec![1, 0, 2, 0],
+                rate: 8000,
+                channels: 1,
+                law: None
+            })
         );
     }
 
@@ -223,7 +315,12 @@ mod tests {
         let msg = Serializer::Protobuf.encode_audio(&[1, 0, 2, 0], 16000, "");
         assert_eq!(
             Serializer::Protobuf.decode(&msg).unwrap(),
-            Inbound::Audio(WireAudio { data: vec![1, 0, 2, 0], rate: 16000, channels: 1, law: None })
+            Inbound::Audio(WireAudio {
+                data: vec![1, 0, 2, 0],
+                rate: 16000,
+                channels: 1,
+                law: None
+            })
         );
     }
 }

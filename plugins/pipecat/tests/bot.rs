@@ -15,32 +15,57 @@ use tokio_tungstenite::tungstenite::Message;
 /// through mu-law (Pipecat's `audioop.lin2ulaw`) for Twilio.
 fn over_the_wire(serializer: &str, samples: Vec<i16>) -> Vec<i16> {
     match serializer {
-        "twilio" | "telnyx" | "plivo" => samples.into_iter().map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s))).collect(),
-        "telnyx-pcma" => samples.into_iter().map(|s| g711::alaw_to_linear(g711::linear_to_alaw(s))).collect(),
+        "twilio" | "telnyx" | "plivo" => samples
+            .into_iter()
+            .map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s)))
+            .collect(),
+        "telnyx-pcma" => samples
+            .into_iter()
+            .map(|s| g711::alaw_to_linear(g711::linear_to_alaw(s)))
+            .collect(),
         _ => samples,
     }
 }
 
 fn rate_of(serializer: &str) -> usize {
-    if serializer == "protobuf" { 16000 } else { 8000 }
+    if serializer == "protobuf" {
+        16000
+    } else {
+        8000
+    }
 }
 
 fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
     init();
-    let bot = Bot::start(&["--serializer", serializer, "--mode", "ramp", "--seconds", "0.5", "--hangup"]);
+    let bot = Bot::start(&[
+        "--serializer",
+        serializer,
+        "--mode",
+        "ramp",
+        "--seconds",
+        "0.5",
+        "--hangup",
+    ]);
     let pipeline = launch(&format!(
         "pipecatwsrc uri={} serializer={serializer} ! appsink name=sink sync=false",
         bot.uri()
     ));
     let received = record(&pipeline, "sink");
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(20));
+    let (seen, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(20),
+    );
     let (msg, eos_at) = end.expect("no EOS after the bot hung up");
     assert_eq!(error_of(&msg), None);
     let messages = structures(&seen);
     pipeline.set_state(gst::State::Null).unwrap();
 
-    let closed = messages.iter().find(|s| s.name() == "pipecat-closed").expect("pipecat-closed");
+    let closed = messages
+        .iter()
+        .find(|s| s.name() == "pipecat-closed")
+        .expect("pipecat-closed");
     assert!(closed.get::<bool>("clean").unwrap());
     assert!(matches!(closed.get::<u32>("code").unwrap(), 1000 | 1001));
     let r = received.lock().unwrap();
@@ -49,17 +74,27 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
     // Every sample of the ramp, exactly, then Pipecat's 2 s of end silence.
     let n = rate / 2;
     assert_eq!(r.samples[..n], over_the_wire(serializer, ramp(n))[..]);
-    assert_eq!(r.samples.len(), n + 2 * rate, "the last message (end silence) was pushed before EOS");
+    assert_eq!(
+        r.samples.len(),
+        n + 2 * rate,
+        "the last message (end silence) was pushed before EOS"
+    );
     // Silence as the wire carries it (A-law has no exact zero: it decodes to 8).
     let silence = over_the_wire(serializer, vec![0])[0];
     assert!(r.samples[n..].iter().all(|&s| s == silence));
     // Contiguous timestamps even though Pipecat sends faster than real time.
     for pair in r.pts.windows(2) {
-        assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlapping timestamps {pair:?}");
+        assert!(
+            pair[0].0 + pair[0].1 <= pair[1].0,
+            "overlapping timestamps {pair:?}"
+        );
     }
     let after_last = eos_at.duration_since(r.last_arrival.unwrap());
     println!("{serializer}: EOS {after_last:?} after the last buffer");
-    assert!(after_last < Duration::from_millis(100), "EOS {after_last:?} after the close");
+    assert!(
+        after_last < Duration::from_millis(100),
+        "EOS {after_last:?} after the close"
+    );
 }
 
 #[test]
@@ -95,7 +130,14 @@ fn exotel_bot_audio_arrives_then_hang_up_is_eos() {
 /// What pipecatwssink sends the echo bot comes back through pipecatwsrc.
 fn full_duplex_echo(serializer: &str) {
     init();
-    let bot = Bot::start(&["--serializer", serializer, "--mode", "echo", "--rate", "8000"]);
+    let bot = Bot::start(&[
+        "--serializer",
+        serializer,
+        "--mode",
+        "echo",
+        "--rate",
+        "8000",
+    ]);
     let connection = format!("echo-{serializer}");
     let pipeline = launch(&format!(
         "appsrc name=caller is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 \
@@ -105,12 +147,24 @@ fn full_duplex_echo(serializer: &str) {
     ));
     let received = record(&pipeline, "sink");
     pipeline.set_state(gst::State::Playing).unwrap();
-    let caller = pipeline.by_name("caller").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let caller = pipeline
+        .by_name("caller")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
     // 1 s of a ramp that starts at 1, so its first sample is easy to find.
     let sent: Vec<i16> = (0..8000).map(|k| 1 + (k % 20000) as i16).collect();
     for (i, chunk) in sent.chunks(160).enumerate() {
-        let mut buffer = gst::Buffer::from_mut_slice(chunk.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>());
-        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
+        let mut buffer = gst::Buffer::from_mut_slice(
+            chunk
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
         caller.push_buffer(buffer).unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -128,13 +182,25 @@ fn full_duplex_echo(serializer: &str) {
         drop(r);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let errors = std::iter::from_fn(|| pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error])).count();
+    let errors = std::iter::from_fn(|| {
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+    })
+    .count();
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(errors, 0);
     let r = received.lock().unwrap();
     let start = start_of(&r.samples).expect("nothing came back");
     let back = &r.samples[start..(start + expected.len()).min(r.samples.len())];
-    assert_eq!(back.len(), expected.len(), "only {} of {} samples came back", back.len(), expected.len());
+    assert_eq!(
+        back.len(),
+        expected.len(),
+        "only {} of {} samples came back",
+        back.len(),
+        expected.len()
+    );
     assert_eq!(back, &expected[..], "the echo differs from what was sent");
 }
 
@@ -165,7 +231,14 @@ fn exotel_full_duplex_echo() {
 
 fn bot_killed_mid_stream_is_an_error_at_once(serializer: &str) {
     init();
-    let mut bot = Bot::start(&["--serializer", serializer, "--mode", "ramp", "--seconds", "30"]);
+    let mut bot = Bot::start(&[
+        "--serializer",
+        serializer,
+        "--mode",
+        "ramp",
+        "--seconds",
+        "30",
+    ]);
     let pipeline = launch(&format!(
         "pipecatwsrc uri={} serializer={serializer} ! appsink name=sink sync=false",
         bot.uri()
@@ -178,17 +251,27 @@ fn bot_killed_mid_stream_is_an_error_at_once(serializer: &str) {
     }
     bot.child.kill().unwrap(); // SIGKILL: no close frame
     let killed_at = Instant::now();
-    let (msg, at) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(5))
-        .1
-        .expect("nothing on the bus after the bot died");
+    let (msg, at) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(5),
+    )
+    .1
+    .expect("nothing on the bus after the bot died");
     let (text, debug) = error_of(&msg).expect("an ERROR, not EOS, when the bot dies");
     pipeline.set_state(gst::State::Null).unwrap();
     let took = at.duration_since(killed_at);
     println!("{serializer}: bot killed -> ERROR in {took:?}: {text} / {debug}");
     assert!(text.contains("Pipecat bot connection lost"), "{text}");
-    assert!(text.contains("1006") || text.contains("reset by peer"), "{text}");
+    assert!(
+        text.contains("1006") || text.contains("reset by peer"),
+        "{text}"
+    );
     assert!(!debug.is_empty());
-    assert!(took < Duration::from_millis(100), "error {took:?} after the bot died");
+    assert!(
+        took < Duration::from_millis(100),
+        "error {took:?} after the bot died"
+    );
 }
 
 #[test]
@@ -201,35 +284,61 @@ fn twilio_bot_killed_mid_stream_is_an_error_at_once() {
     bot_killed_mid_stream_is_an_error_at_once("twilio");
 }
 
-fn error_from_raw_server(serializer: &str, extra: &str, messages: Vec<Message>) -> (String, String) {
+fn error_from_raw_server(
+    serializer: &str,
+    extra: &str,
+    messages: Vec<Message>,
+) -> (String, String) {
     init();
     let port = raw_server(messages);
     let pipeline = launch(&format!(
         "pipecatwsrc uri=ws://127.0.0.1:{port}/ serializer={serializer} {extra} ! fakesink sync=false"
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (msg, _) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(5))
-        .1
-        .expect("no error for a bad frame");
+    let (msg, _) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(5),
+    )
+    .1
+    .expect("no error for a bad frame");
     pipeline.set_state(gst::State::Null).unwrap();
     error_of(&msg).expect("an ERROR")
 }
 
 #[test]
 fn garbage_frames_are_errors_that_name_the_frame() {
-    let (text, debug) = error_from_raw_server("protobuf", "", vec![Message::Binary(vec![0x12, 0x50, 0x01, 0x02].into())]);
-    assert!(text.contains("does not parse") && text.contains("bytes with only"), "{text}");
+    let (text, debug) = error_from_raw_server(
+        "protobuf",
+        "",
+        vec![Message::Binary(vec![0x12, 0x50, 0x01, 0x02].into())],
+    );
+    assert!(
+        text.contains("does not parse") && text.contains("bytes with only"),
+        "{text}"
+    );
     assert!(debug.contains("4 bytes"), "{debug}");
-    let (text, _) = error_from_raw_server("twilio", "", vec![Message::Text("not json at all".into())]);
-    assert!(text.contains("does not parse") && text.contains("not JSON"), "{text}");
+    let (text, _) =
+        error_from_raw_server("twilio", "", vec![Message::Text("not json at all".into())]);
+    assert!(
+        text.contains("does not parse") && text.contains("not JSON"),
+        "{text}"
+    );
     let (text, _) = error_from_raw_server("protobuf", "", vec![Message::Text("hello".into())]);
-    assert!(text.contains("text message where protobuf expects binary"), "{text}");
+    assert!(
+        text.contains("text message where protobuf expects binary"),
+        "{text}"
+    );
 }
 
 #[test]
 fn oversized_frame_is_an_error() {
     let big = audio_frame(3 * 1024 * 1024);
-    let (text, _) = error_from_raw_server("protobuf", "max-message-size=1048576", vec![Message::Binary(big.into())]);
+    let (text, _) = error_from_raw_server(
+        "protobuf",
+        "max-message-size=1048576",
+        vec![Message::Binary(big.into())],
+    );
     assert!(text.contains("max-message-size"), "{text}");
 }
 
@@ -242,18 +351,35 @@ fn audio_frame(bytes: usize) -> Vec<u8> {
 fn bot_closing_with_a_failure_code_is_an_error() {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    let close = Message::Close(Some(CloseFrame { code: CloseCode::Again, reason: "busy".into() }));
+    let close = Message::Close(Some(CloseFrame {
+        code: CloseCode::Again,
+        reason: "busy".into(),
+    }));
     let (text, _) = error_from_raw_server("protobuf", "", vec![close]);
-    assert!(text.contains("1013") && text.contains("server busy") && text.contains("busy"), "{text}");
+    assert!(
+        text.contains("1013") && text.contains("server busy") && text.contains("busy"),
+        "{text}"
+    );
 }
 
 fn state_change_error(uri: &str) -> String {
     init();
-    let pipeline = launch(&format!("pipecatwsrc uri={uri} connect-timeout=2000000000 ! fakesink"));
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={uri} connect-timeout=2000000000 ! fakesink"
+    ));
     let t = Instant::now();
-    assert!(pipeline.set_state(gst::State::Playing).is_err(), "the state change must fail");
+    assert!(
+        pipeline.set_state(gst::State::Playing).is_err(),
+        "the state change must fail"
+    );
     assert!(t.elapsed() < Duration::from_secs(3));
-    let (msg, _) = wait_for(&pipeline, &[gst::MessageType::Error], Duration::from_secs(1)).1.expect("an ERROR");
+    let (msg, _) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(1),
+    )
+    .1
+    .expect("an ERROR");
     pipeline.set_state(gst::State::Null).unwrap();
     error_of(&msg).unwrap().0
 }
@@ -268,15 +394,24 @@ fn connect_refused_fails_the_state_change() {
 fn http_401_on_upgrade_fails_the_state_change() {
     let port = http_server("401 Unauthorized");
     let text = state_change_error(&format!("ws://127.0.0.1:{port}/ws?token=s3cr3t-t0ken"));
-    assert!(text.contains("HTTP 401") && text.contains("authentication"), "{text}");
-    assert!(!text.contains("s3cr3t-t0ken"), "the token leaked into the error: {text}");
+    assert!(
+        text.contains("HTTP 401") && text.contains("authentication"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t-t0ken"),
+        "the token leaked into the error: {text}"
+    );
 }
 
 #[test]
 fn stopping_while_waiting_for_audio_is_prompt() {
     init();
     let bot = Bot::start(&["--mode", "silent"]);
-    let pipeline = launch(&format!("pipecatwsrc uri={} ! fakesink sync=false", bot.uri()));
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} ! fakesink sync=false",
+        bot.uri()
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
@@ -290,27 +425,52 @@ fn stopping_while_waiting_for_audio_is_prompt() {
 fn a_silent_bot_is_a_warning_never_an_error() {
     init();
     let bot = Bot::start(&["--mode", "silent"]);
-    let pipeline = launch(&format!("pipecatwsrc uri={} response-timeout=1000000000 ! fakesink sync=false", bot.uri()));
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} response-timeout=1000000000 ! fakesink sync=false",
+        bot.uri()
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     let bus = pipeline.bus().unwrap();
     let messages: Vec<gst::Message> = std::iter::from_fn(|| bus.pop()).collect();
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(!messages.iter().any(|m| m.type_() == gst::MessageType::Error));
-    let warnings = messages.iter().filter(|m| m.type_() == gst::MessageType::Warning).count();
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.type_() == gst::MessageType::Error)
+    );
+    let warnings = messages
+        .iter()
+        .filter(|m| m.type_() == gst::MessageType::Warning)
+        .count();
     assert_eq!(warnings, 1, "one warning for one silent stretch");
-    assert!(messages.iter().any(|m| m.structure().is_some_and(|s| s.name() == "pipecat-agent-silent")));
+    assert!(messages.iter().any(|m| {
+        m.structure()
+            .is_some_and(|s| s.name() == "pipecat-agent-silent")
+    }));
 }
 
 #[test]
 fn downstream_that_prefers_mulaw_gets_the_wire_bytes() {
     init();
-    let bot = Bot::start(&["--serializer", "twilio", "--mode", "ramp", "--seconds", "0.5", "--hangup"]);
+    let bot = Bot::start(&[
+        "--serializer",
+        "twilio",
+        "--mode",
+        "ramp",
+        "--seconds",
+        "0.5",
+        "--hangup",
+    ]);
     let pipeline = launch(&format!(
         "pipecatwsrc uri={} serializer=twilio ! audio/x-mulaw ! appsink name=sink sync=false",
         bot.uri()
     ));
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut bytes = Vec::new();
     let mut caps = None;
@@ -336,11 +496,17 @@ fn extra_headers_reach_the_bot() {
     src.set_property("uri", format!("ws://127.0.0.1:{port}/"));
     src.set_property(
         "extra-headers",
-        <gst::Structure as std::str::FromStr>::from_str("headers, Authorization=\"Bearer t0k\", X-Call-Id=\"c1\"").unwrap(),
+        <gst::Structure as std::str::FromStr>::from_str(
+            "headers, Authorization=\"Bearer t0k\", X-Call-Id=\"c1\"",
+        )
+        .unwrap(),
     );
     assert!(pipeline.set_state(gst::State::Playing).is_err());
     pipeline.set_state(gst::State::Null).unwrap();
-    let request = request.recv_timeout(Duration::from_secs(2)).unwrap().to_ascii_lowercase();
+    let request = request
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(request.contains("authorization: bearer t0k"), "{request}");
     assert!(request.contains("x-call-id: c1"), "{request}");
 }
@@ -354,14 +520,21 @@ fn interruption_drops_queued_audio_and_is_posted() {
     // downstream, then an interruption.
     let audio = Message::Binary(audio_frame(320 * 2).into());
     let interruption = Message::Binary(vec![0x2a, 0x00].into());
-    let close = Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }));
+    let close = Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }));
     let mut messages = vec![audio; 200];
     messages.extend([interruption, close]);
     let port = raw_server(messages);
     let pipeline = launch(&format!(
         "pipecatwsrc uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false max-buffers=1 drop=false"
     ));
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let mut pulled = gst::ClockTime::ZERO;
@@ -370,24 +543,45 @@ fn interruption_drops_queued_audio_and_is_posted() {
     }
     let (seen, _) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(2));
     pipeline.set_state(gst::State::Null).unwrap();
-    let interrupted = structures(&seen).into_iter().find(|s| s.name() == "pipecat-interrupted").expect("pipecat-interrupted");
+    let interrupted = structures(&seen)
+        .into_iter()
+        .find(|s| s.name() == "pipecat-interrupted")
+        .expect("pipecat-interrupted");
     let dropped = interrupted.get::<gst::ClockTime>("dropped").unwrap();
     println!("pushed {pulled}, dropped {dropped} at the interruption");
-    assert!(dropped > gst::ClockTime::ZERO, "the queued audio was not dropped");
-    assert_eq!(pulled + dropped, gst::ClockTime::from_seconds(4), "every received sample is pushed or dropped");
+    assert!(
+        dropped > gst::ClockTime::ZERO,
+        "the queued audio was not dropped"
+    );
+    assert_eq!(
+        pulled + dropped,
+        gst::ClockTime::from_seconds(4),
+        "every received sample is pushed or dropped"
+    );
 }
 
 #[test]
 fn on_close_error_makes_a_hang_up_an_error() {
     init();
     let bot = Bot::start(&["--mode", "ramp", "--seconds", "0.2", "--hangup"]);
-    let pipeline = launch(&format!("pipecatwsrc uri={} on-close=error ! fakesink sync=false", bot.uri()));
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} on-close=error ! fakesink sync=false",
+        bot.uri()
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Error, gst::MessageType::Eos], Duration::from_secs(20));
+    let (seen, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(20),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     let (text, _) = error_of(&end.expect("an end").0).expect("an ERROR, not EOS");
     assert!(text.contains("hung up"), "{text}");
-    assert!(structures(&seen).iter().any(|s| s.name() == "pipecat-closed"));
+    assert!(
+        structures(&seen)
+            .iter()
+            .any(|s| s.name() == "pipecat-closed")
+    );
 }
 
 #[test]
@@ -403,7 +597,10 @@ fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
         loop {
             match ws.read() {
                 Ok(Message::Binary(data)) => {
-                    if let Ok(gstpipecat::protobuf::Frame::Audio { audio, sample_rate, .. }) = gstpipecat::protobuf::Frame::decode(&data) {
+                    if let Ok(gstpipecat::protobuf::Frame::Audio {
+                        audio, sample_rate, ..
+                    }) = gstpipecat::protobuf::Frame::decode(&data)
+                    {
                         assert_eq!(sample_rate, 16000);
                         samples += audio.len() / 2;
                     }
@@ -424,10 +621,19 @@ fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
         "audiotestsrc num-buffers=10 samplesperbuffer=320 ! audio/x-raw,rate=16000,channels=1 ! pipecatwssink uri=ws://127.0.0.1:{port}/"
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (_, end) = wait_for(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(5));
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
     assert_eq!(end.map(|(m, _)| m.type_()), Some(gst::MessageType::Eos));
     pipeline.set_state(gst::State::Null).unwrap();
-    let (samples, closed) = rx.recv_timeout(Duration::from_secs(2)).expect("the server heard nothing");
+    let (samples, closed) = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("the server heard nothing");
     assert_eq!(samples, 3200, "every sample reached the bot");
-    assert!(closed, "stopping the sink must close the WebSocket with a close frame");
+    assert!(
+        closed,
+        "stopping the sink must close the WebSocket with a close frame"
+    );
 }

@@ -19,14 +19,21 @@ fn slow_downstream_keeps_the_connection_and_bounds_the_queue() {
         "pipecatwsrc uri={} max-queue=2000000000 ! appsink name=sink sync=false max-buffers=1 drop=false",
         bot.uri()
     ));
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(45));
     // Downstream comes back: pulling lets create() run again.
     let mut pulled = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if sink.try_pull_sample(gst::ClockTime::from_mseconds(100)).is_some() {
+        if sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            .is_some()
+        {
             pulled += 1;
         }
     }
@@ -34,8 +41,15 @@ fn slow_downstream_keeps_the_connection_and_bounds_the_queue() {
     let messages: Vec<gst::Message> = std::iter::from_fn(|| bus.pop()).collect();
     pipeline.set_state(gst::State::Null).unwrap();
 
-    let errors: Vec<String> = messages.iter().filter_map(error_of).map(|(t, d)| format!("{t} / {d}")).collect();
-    assert!(errors.is_empty(), "the connection did not survive 45 s of slow downstream: {errors:?}");
+    let errors: Vec<String> = messages
+        .iter()
+        .filter_map(error_of)
+        .map(|(t, d)| format!("{t} / {d}"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the connection did not survive 45 s of slow downstream: {errors:?}"
+    );
     let warnings: Vec<String> = messages
         .iter()
         .filter_map(|m| match m.view() {
@@ -44,7 +58,15 @@ fn slow_downstream_keeps_the_connection_and_bounds_the_queue() {
         })
         .collect();
     println!("warnings: {warnings:?}");
-    assert!(warnings.iter().any(|w| w.contains("Downstream is slow: dropped")), "no WARNING for dropped audio: {warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("Downstream is slow: dropped")),
+        "no WARNING for dropped audio: {warnings:?}"
+    );
     // 5 s of pulling at the bot's pace (it sends 2x real time): plenty.
-    assert!(pulled > 100, "only {pulled} buffers after downstream came back");
+    assert!(
+        pulled > 100,
+        "only {pulled} buffers after downstream came back"
+    );
 }

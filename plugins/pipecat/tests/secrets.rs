@@ -35,24 +35,41 @@ fn secrets_never_appear_in_logs_or_errors() {
 
     // A whole call with a real bot: connect, audio, hang-up.
     let bot = Bot::start(&["--mode", "ramp", "--seconds", "0.3", "--hangup"]);
-    let uri = format!("ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws?token={URI_TOKEN}", bot.port);
+    let uri = format!(
+        "ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws?token={URI_TOKEN}",
+        bot.port
+    );
     let pipeline = launch("pipecatwsrc name=src ! fakesink sync=false");
     configure(&pipeline, &uri, &headers);
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Eos, gst::MessageType::Error], Duration::from_secs(20));
+    let (seen, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(20),
+    );
     bus_text.push_str(&format!("{seen:?} {end:?}"));
     assert_eq!(end.map(|(m, _)| m.type_()), Some(gst::MessageType::Eos));
     pipeline.set_state(gst::State::Null).unwrap();
 
     // And failures, whose texts are built from library errors.
     for uri in [
-        format!("ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws?token={URI_TOKEN}", free_port()),
-        format!("ws://127.0.0.1:{}/ws?token={URI_TOKEN}", http_server("401 Unauthorized")),
+        format!(
+            "ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws?token={URI_TOKEN}",
+            free_port()
+        ),
+        format!(
+            "ws://127.0.0.1:{}/ws?token={URI_TOKEN}",
+            http_server("401 Unauthorized")
+        ),
     ] {
         let pipeline = launch("pipecatwsrc name=src ! fakesink");
         configure(&pipeline, &uri, &headers);
         assert!(pipeline.set_state(gst::State::Playing).is_err());
-        let (seen, end) = wait_for(&pipeline, &[gst::MessageType::Error], Duration::from_secs(2));
+        let (seen, end) = wait_for(
+            &pipeline,
+            &[gst::MessageType::Error],
+            Duration::from_secs(2),
+        );
         let (msg, _) = end.expect("an error");
         let (text, debug) = error_of(&msg).unwrap();
         bus_text.push_str(&format!("{seen:?} {text} {debug}"));
@@ -61,12 +78,23 @@ fn secrets_never_appear_in_logs_or_errors() {
 
     gst::log::set_default_threshold(gst::DebugLevel::None);
     let log = log.lock().unwrap();
-    assert!(log.len() > 10_000, "the debug log was not captured ({} bytes)", log.len());
+    assert!(
+        log.len() > 10_000,
+        "the debug log was not captured ({} bytes)",
+        log.len()
+    );
     assert!(log.contains("pipecatws"), "our own category did not log");
     for secret in [URI_TOKEN, URI_PASSWORD, "hdrsecret-4b8e0c"] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).take(5).collect();
-        assert!(lines.is_empty(), "{secret} leaked into the debug log:\n{}", lines.join("\n"));
-        assert!(!bus_text.contains(secret), "{secret} leaked onto the bus: {bus_text}");
+        assert!(
+            lines.is_empty(),
+            "{secret} leaked into the debug log:\n{}",
+            lines.join("\n")
+        );
+        assert!(
+            !bus_text.contains(secret),
+            "{secret} leaked onto the bus: {bus_text}"
+        );
     }
 }
 

@@ -24,7 +24,10 @@ fn run(element: &str) -> Duration {
     let start = Instant::now();
     pipeline.set_state(gst::State::Playing).unwrap();
     let msg = bus
-        .timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error])
+        .timed_pop_filtered(
+            gst::ClockTime::NONE,
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
         .unwrap();
     let took = start.elapsed();
     if let gst::MessageView::Error(err) = msg.view() {
@@ -48,11 +51,21 @@ fn main() {
     let per_s = |d: Duration| BUFFERS as f64 / d.as_secs_f64();
     println!("steady stream, {BUFFERS} buffers of 20 ms, best of {ROUNDS}:");
     for (element, took) in elements.iter().zip(best) {
-        println!("  {element:<12} {:>12.0} buffers/s  ({:.3} s)", per_s(took), took.as_secs_f64());
+        println!(
+            "  {element:<12} {:>12.0} buffers/s  ({:.3} s)",
+            per_s(took),
+            took.as_secs_f64()
+        );
     }
     let [identity, audiorate, stallfiller] = best.map(|d| d.as_secs_f64());
-    println!("  time ratio stallfiller / audiorate: {:.3}  (goal <= 1.0)", stallfiller / audiorate);
-    println!("  time ratio stallfiller / identity:  {:.3}", stallfiller / identity);
+    println!(
+        "  time ratio stallfiller / audiorate: {:.3}  (goal <= 1.0)",
+        stallfiller / audiorate
+    );
+    println!(
+        "  time ratio stallfiller / identity:  {:.3}",
+        stallfiller / identity
+    );
     println!(
         "  cost over identity per buffer: stallfiller {:.0} ns, audiorate {:.0} ns",
         (stallfiller - identity) / BUFFERS as f64 * 1e9,

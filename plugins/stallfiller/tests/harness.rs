@@ -42,7 +42,9 @@ fn harness() -> Harness {
 /// Mono S16 samples whose values are their own index + `first`: any sample
 /// dropped, duplicated or misplaced shows up in the values.
 fn ramp(first: i16, samples: usize, pts: ClockTime) -> gst::Buffer {
-    let data: Vec<u8> = (0..samples).flat_map(|i| (first.wrapping_add(i as i16)).to_le_bytes()).collect();
+    let data: Vec<u8> = (0..samples)
+        .flat_map(|i| (first.wrapping_add(i as i16)).to_le_bytes())
+        .collect();
     let mut buffer = gst::Buffer::from_mut_slice(data);
     {
         let b = buffer.get_mut().unwrap();
@@ -54,7 +56,9 @@ fn ramp(first: i16, samples: usize, pts: ClockTime) -> gst::Buffer {
 
 fn samples_of(buffer: &gst::Buffer) -> Vec<i16> {
     let map = buffer.map_readable().unwrap();
-    map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+    map.chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 fn stats(h: &Harness) -> gst::Structure {
@@ -76,7 +80,10 @@ fn crank_expecting(h: &mut Harness, deadline: ClockTime) -> gst::Buffer {
     loop {
         let id = clock.wait_for_next_pending_id();
         let time = id.time();
-        assert!(time <= deadline, "the filler waited for {time}, later than {deadline}");
+        assert!(
+            time <= deadline,
+            "the filler waited for {time}, later than {deadline}"
+        );
         h.crank_single_clock_wait().unwrap();
         if time == deadline {
             return h.pull().unwrap();
@@ -160,9 +167,17 @@ fn stall_and_resume_are_posted_on_the_bus() {
     let names: Vec<(String, gst::Structure)> = std::iter::from_fn(|| bus.pop())
         .filter_map(|m| m.structure().map(|s| (s.name().to_string(), s.to_owned())))
         .collect();
-    let stall = &names.iter().find(|(n, _)| n == "stallfiller-stall").expect("stall message").1;
+    let stall = &names
+        .iter()
+        .find(|(n, _)| n == "stallfiller-stall")
+        .expect("stall message")
+        .1;
     assert_eq!(stall.get::<ClockTime>("timestamp").unwrap(), ms(100));
-    let resumed = &names.iter().find(|(n, _)| n == "stallfiller-resumed").expect("resumed message").1;
+    let resumed = &names
+        .iter()
+        .find(|(n, _)| n == "stallfiller-resumed")
+        .expect("resumed message")
+        .1;
     assert_eq!(resumed.get::<ClockTime>("duration").unwrap(), ms(40));
 }
 
@@ -273,18 +288,30 @@ fn every_raw_format_fills_its_own_silence() {
         let silence = crank_expecting(&mut h, ms(10 + 200));
         let mut expected = vec![0u8; layout.byte_offset(160)];
         gst_audio::AudioFormatInfo::from_format(format).fill_silence(&mut expected);
-        assert_eq!(silence.map_readable().unwrap().as_slice(), &expected[..], "{format:?}");
+        assert_eq!(
+            silence.map_readable().unwrap().as_slice(),
+            &expected[..],
+            "{format:?}"
+        );
     }
     for (name, byte) in [("audio/x-mulaw", 0xFFu8), ("audio/x-alaw", 0xD5)] {
         let mut h = Harness::new("stallfiller");
         h.use_testclock();
-        h.set_src_caps(gst::Caps::builder(name).field("rate", 8000).field("channels", 1).build());
+        h.set_src_caps(
+            gst::Caps::builder(name)
+                .field("rate", 8000)
+                .field("channels", 1)
+                .build(),
+        );
         let mut first = gst::Buffer::with_size(80).unwrap();
         first.get_mut().unwrap().set_pts(ClockTime::ZERO);
         h.push(first).unwrap();
         h.pull().unwrap();
         let silence = crank_expecting(&mut h, ms(10 + 200));
-        assert!(silence.map_readable().unwrap().iter().all(|&b| b == byte), "{name}");
+        assert!(
+            silence.map_readable().unwrap().iter().all(|&b| b == byte),
+            "{name}"
+        );
     }
 }
 
@@ -292,7 +319,9 @@ fn every_raw_format_fills_its_own_silence() {
 fn latency_includes_the_threshold() {
     let mut h = harness();
     h.set_upstream_latency(ms(20));
-    h.element().unwrap().set_property("threshold", ms(150).nseconds());
+    h.element()
+        .unwrap()
+        .set_property("threshold", ms(150).nseconds());
     let mut q = gst::query::Latency::new();
     assert!(h.sinkpad().unwrap().peer_query(&mut q));
     let (live, min, _max) = q.result();
@@ -329,7 +358,11 @@ fn steady_passthrough_does_not_copy_audio() {
         let data = input.map_readable().unwrap().as_ptr();
         h.push(input).unwrap();
         let output = h.pull().unwrap();
-        assert_eq!(output.map_readable().unwrap().as_ptr(), data, "buffer {k} was copied");
+        assert_eq!(
+            output.map_readable().unwrap().as_ptr(),
+            data,
+            "buffer {k} was copied"
+        );
         pts += ms(20);
     }
 }

@@ -31,7 +31,11 @@ struct Seen {
 /// Records every buffer reaching appsink `name`, with its arrival time.
 fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Vec<Seen>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = pipeline.by_name(name).unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name(name)
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     let seen2 = seen.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -54,7 +58,10 @@ fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Vec<Seen>>> {
 fn wait_for_eos(pipeline: &gst::Pipeline) {
     let bus = pipeline.bus().unwrap();
     let msg = bus
-        .timed_pop_filtered(ClockTime::from_seconds(10), &[gst::MessageType::Eos, gst::MessageType::Error])
+        .timed_pop_filtered(
+            ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
         .expect("no EOS within 10 s");
     if let gst::MessageView::Error(err) = msg.view() {
         panic!("pipeline error: {} ({:?})", err.error(), err.debug());
@@ -63,7 +70,13 @@ fn wait_for_eos(pipeline: &gst::Pipeline) {
 
 fn assert_continuous(seen: &[Seen]) {
     for pair in seen.windows(2) {
-        assert_eq!(pair[0].pts + pair[0].duration, pair[1].pts, "gap or overlap between {:?} and {:?}", pair[0], pair[1]);
+        assert_eq!(
+            pair[0].pts + pair[0].duration,
+            pair[1].pts,
+            "gap or overlap between {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
     }
 }
 
@@ -83,7 +96,10 @@ fn live_branch(name: &str, freq: u32) -> String {
 #[test]
 fn live_stall_is_filled_while_it_lasts() {
     init();
-    let pipeline = gst::parse::launch(&live_branch("a", 440)).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(&live_branch("a", 440))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let seen = record(&pipeline, "sink_a");
     let valve = pipeline.by_name("valve_a").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -105,25 +121,46 @@ fn live_stall_is_filled_while_it_lasts() {
     // The silence came while the stall lasted, each chunk when its deadline
     // (pts + upstream latency 20 ms + threshold 200 ms) passed: not in a burst
     // when data came back.
-    let during: Vec<&Seen> = seen.iter().filter(|s| s.gap && s.arrived < reopened_at).collect();
+    let during: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.gap && s.arrived < reopened_at)
+        .collect();
     let filled: ClockTime = during.iter().map(|s| s.duration).sum();
-    assert!(filled >= ClockTime::from_mseconds(1500), "only {filled} of silence arrived during a 2 s stall");
+    assert!(
+        filled >= ClockTime::from_mseconds(1500),
+        "only {filled} of silence arrived during a 2 s stall"
+    );
     for s in &during {
         let deadline = s.pts + BUFFER + ClockTime::from_mseconds(200);
-        assert!(s.arrived + ClockTime::from_mseconds(2) >= deadline, "silence {s:?} pushed before its deadline");
-        assert!(s.arrived <= deadline + ClockTime::from_mseconds(100), "silence {s:?} pushed long after its deadline");
+        assert!(
+            s.arrived + ClockTime::from_mseconds(2) >= deadline,
+            "silence {s:?} pushed before its deadline"
+        );
+        assert!(
+            s.arrived <= deadline + ClockTime::from_mseconds(100),
+            "silence {s:?} pushed long after its deadline"
+        );
     }
 
     // One continuous timeline as long as the wall clock ran, within a buffer.
     let total = end_of(&seen) - seen[0].pts;
     let wall = eos_sent_at - seen[0].pts;
     let diff = total.nseconds().abs_diff(wall.nseconds());
-    assert!(diff <= BUFFER.nseconds(), "output {total} vs wall clock {wall}");
+    assert!(
+        diff <= BUFFER.nseconds(),
+        "output {total} vs wall clock {wall}"
+    );
 
-    let stats = pipeline.by_name("filler_a").unwrap().property::<gst::Structure>("stats");
+    let stats = pipeline
+        .by_name("filler_a")
+        .unwrap()
+        .property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("stalls").unwrap(), 1);
     let longest = ClockTime::from_nseconds(stats.get::<u64>("longest-stall").unwrap());
-    assert!(longest >= ClockTime::from_mseconds(1900) && longest <= ClockTime::from_mseconds(2100), "{longest}");
+    assert!(
+        longest >= ClockTime::from_mseconds(1900) && longest <= ClockTime::from_mseconds(2100),
+        "{longest}"
+    );
 }
 
 /// The production failure: one track stalls 14 s and never comes back, and
@@ -138,8 +175,15 @@ fn live_stall_is_filled_while_it_lasts() {
 fn two_tracks_one_stalls_14_s_and_both_end_together() {
     const STALL_SECS: u64 = 14;
     init();
-    let desc = format!("{} {}", live_branch("caller", 440), live_branch("agent", 660));
-    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let desc = format!(
+        "{} {}",
+        live_branch("caller", 440),
+        live_branch("agent", 660)
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let caller = record(&pipeline, "sink_caller");
     let agent = record(&pipeline, "sink_agent");
     let clock = gst_check::TestClock::new();
@@ -162,7 +206,10 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
 
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    pipeline.by_name("valve_agent").unwrap().set_property("drop", true);
+    pipeline
+        .by_name("valve_agent")
+        .unwrap()
+        .set_property("drop", true);
     std::thread::sleep(Duration::from_secs(STALL_SECS));
     frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     driver.join().unwrap();
@@ -188,12 +235,22 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
         caller_end.nseconds().abs_diff(agent_end.nseconds()) <= one_sample,
         "caller ends at {caller_end}, agent at {agent_end}"
     );
-    assert!(caller_end.nseconds().abs_diff(eos_at.nseconds()) <= one_sample, "{caller_end} vs EOS at {eos_at}");
+    assert!(
+        caller_end.nseconds().abs_diff(eos_at.nseconds()) <= one_sample,
+        "{caller_end} vs EOS at {eos_at}"
+    );
 
     // The agent's silence was delivered during the stall, not at the end.
-    let stall_silence: ClockTime = agent.iter().filter(|s| s.gap && s.arrived < eos_at).map(|s| s.duration).sum();
+    let stall_silence: ClockTime = agent
+        .iter()
+        .filter(|s| s.gap && s.arrived < eos_at)
+        .map(|s| s.duration)
+        .sum();
     let expected = ClockTime::from_seconds(STALL_SECS) - ClockTime::from_mseconds(500);
-    assert!(stall_silence >= expected, "only {stall_silence} filled during a {STALL_SECS} s stall");
+    assert!(
+        stall_silence >= expected,
+        "only {stall_silence} filled during a {STALL_SECS} s stall"
+    );
 }
 
 #[test]
@@ -208,12 +265,20 @@ fn non_live_holes_and_tail_are_filled_reactively() {
     .unwrap();
     let seen = record(&pipeline, "sink");
     // Lose 100 ms in the middle and the last 100 ms before the segment stop.
-    let holes = pipeline.by_name("holes").unwrap().static_pad("src").unwrap();
+    let holes = pipeline
+        .by_name("holes")
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
     holes.add_probe(gst::PadProbeType::BUFFER, |_, info| {
         let pts = info.buffer().unwrap().pts().unwrap();
         let lost = (ClockTime::from_mseconds(200)..ClockTime::from_mseconds(300)).contains(&pts)
             || pts >= ClockTime::from_mseconds(900);
-        if lost { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+        if lost {
+            gst::PadProbeReturn::Drop
+        } else {
+            gst::PadProbeReturn::Ok
+        }
     });
     pipeline.set_state(gst::State::Paused).unwrap();
     pipeline.state(ClockTime::from_seconds(5)).0.unwrap();
@@ -229,7 +294,10 @@ fn non_live_holes_and_tail_are_filled_reactively() {
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     wait_for_eos(&pipeline);
-    let stats = pipeline.by_name("filler").unwrap().property::<gst::Structure>("stats");
+    let stats = pipeline
+        .by_name("filler")
+        .unwrap()
+        .property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
 
     let seen = seen.lock().unwrap().clone();
@@ -239,25 +307,41 @@ fn non_live_holes_and_tail_are_filled_reactively() {
     let silence: ClockTime = seen.iter().filter(|s| s.gap).map(|s| s.duration).sum();
     assert_eq!(silence, ClockTime::from_mseconds(200));
     assert_eq!(stats.get::<u64>("silence-samples").unwrap(), 1600);
-    assert_eq!(stats.get::<u64>("stalls").unwrap(), 0, "a non-live stream never stalls on the clock");
+    assert_eq!(
+        stats.get::<u64>("stalls").unwrap(),
+        0,
+        "a non-live stream never stalls on the clock"
+    );
 }
 
 #[test]
 fn stopping_while_a_stall_is_filled_is_prompt() {
     init();
-    let pipeline = gst::parse::launch(&live_branch("a", 440)).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(&live_branch("a", 440))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let seen = record(&pipeline, "sink_a");
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    pipeline.by_name("valve_a").unwrap().set_property("drop", true);
+    pipeline
+        .by_name("valve_a")
+        .unwrap()
+        .set_property("drop", true);
     // Let the filler get going.
     let start = Instant::now();
     while !seen.lock().unwrap().iter().any(|s| s.gap) {
-        assert!(start.elapsed() < Duration::from_secs(3), "no silence during the stall");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no silence during the stall"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let t = Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(100), "set_state(Null) took {took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "set_state(Null) took {took:?}"
+    );
 }

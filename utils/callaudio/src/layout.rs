@@ -46,7 +46,10 @@ fn raw_info(caps: &gst::CapsRef) -> Result<gst_audio::AudioInfo, LayoutError> {
     gst_audio::AudioInfo::from_caps(caps)
         .or_else(|e| {
             let mut unpositioned = caps.to_owned();
-            let s = unpositioned.make_mut().structure_mut(0).expect("checked above");
+            let s = unpositioned
+                .make_mut()
+                .structure_mut(0)
+                .expect("checked above");
             if s.has_field("channel-mask") {
                 return Err(e);
             }
@@ -67,7 +70,9 @@ impl Layout {
             "audio/x-raw" => {
                 let info = raw_info(caps)?;
                 if info.layout() != gst_audio::AudioLayout::Interleaved && info.channels() > 1 {
-                    return Err(LayoutError(format!("non-interleaved audio is not supported: {caps}")));
+                    return Err(LayoutError(format!(
+                        "non-interleaved audio is not supported: {caps}"
+                    )));
                 }
                 Ok(Layout {
                     encoding: Encoding::Raw(info.format()),
@@ -77,17 +82,21 @@ impl Layout {
                 })
             }
             name @ ("audio/x-mulaw" | "audio/x-alaw") => {
-                let rate = s
-                    .get::<i32>("rate")
-                    .map_err(|_| LayoutError(format!("{name} caps without a fixed rate: {caps}")))?;
-                let channels = s
-                    .get::<i32>("channels")
-                    .map_err(|_| LayoutError(format!("{name} caps without fixed channels: {caps}")))?;
+                let rate = s.get::<i32>("rate").map_err(|_| {
+                    LayoutError(format!("{name} caps without a fixed rate: {caps}"))
+                })?;
+                let channels = s.get::<i32>("channels").map_err(|_| {
+                    LayoutError(format!("{name} caps without fixed channels: {caps}"))
+                })?;
                 if rate <= 0 || channels <= 0 {
                     return Err(LayoutError(format!("invalid rate or channels in {caps}")));
                 }
                 Ok(Layout {
-                    encoding: if name == "audio/x-mulaw" { Encoding::Mulaw } else { Encoding::Alaw },
+                    encoding: if name == "audio/x-mulaw" {
+                        Encoding::Mulaw
+                    } else {
+                        Encoding::Alaw
+                    },
                     rate: rate as u32,
                     channels: channels as u32,
                     bpf: channels as usize,
@@ -118,7 +127,9 @@ impl Layout {
     /// Fills `dest` (a whole number of frames) with this format's silence.
     pub fn fill_silence(&self, dest: &mut [u8]) {
         match self.encoding {
-            Encoding::Raw(format) => gst_audio::AudioFormatInfo::from_format(format).fill_silence(dest),
+            Encoding::Raw(format) => {
+                gst_audio::AudioFormatInfo::from_format(format).fill_silence(dest)
+            }
             Encoding::Mulaw => dest.fill(MULAW_SILENCE),
             Encoding::Alaw => dest.fill(ALAW_SILENCE),
         }

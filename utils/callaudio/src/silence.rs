@@ -57,7 +57,10 @@ mod tests {
         let b = source.take(7);
         assert_eq!(b.size(), 14);
         assert!(b.flags().contains(gst::BufferFlags::GAP));
-        assert_eq!(a.map_readable().unwrap().as_ptr(), b.map_readable().unwrap().as_ptr());
+        assert_eq!(
+            a.map_readable().unwrap().as_ptr(),
+            b.map_readable().unwrap().as_ptr()
+        );
         assert!(a.map_readable().unwrap().iter().all(|&x| x == 0x80));
         let big = source.take(1000);
         assert_eq!(big.size(), 2000);

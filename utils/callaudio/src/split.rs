@@ -45,7 +45,10 @@ pub fn trim(buffer: gst::Buffer, head: u64, tail: u64, layout: &Layout) -> Optio
 fn region(buffer: &gst::BufferRef, from: u64, to: u64, layout: &Layout) -> gst::Buffer {
     let bytes = layout.byte_offset(from)..layout.byte_offset(to);
     let mut out = buffer
-        .copy_region(gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::META | gst::BufferCopyFlags::MEMORY, bytes)
+        .copy_region(
+            gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::META | gst::BufferCopyFlags::MEMORY,
+            bytes,
+        )
         .expect("region inside the buffer");
     {
         let out = out.get_mut().unwrap();
@@ -93,7 +96,9 @@ mod tests {
 
     /// A buffer whose bytes count up, so any misplaced cut shows in the values.
     fn counting_buffer(layout: &Layout, samples: u64) -> gst::Buffer {
-        let data: Vec<u8> = (0..layout.byte_offset(samples)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..layout.byte_offset(samples))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().unwrap();
@@ -120,7 +125,11 @@ mod tests {
     fn split_then_concatenate_is_lossless() {
         init();
         let formats = every_raw_format();
-        assert!(formats.len() >= 30, "expected GStreamer's full list, got {}", formats.len());
+        assert!(
+            formats.len() >= 30,
+            "expected GStreamer's full list, got {}",
+            formats.len()
+        );
         for format in formats {
             for channels in [1, 2, 6] {
                 let layout = raw_layout(format, channels);
@@ -128,14 +137,19 @@ mod tests {
                 let input = counting_buffer(&layout, total);
                 for at in 0..=total + 3 {
                     let (head, tail) = split_at_sample(input.clone(), at, &layout);
-                    let head_len = head.as_ref().map_or(0, |b| layout.samples_in_bytes(b.size()));
+                    let head_len = head
+                        .as_ref()
+                        .map_or(0, |b| layout.samples_in_bytes(b.size()));
                     assert_eq!(head_len, at.min(total), "{format:?} x{channels} at {at}");
                     let mut joined = head.as_ref().map(|b| bytes(b)).unwrap_or_default();
                     joined.extend(tail.as_ref().map(|b| bytes(b)).unwrap_or_default());
                     assert_eq!(joined, bytes(&input), "{format:?} x{channels} at {at}");
                     if let (Some(h), Some(t)) = (&head, &tail) {
                         assert_eq!(h.pts().unwrap() + h.duration().unwrap(), t.pts().unwrap());
-                        assert_eq!(h.duration().unwrap() + t.duration().unwrap(), input.duration().unwrap());
+                        assert_eq!(
+                            h.duration().unwrap() + t.duration().unwrap(),
+                            input.duration().unwrap()
+                        );
                         assert_eq!(h.offset_end(), t.offset());
                         assert_eq!(t.offset(), 8000 + at);
                     }
@@ -180,7 +194,9 @@ mod tests {
         let input_ptr = input.map_readable().unwrap().as_ptr();
         let (_, tail) = split_at_sample(input, 10, &layout);
         let tail = tail.unwrap();
-        assert_eq!(tail.map_readable().unwrap().as_ptr(), unsafe { input_ptr.add(20) });
+        assert_eq!(tail.map_readable().unwrap().as_ptr(), unsafe {
+            input_ptr.add(20)
+        });
     }
 
     #[test]
@@ -190,8 +206,14 @@ mod tests {
         let input = counting_buffer(&layout, 20);
         let all = bytes(&input);
         let out = trim(input.clone(), 3, 4, &layout).unwrap();
-        assert_eq!(bytes(&out), all[layout.byte_offset(3)..layout.byte_offset(16)]);
-        assert_eq!(out.pts().unwrap(), input.pts().unwrap() + layout.samples_to_time(3));
+        assert_eq!(
+            bytes(&out),
+            all[layout.byte_offset(3)..layout.byte_offset(16)]
+        );
+        assert_eq!(
+            out.pts().unwrap(),
+            input.pts().unwrap() + layout.samples_to_time(3)
+        );
         assert_eq!(out.offset(), 8003);
         assert!(trim(input.clone(), 10, 10, &layout).is_none());
         assert!(trim(input, 25, 0, &layout).is_none());
@@ -215,10 +237,16 @@ mod tests {
         let u16be = raw_layout(gst_audio::AudioFormat::U16be, 1);
         assert_eq!(bytes(&u16be.silence_buffer(1)), vec![0x80, 0x00]);
 
-        let mulaw = gst::Caps::builder("audio/x-mulaw").field("rate", 8000).field("channels", 1).build();
+        let mulaw = gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000)
+            .field("channels", 1)
+            .build();
         let mulaw = Layout::from_caps(&mulaw).unwrap();
         assert_eq!(bytes(&mulaw.silence_buffer(3)), vec![0xFF; 3]);
-        let alaw = gst::Caps::builder("audio/x-alaw").field("rate", 8000).field("channels", 2).build();
+        let alaw = gst::Caps::builder("audio/x-alaw")
+            .field("rate", 8000)
+            .field("channels", 2)
+            .build();
         let alaw = Layout::from_caps(&alaw).unwrap();
         assert_eq!(alaw.bpf, 2);
         assert_eq!(bytes(&alaw.silence_buffer(2)), vec![0xD5; 4]);

@@ -28,9 +28,15 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact_for_common_rates() {
-        for rate in [8000, 11025, 16000, 22050, 24000, 44100, 48000, 96000, 192000] {
+        for rate in [
+            8000, 11025, 16000, 22050, 24000, 44100, 48000, 96000, 192000,
+        ] {
             for n in (0..200_000u64).chain([u32::MAX as u64, 1 << 40]) {
-                assert_eq!(time_to_samples(samples_to_time(n, rate), rate), n, "rate {rate} n {n}");
+                assert_eq!(
+                    time_to_samples(samples_to_time(n, rate), rate),
+                    n,
+                    "rate {rate} n {n}"
+                );
             }
         }
     }
@@ -52,7 +58,8 @@ mod tests {
         let rate = 44100;
         let mut sum = 0u64;
         for k in 0..1000u64 {
-            sum += (samples_to_time((k + 1) * 441, rate) - samples_to_time(k * 441, rate)).nseconds();
+            sum +=
+                (samples_to_time((k + 1) * 441, rate) - samples_to_time(k * 441, rate)).nseconds();
         }
         assert_eq!(sum, samples_to_time(441_000, rate).nseconds());
         assert_eq!(sum, 10_000_000_000);

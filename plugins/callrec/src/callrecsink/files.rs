@@ -35,21 +35,40 @@ pub fn track_location(pattern: &Path, track: usize) -> PathBuf {
 
 impl RecordingFiles {
     /// Opens every `.part`; on failure none is left behind.
-    pub fn create(location: &Path, separate: bool, tracks: usize, mode: u32, rate: u32) -> Result<Self, FileError> {
-        let locations: Vec<PathBuf> =
-            if separate { (0..tracks).map(|t| track_location(location, t)).collect() } else { vec![location.to_owned()] };
+    pub fn create(
+        location: &Path,
+        separate: bool,
+        tracks: usize,
+        mode: u32,
+        rate: u32,
+    ) -> Result<Self, FileError> {
+        let locations: Vec<PathBuf> = if separate {
+            (0..tracks).map(|t| track_location(location, t)).collect()
+        } else {
+            vec![location.to_owned()]
+        };
         let channels = if separate { 1 } else { tracks as u16 };
         let mut writers = Vec::with_capacity(locations.len());
         for location in &locations {
             match WavWriter::create(location, mode, channels, rate) {
                 Ok(w) => writers.push(w),
                 Err(err) => {
-                    writers.into_iter().for_each(|w: WavWriter| drop(w.discard()));
-                    return Err(FileError { what: "opening", path: super::wav::part_path(location), err });
+                    writers
+                        .into_iter()
+                        .for_each(|w: WavWriter| drop(w.discard()));
+                    return Err(FileError {
+                        what: "opening",
+                        path: super::wav::part_path(location),
+                        err,
+                    });
                 }
             }
         }
-        Ok(RecordingFiles { writers, separate, split: Vec::new() })
+        Ok(RecordingFiles {
+            writers,
+            separate,
+            split: Vec::new(),
+        })
     }
 
     pub fn set_rate(&mut self, rate: u32) {
@@ -63,20 +82,36 @@ impl RecordingFiles {
     pub fn write(&mut self, interleaved: &[u8]) -> Result<(), FileError> {
         if !self.separate {
             let w = &mut self.writers[0];
-            return w.write(interleaved).map_err(|err| FileError { what: "writing", path: w.part().to_owned(), err });
+            return w.write(interleaved).map_err(|err| FileError {
+                what: "writing",
+                path: w.part().to_owned(),
+                err,
+            });
         }
         let stride = 2 * self.writers.len();
         for (t, w) in self.writers.iter_mut().enumerate() {
             self.split.clear();
-            self.split.extend(interleaved.chunks_exact(stride).flat_map(|f| [f[2 * t], f[2 * t + 1]]));
-            w.write(&self.split).map_err(|err| FileError { what: "writing", path: w.part().to_owned(), err })?;
+            self.split.extend(
+                interleaved
+                    .chunks_exact(stride)
+                    .flat_map(|f| [f[2 * t], f[2 * t + 1]]),
+            );
+            w.write(&self.split).map_err(|err| FileError {
+                what: "writing",
+                path: w.part().to_owned(),
+                err,
+            })?;
         }
         Ok(())
     }
 
     pub fn update_header(&mut self) -> Result<(), FileError> {
         for w in &mut self.writers {
-            w.update_header().map_err(|err| FileError { what: "updating the header of", path: w.part().to_owned(), err })?;
+            w.update_header().map_err(|err| FileError {
+                what: "updating the header of",
+                path: w.part().to_owned(),
+                err,
+            })?;
         }
         Ok(())
     }
@@ -91,7 +126,11 @@ impl RecordingFiles {
         let mut published = Vec::with_capacity(self.writers.len());
         for w in self.writers {
             let part = w.part().to_owned();
-            published.push(w.finish().map_err(|err| FileError { what: "finishing", path: part, err })?);
+            published.push(w.finish().map_err(|err| FileError {
+                what: "finishing",
+                path: part,
+                err,
+            })?);
         }
         Ok(published)
     }

@@ -22,7 +22,11 @@ use super::files::{FileError, RecordingFiles};
 use super::mixer::{Mixer, PauseMode, TrackStats};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("callrecsink", gst::DebugColorFlags::empty(), Some("Call recording sink"))
+    gst::DebugCategory::new(
+        "callrecsink",
+        gst::DebugColorFlags::empty(),
+        Some("Call recording sink"),
+    )
 });
 
 const DEFAULT_START_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(5);
@@ -42,9 +46,15 @@ const FALLBACK_RATE: u32 = 8000;
 #[enum_type(name = "GstCallRecMode")]
 pub enum CallRecMode {
     #[default]
-    #[enum_value(name = "Interleaved: one file, one channel per track in pad order", nick = "interleaved")]
+    #[enum_value(
+        name = "Interleaved: one file, one channel per track in pad order",
+        nick = "interleaved"
+    )]
     Interleaved,
-    #[enum_value(name = "Separate: one mono file per track; location holds %u for the track number", nick = "separate")]
+    #[enum_value(
+        name = "Separate: one mono file per track; location holds %u for the track number",
+        nick = "separate"
+    )]
     Separate,
 }
 
@@ -54,7 +64,10 @@ pub enum CallRecMode {
 #[enum_type(name = "GstCallRecPauseMode")]
 pub enum CallRecPauseMode {
     #[default]
-    #[enum_value(name = "Silence: the timeline goes on, paused time is written as silence", nick = "silence")]
+    #[enum_value(
+        name = "Silence: the timeline goes on, paused time is written as silence",
+        nick = "silence"
+    )]
     Silence,
     #[enum_value(name = "Skip: paused time is cut out of the file", nick = "skip")]
     Skip,
@@ -156,17 +169,32 @@ impl Recording {
     }
 
     /// Feeds S16LE samples of one track and writes whatever all tracks agree on.
-    fn push(&mut self, track: usize, running_time: gst::ClockTime, s16le: &[u8], silence: bool) -> Result<(), FileError> {
+    fn push(
+        &mut self,
+        track: usize,
+        running_time: gst::ClockTime,
+        s16le: &[u8],
+        silence: bool,
+    ) -> Result<(), FileError> {
         if self.done {
             return Ok(());
         }
-        let Some(mixer) = self.mixer.as_mut() else { return Ok(()) };
+        let Some(mixer) = self.mixer.as_mut() else {
+            return Ok(());
+        };
         self.samples.clear();
-        self.samples.extend(s16le.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+        self.samples.extend(
+            s16le
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
         mixer.push(track, running_time, &self.samples, silence);
         self.scratch.clear();
         mixer.drain_ready(&mut self.scratch);
-        let files = self.files.as_mut().expect("files live as long as the recording is not done");
+        let files = self
+            .files
+            .as_mut()
+            .expect("files live as long as the recording is not done");
         files.write(&self.scratch)?;
         if self.last_header.elapsed() >= self.header_interval {
             files.update_header()?;
@@ -176,8 +204,16 @@ impl Recording {
     }
 
     fn report(&self, outcome: Outcome) -> Report {
-        let tracks = self.mixer.as_ref().map(|m| (0..m.channels()).map(|i| m.stats(i)).collect()).unwrap_or_default();
-        Report { outcome, tracks, rate: self.rate() }
+        let tracks = self
+            .mixer
+            .as_ref()
+            .map(|m| (0..m.channels()).map(|i| m.stats(i)).collect())
+            .unwrap_or_default();
+        Report {
+            outcome,
+            tracks,
+            rate: self.rate(),
+        }
     }
 
     /// Decides the outcome: publish, or discard and say why. Runs once.
@@ -254,15 +290,27 @@ impl CallRecSink {
     fn add_track(&self, name: Option<&str>) -> Option<gst::Pad> {
         let mut state = self.state();
         let index = state.tracks.len();
-        let name = name.map(str::to_owned).unwrap_or_else(|| format!("sink_{index}"));
+        let name = name
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sink_{index}"));
         let build = || -> Result<Track, glib::BoolError> {
             let filler = Self::make("stallfiller")?;
             let convert = Self::make("audioconvert")?;
             let resample = Self::make("audioresample")?;
             let capsfilter = Self::make("capsfilter")?;
             capsfilter.set_property("caps", track_caps(None));
-            let sink = gst_app::AppSink::builder().sync(false).async_(false).max_buffers(0).build();
-            let elements: Vec<gst::Element> = vec![filler.clone(), convert.clone(), resample, capsfilter.clone(), sink.clone().upcast()];
+            let sink = gst_app::AppSink::builder()
+                .sync(false)
+                .async_(false)
+                .max_buffers(0)
+                .build();
+            let elements: Vec<gst::Element> = vec![
+                filler.clone(),
+                convert.clone(),
+                resample,
+                capsfilter.clone(),
+                sink.clone().upcast(),
+            ];
             let obj = self.obj();
             obj.add_many(&elements)?;
             gst::Element::link_many(&elements)?;
@@ -270,13 +318,21 @@ impl CallRecSink {
             let target = filler.static_pad("sink").unwrap();
             let ghost = gst::GhostPad::builder_with_target(&target)?
                 .name(name.as_str())
-                .query_function(|pad, parent, query| track_pad_query(pad, parent, query))
+                .query_function(track_pad_query)
                 .build();
             self.watch_input(&target, index);
             for e in &elements {
                 e.sync_state_with_parent()?;
             }
-            Ok(Track { ghost, elements, filler, convert, capsfilter, input_rate: None, decoder: None })
+            Ok(Track {
+                ghost,
+                elements,
+                filler,
+                convert,
+                capsfilter,
+                input_rate: None,
+                decoder: None,
+            })
         };
         match build() {
             Ok(track) => {
@@ -322,9 +378,13 @@ impl CallRecSink {
     }
 
     fn on_track_caps(&self, index: usize, caps: &gst::CapsRef) {
-        let Ok(layout) = callaudio::Layout::from_caps(caps) else { return };
+        let Ok(layout) = callaudio::Layout::from_caps(caps) else {
+            return;
+        };
         let mut state = self.state();
-        let Some(track) = state.tracks.get_mut(index) else { return };
+        let Some(track) = state.tracks.get_mut(index) else {
+            return;
+        };
         track.input_rate = Some(layout.rate);
         self.caps_known.notify_all();
         let decoder = match layout.encoding {
@@ -359,34 +419,54 @@ impl CallRecSink {
     /// `CAPS_WAIT`) for every track to announce its caps.
     fn fix_rate(&self) {
         let mut recording = self.recording();
-        let Some(rec) = recording.as_mut() else { return };
+        let Some(rec) = recording.as_mut() else {
+            return;
+        };
         if rec.rate.is_some() {
             return;
         }
         let (mut state, _) = self
             .caps_known
-            .wait_timeout_while(self.state(), CAPS_WAIT, |s| s.tracks.iter().any(|t| t.input_rate.is_none()))
+            .wait_timeout_while(self.state(), CAPS_WAIT, |s| {
+                s.tracks.iter().any(|t| t.input_rate.is_none())
+            })
             .unwrap();
         let state = &mut *state;
         let configured = self.settings().rate;
         let rate = if configured > 0 {
             configured
         } else {
-            state.tracks.iter().filter_map(|t| t.input_rate).max().unwrap_or(FALLBACK_RATE)
+            state
+                .tracks
+                .iter()
+                .filter_map(|t| t.input_rate)
+                .max()
+                .unwrap_or(FALLBACK_RATE)
         };
-        gst::info!(CAT, imp = self, "recording {} track(s) at {rate} Hz", rec.channels);
+        gst::info!(
+            CAT,
+            imp = self,
+            "recording {} track(s) at {rate} Hz",
+            rec.channels
+        );
         rec.rate = Some(rate);
         let mut mixer = Mixer::new(rate, rec.channels);
         mixer.set_pause_mode(rec.pause_mode);
         for (pause, at) in rec.pending_pauses.drain(..) {
-            if pause { mixer.pause(at) } else { mixer.resume(at) }
+            if pause {
+                mixer.pause(at)
+            } else {
+                mixer.resume(at)
+            }
         }
         rec.mixer = Some(mixer);
         if let Some(files) = rec.files.as_mut() {
             files.set_rate(rate);
         }
         for track in &state.tracks {
-            track.capsfilter.set_property("caps", track_caps(Some(rate)));
+            track
+                .capsfilter
+                .set_property("caps", track_caps(Some(rate)));
         }
     }
 
@@ -409,20 +489,32 @@ impl CallRecSink {
         );
     }
 
-    fn on_sample(&self, index: usize, sample: &gst::Sample) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn on_sample(
+        &self,
+        index: usize,
+        sample: &gst::Sample,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-        let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+        let segment = sample
+            .segment()
+            .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
         let running_time = buffer
             .pts()
             .and_then(|pts| segment.as_ref().and_then(|s| s.to_running_time(pts)))
             .ok_or_else(|| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("Track {} has audio without timestamps", index));
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Track {} has audio without timestamps", index)
+                );
                 gst::FlowError::Error
             })?;
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
         let mut recording = self.recording();
-        let Some(rec) = recording.as_mut() else { return Err(gst::FlowError::Flushing) };
+        let Some(rec) = recording.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
         if rec.done {
             return Err(gst::FlowError::Eos);
         }
@@ -444,7 +536,9 @@ impl CallRecSink {
     fn on_eos(&self, index: usize) {
         let report = {
             let mut recording = self.recording();
-            let Some(rec) = recording.as_mut() else { return };
+            let Some(rec) = recording.as_mut() else {
+                return;
+            };
             let (rate, channels) = (rec.rate(), rec.channels);
             // A track may end before any track sent a buffer.
             let mixer = rec.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
@@ -477,10 +571,18 @@ impl CallRecSink {
         match report.outcome {
             Outcome::Finalized { files, frames } => {
                 let duration = callaudio::samples_to_time(frames, report.rate);
-                gst::info!(CAT, imp = self, "recording finalized: {duration} in {} track(s)", stats.len());
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "recording finalized: {duration} in {} track(s)",
+                    stats.len()
+                );
                 let s = gst::Structure::builder("callrecsink-finalized")
                     .field("location", files[0].to_string_lossy().as_ref())
-                    .field("files", gst::Array::new(files.iter().map(|f| f.to_string_lossy().into_owned())))
+                    .field(
+                        "files",
+                        gst::Array::new(files.iter().map(|f| f.to_string_lossy().into_owned())),
+                    )
                     .field("duration", duration)
                     .field("frames", frames)
                     .field("rate", report.rate)
@@ -532,7 +634,11 @@ impl CallRecSink {
     fn open(&self) -> Result<(), gst::StateChangeError> {
         let settings = self.settings();
         let Some(location) = settings.location.clone() else {
-            gst::element_imp_error!(self, gst::ResourceError::NotFound, ("No location set for the recording"));
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NotFound,
+                ("No location set for the recording")
+            );
             return Err(gst::StateChangeError);
         };
         let channels = self.state().tracks.len();
@@ -555,11 +661,22 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         }
-        let files = RecordingFiles::create(&location, separate, channels, settings.file_mode, FALLBACK_RATE).map_err(|err| {
+        let files = RecordingFiles::create(
+            &location,
+            separate,
+            channels,
+            settings.file_mode,
+            FALLBACK_RATE,
+        )
+        .map_err(|err| {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
-                ("Could not open {} for writing: {}", err.path.display(), err.err),
+                (
+                    "Could not open {} for writing: {}",
+                    err.path.display(),
+                    err.err
+                ),
                 ["{err:?}"]
             );
             gst::StateChangeError
@@ -586,12 +703,23 @@ impl CallRecSink {
     /// (`None`: now). The action signals end here.
     fn set_paused(&self, pause: bool, running_time: Option<gst::ClockTime>) -> bool {
         let Some(at) = running_time.or_else(|| self.obj().current_running_time()) else {
-            gst::warning!(CAT, imp = self, "pause/resume needs a running time: not PLAYING yet");
+            gst::warning!(
+                CAT,
+                imp = self,
+                "pause/resume needs a running time: not PLAYING yet"
+            );
             return false;
         };
         let mut recording = self.recording();
-        let Some(rec) = recording.as_mut().filter(|r| !r.done) else { return false };
-        gst::info!(CAT, imp = self, "{} at running time {at}", if pause { "pause" } else { "resume" });
+        let Some(rec) = recording.as_mut().filter(|r| !r.done) else {
+            return false;
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "{} at running time {at}",
+            if pause { "pause" } else { "resume" }
+        );
         match rec.mixer.as_mut() {
             Some(m) if pause => m.pause(at),
             Some(m) => m.resume(at),
@@ -611,7 +739,10 @@ impl CallRecSink {
         let armed = id.wait_async(move |_, _, _| {
             let Some(obj) = weak.upgrade() else { return };
             let imp = obj.imp();
-            let silent = imp.recording().as_ref().is_some_and(|r| !r.audio_arrived() && !r.done);
+            let silent = imp
+                .recording()
+                .as_ref()
+                .is_some_and(|r| !r.audio_arrived() && !r.done);
             if silent {
                 imp.post_failed("no-audio", Vec::new());
                 gst::element_error!(
@@ -631,17 +762,32 @@ impl CallRecSink {
     /// `finalize-timeout` for the disk. Returns false if it had to give up
     /// (the recording is then still held by the stuck worker).
     fn finalize_on_stop(&self) -> bool {
-        let Some(abandoned) = self.recording().as_ref().filter(|r| !r.done).map(|r| r.abandoned.clone()) else {
+        let Some(abandoned) = self
+            .recording()
+            .as_ref()
+            .filter(|r| !r.done)
+            .map(|r| r.abandoned.clone())
+        else {
             return true;
         };
         let timeout = Duration::from_nanos(self.settings().finalize_timeout.nseconds());
         let recording = self.recording.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new().name("callrec-finalize".into()).spawn(move || {
-            let report = recording.lock().unwrap().as_mut().and_then(|r| r.finalize());
-            let _ = tx.send(report);
-        });
-        let failed = |reason: String| Report { outcome: Outcome::Failed(reason), tracks: Vec::new(), rate: FALLBACK_RATE };
+        let spawned = std::thread::Builder::new()
+            .name("callrec-finalize".into())
+            .spawn(move || {
+                let report = recording
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .and_then(|r| r.finalize());
+                let _ = tx.send(report);
+            });
+        let failed = |reason: String| Report {
+            outcome: Outcome::Failed(reason),
+            tracks: Vec::new(),
+            rate: FALLBACK_RATE,
+        };
         if spawned.is_err() {
             self.post(failed("could not start the finalization thread".into()));
             return true;
@@ -651,7 +797,9 @@ impl CallRecSink {
             Ok(None) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 abandoned.store(true, Ordering::SeqCst);
-                self.post(failed(format!("finalization did not complete within finalize-timeout ({timeout:?})")));
+                self.post(failed(format!(
+                    "finalization did not complete within finalize-timeout ({timeout:?})"
+                )));
                 return false;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -665,7 +813,11 @@ impl CallRecSink {
 /// A track accepts any audio the chain can decode, whatever the chain is
 /// linked to right now: the G.711 decoder is only spliced in once the caps
 /// arrive, so asking the chain itself would refuse mu-law and A-law.
-fn track_pad_query(pad: &gst::GhostPad, parent: Option<&gst::Object>, query: &mut gst::QueryRef) -> bool {
+fn track_pad_query(
+    pad: &gst::GhostPad,
+    parent: Option<&gst::Object>,
+    query: &mut gst::QueryRef,
+) -> bool {
     match query.view_mut() {
         gst::QueryViewMut::Caps(q) => {
             let templ = pad.pad_template_caps();
@@ -796,7 +948,10 @@ impl ObjectImpl for CallRecSink {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings();
         match pspec.name() {
-            "location" => s.location.map(|l| l.to_string_lossy().into_owned()).to_value(),
+            "location" => s
+                .location
+                .map(|l| l.to_string_lossy().into_owned())
+                .to_value(),
             "rate" => s.rate.to_value(),
             "start-timeout" => s.start_timeout.nseconds().to_value(),
             "finalize-timeout" => s.finalize_timeout.nseconds().to_value(),
@@ -863,7 +1018,15 @@ impl ElementImpl for CallRecSink {
                 .structure(gst::Structure::builder("audio/x-mulaw").build())
                 .structure(gst::Structure::builder("audio/x-alaw").build())
                 .build();
-            vec![gst::PadTemplate::new("sink_%u", gst::PadDirection::Sink, gst::PadPresence::Request, &caps).unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "sink_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &caps,
+                )
+                .unwrap(),
+            ]
         });
         TEMPLATES.as_ref()
     }
@@ -889,7 +1052,13 @@ impl ElementImpl for CallRecSink {
     fn release_pad(&self, pad: &gst::Pad) {
         let track = {
             let mut state = self.state();
-            let Some(i) = state.tracks.iter().position(|t| t.ghost.upcast_ref::<gst::Pad>() == pad) else { return };
+            let Some(i) = state
+                .tracks
+                .iter()
+                .position(|t| t.ghost.upcast_ref::<gst::Pad>() == pad)
+            else {
+                return;
+            };
             state.tracks.remove(i)
         };
         let obj = self.obj();
@@ -901,7 +1070,10 @@ impl ElementImpl for CallRecSink {
         }
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::debug!(CAT, imp = self, "changing state {transition:?}");
         if transition == gst::StateChange::ReadyToPaused {
             self.open()?;
@@ -925,12 +1097,12 @@ impl ElementImpl for CallRecSink {
             }
             _ => {}
         }
-        if result.is_err() && transition == gst::StateChange::ReadyToPaused {
-            if let Some(mut rec) = self.recording().take()
-                && let Some(files) = rec.files.take()
-            {
-                files.discard();
-            }
+        if result.is_err()
+            && transition == gst::StateChange::ReadyToPaused
+            && let Some(mut rec) = self.recording().take()
+            && let Some(files) = rec.files.take()
+        {
+            files.discard();
         }
         result
     }

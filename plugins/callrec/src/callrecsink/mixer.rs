@@ -88,7 +88,10 @@ impl Mixer {
     /// Pauses every track at `running_time`; a pause already in effect stays.
     pub fn pause(&mut self, running_time: ClockTime) {
         if self.pauses.last().is_none_or(|p| p.end.is_some()) {
-            self.pauses.push(Pause { start: running_time, end: None });
+            self.pauses.push(Pause {
+                start: running_time,
+                end: None,
+            });
         }
     }
 
@@ -112,7 +115,12 @@ impl Mixer {
     fn paused_frames(&self, start: ClockTime) -> Vec<(i128, i128)> {
         self.pauses
             .iter()
-            .map(|p| (self.frame_of(p.start, start), p.end.map_or(i128::MAX, |e| self.frame_of(e, start))))
+            .map(|p| {
+                (
+                    self.frame_of(p.start, start),
+                    p.end.map_or(i128::MAX, |e| self.frame_of(e, start)),
+                )
+            })
             .collect()
     }
 
@@ -138,7 +146,11 @@ impl Mixer {
     pub fn push(&mut self, track: usize, running_time: ClockTime, samples: &[i16], silence: bool) {
         let start = *self.start.get_or_insert(running_time);
         let pos = self.frame_of(running_time, start);
-        let count = if silence { Count::Silence } else { Count::Audio };
+        let count = if silence {
+            Count::Silence
+        } else {
+            Count::Audio
+        };
         if self.pauses.is_empty() {
             return self.place(track, pos, samples, count);
         }
@@ -146,7 +158,11 @@ impl Mixer {
             self.tracks[track].stats.received += samples.len() as u64;
         }
         // Received is counted once, above; the pieces count only silence.
-        let piece_count = if silence { Count::Silence } else { Count::Nothing };
+        let piece_count = if silence {
+            Count::Silence
+        } else {
+            Count::Nothing
+        };
         let pauses = self.paused_frames(start);
         let end = pos + samples.len() as i128;
         let mut at = pos;
@@ -154,16 +170,27 @@ impl Mixer {
             let inside = pauses.iter().find(|(a, b)| *a <= at && at < *b);
             let next = match inside {
                 Some((_, b)) => (*b).min(end),
-                None => pauses.iter().map(|(a, _)| *a).filter(|a| *a > at).min().unwrap_or(end).min(end),
+                None => pauses
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .filter(|a| *a > at)
+                    .min()
+                    .unwrap_or(end)
+                    .min(end),
             };
             let piece = &samples[(at - pos) as usize..(next - pos) as usize];
             let skipped: i128 = match self.pause_mode {
-                PauseMode::Skip => pauses.iter().map(|(a, b)| (*b).min(at) - (*a).min(at)).sum(),
+                PauseMode::Skip => pauses
+                    .iter()
+                    .map(|(a, b)| (*b).min(at) - (*a).min(at))
+                    .sum(),
                 PauseMode::Silence => 0,
             };
             match (inside.is_some(), self.pause_mode) {
                 (false, _) => self.place(track, at - skipped, piece, piece_count),
-                (true, PauseMode::Silence) => self.place(track, at, &vec![0i16; piece.len()], Count::Silence),
+                (true, PauseMode::Silence) => {
+                    self.place(track, at, &vec![0i16; piece.len()], Count::Silence)
+                }
                 (true, PauseMode::Skip) => {}
             }
             at = next;
@@ -251,7 +278,10 @@ impl Mixer {
         let frames = &mut out[base..];
         for (c, t) in self.tracks.iter_mut().enumerate() {
             let take = n.min(t.queue.len());
-            for (slot, s) in frames.chunks_exact_mut(2 * channels).zip(t.queue.drain(..take)) {
+            for (slot, s) in frames
+                .chunks_exact_mut(2 * channels)
+                .zip(t.queue.drain(..take))
+            {
                 slot[2 * c..2 * c + 2].copy_from_slice(&s.to_le_bytes());
             }
         }
@@ -270,7 +300,11 @@ mod tests {
     fn frames(bytes: &[u8], channels: usize) -> Vec<Vec<i16>> {
         bytes
             .chunks_exact(2 * channels)
-            .map(|f| f.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])).collect())
+            .map(|f| {
+                f.chunks_exact(2)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                    .collect()
+            })
             .collect()
     }
 
@@ -296,8 +330,22 @@ mod tests {
         let f = frames(&out, 2);
         assert_eq!(f.len(), 160);
         assert_eq!(f[159], vec![0, 2]);
-        assert_eq!(m.stats(0), TrackStats { received: 80, silence: 80, dropped: 0 });
-        assert_eq!(m.stats(1), TrackStats { received: 120, silence: 40, dropped: 0 });
+        assert_eq!(
+            m.stats(0),
+            TrackStats {
+                received: 80,
+                silence: 80,
+                dropped: 0
+            }
+        );
+        assert_eq!(
+            m.stats(1),
+            TrackStats {
+                received: 120,
+                silence: 40,
+                dropped: 0
+            }
+        );
     }
 
     #[test]
@@ -314,7 +362,14 @@ mod tests {
         assert_eq!(&f[80..120], &(140..180).collect::<Vec<i16>>()[..]);
         assert!(f[120..200].iter().all(|&s| s == 0));
         assert_eq!(&f[200..], &[7; 8]);
-        assert_eq!(m.stats(0), TrackStats { received: 168, silence: 80, dropped: 40 });
+        assert_eq!(
+            m.stats(0),
+            TrackStats {
+                received: 168,
+                silence: 80,
+                dropped: 40
+            }
+        );
     }
 
     #[test]
@@ -339,14 +394,18 @@ mod tests {
         let mut out = Vec::new();
         for b in 0..frames / 160 {
             for c in 0..channels {
-                let samples: Vec<i16> = (b * 160..(b + 1) * 160).map(|k| (k * (c + 1)) as i16).collect();
+                let samples: Vec<i16> = (b * 160..(b + 1) * 160)
+                    .map(|k| (k * (c + 1)) as i16)
+                    .collect();
                 m.push(c, ms(20 * b as u64), &samples, false);
             }
             m.drain_ready(&mut out);
         }
         m.drain_all(&mut out);
         let f = frames_of(&out, channels);
-        (0..channels).map(|c| f.iter().map(|fr| fr[c]).collect()).collect()
+        (0..channels)
+            .map(|c| f.iter().map(|fr| fr[c]).collect())
+            .collect()
     }
 
     fn frames_of(bytes: &[u8], channels: usize) -> Vec<Vec<i16>> {
@@ -360,7 +419,11 @@ mod tests {
             for (c, got) in tracks.iter().enumerate() {
                 let input: Vec<i16> = (0..16000).map(|k| (k * (c + 1)) as i16).collect();
                 // Everything before the pause, then everything after it.
-                let expected: Vec<i16> = input[..4001].iter().chain(&input[10000..]).copied().collect();
+                let expected: Vec<i16> = input[..4001]
+                    .iter()
+                    .chain(&input[10000..])
+                    .copied()
+                    .collect();
                 assert_eq!(got, &expected, "channel {c} of {channels}");
             }
         }

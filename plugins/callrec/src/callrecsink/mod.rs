@@ -17,5 +17,10 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     if gst::ElementFactory::find("stallfiller").is_none() {
         gststallfiller::plugin_register_static()?;
     }
-    gst::Element::register(Some(plugin), "callrecsink", gst::Rank::NONE, CallRecSink::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "callrecsink",
+        gst::Rank::NONE,
+        CallRecSink::static_type(),
+    )
 }

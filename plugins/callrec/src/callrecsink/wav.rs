@@ -35,7 +35,12 @@ impl WavWriter {
     /// header for an empty recording.
     pub fn create(location: &Path, mode: u32, channels: u16, rate: u32) -> io::Result<Self> {
         let part = part_path(location);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&part)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&part)?;
         let mut writer = WavWriter {
             file: BufWriter::with_capacity(64 * 1024, file),
             part,
@@ -150,7 +155,10 @@ mod tests {
     fn finished_file_reads_back_with_an_independent_parser() {
         let location = tmp("finish");
         let mut w = WavWriter::create(&location, 0o640, 2, 8000).unwrap();
-        let frames: Vec<u8> = (0..1000i16).flat_map(|i| [i, -i]).flat_map(|s| s.to_le_bytes()).collect();
+        let frames: Vec<u8> = (0..1000i16)
+            .flat_map(|i| [i, -i])
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
         w.write(&frames).unwrap();
         assert!(!location.exists(), "published before finished");
         let published = w.finish().unwrap();
@@ -164,7 +172,10 @@ mod tests {
         let expected: Vec<i16> = (0..1000i16).flat_map(|i| [i, -i]).collect();
         assert_eq!(samples, expected);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&location).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&location).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
 
     #[test]
@@ -192,7 +203,10 @@ mod tests {
         assert_eq!(&h[4..8], &[0xFF; 4]);
         assert_eq!(&h[12..16], b"ds64");
         assert_eq!(u64::from_le_bytes(h[28..36].try_into().unwrap()), 5 << 30);
-        assert_eq!(u64::from_le_bytes(h[36..44].try_into().unwrap()), (5 << 30) / 4);
+        assert_eq!(
+            u64::from_le_bytes(h[36..44].try_into().unwrap()),
+            (5 << 30) / 4
+        );
         assert_eq!(&h[76..80], &[0xFF; 4]);
         w.data_bytes = 0;
         w.discard().unwrap();

@@ -28,19 +28,28 @@ pub fn part(location: &std::path::Path) -> PathBuf {
 }
 
 pub fn launch(desc: &str) -> gst::Pipeline {
-    let pipeline = gst::parse::launch(desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     // Messages posted while stopping must survive READY->NULL for the test to read them.
     pipeline.set_auto_flush_bus(false);
     pipeline
 }
 
 /// Every message on the bus until one of `until` (or the timeout).
-pub fn messages_until(pipeline: &gst::Pipeline, until: &[gst::MessageType], timeout: Duration) -> Vec<gst::Message> {
+pub fn messages_until(
+    pipeline: &gst::Pipeline,
+    until: &[gst::MessageType],
+    timeout: Duration,
+) -> Vec<gst::Message> {
     let bus = pipeline.bus().unwrap();
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else { break };
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else {
+            break;
+        };
         let stop = until.contains(&msg.type_());
         out.push(msg);
         if stop {
@@ -58,29 +67,44 @@ pub fn drain(pipeline: &gst::Pipeline) -> Vec<gst::Message> {
 
 pub fn element_message(messages: &[gst::Message], name: &str) -> Option<gst::Structure> {
     messages.iter().find_map(|m| match m.view() {
-        gst::MessageView::Element(e) => e.structure().filter(|s| s.name() == name).map(|s| s.to_owned()),
+        gst::MessageView::Element(e) => e
+            .structure()
+            .filter(|s| s.name() == name)
+            .map(|s| s.to_owned()),
         _ => None,
     })
 }
 
 pub fn error_text(messages: &[gst::Message]) -> Option<(String, String)> {
     messages.iter().find_map(|m| match m.view() {
-        gst::MessageView::Error(e) => Some((e.error().to_string(), e.debug().map(|d| d.to_string()).unwrap_or_default())),
+        gst::MessageView::Error(e) => Some((
+            e.error().to_string(),
+            e.debug().map(|d| d.to_string()).unwrap_or_default(),
+        )),
         _ => None,
     })
 }
 
 pub fn track_stat(finalized: &gst::Structure, track: usize, field: &str) -> u64 {
     let tracks = finalized.get::<gst::Array>("tracks").unwrap();
-    tracks.as_slice()[track].get::<gst::Structure>().unwrap().get::<u64>(field).unwrap()
+    tracks.as_slice()[track]
+        .get::<gst::Structure>()
+        .unwrap()
+        .get::<u64>(field)
+        .unwrap()
 }
 
 /// Reads a WAV file with hound: (channels, rate, per-channel samples).
 pub fn read_wav(path: &std::path::Path) -> (u16, u32, Vec<Vec<i16>>) {
-    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let spec = reader.spec();
     let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
-    assert_eq!(samples.len() as u64, reader.duration() as u64 * spec.channels as u64, "header and data disagree");
+    assert_eq!(
+        samples.len() as u64,
+        reader.duration() as u64 * spec.channels as u64,
+        "header and data disagree"
+    );
     let mut channels = vec![Vec::new(); spec.channels as usize];
     for frame in samples.chunks_exact(spec.channels as usize) {
         for (c, s) in frame.iter().enumerate() {
@@ -93,9 +117,17 @@ pub fn read_wav(path: &std::path::Path) -> (u16, u32, Vec<Vec<i16>>) {
 /// The byte size the header claims for data must match the file's real size.
 pub fn assert_header_matches_file(path: &std::path::Path) {
     let bytes = std::fs::read(path).unwrap();
-    let data_pos = bytes.windows(4).position(|w| w == b"data").expect("data chunk");
-    let claimed = u32::from_le_bytes(bytes[data_pos + 4..data_pos + 8].try_into().unwrap()) as usize;
-    assert_eq!(claimed, bytes.len() - data_pos - 8, "data size in header vs file");
+    let data_pos = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk");
+    let claimed =
+        u32::from_le_bytes(bytes[data_pos + 4..data_pos + 8].try_into().unwrap()) as usize;
+    assert_eq!(
+        claimed,
+        bytes.len() - data_pos - 8,
+        "data size in header vs file"
+    );
     let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
     assert_eq!(riff, bytes.len() - 8, "RIFF size in header vs file");
 }

@@ -84,7 +84,9 @@ impl PipecatWsSrc {
     }
 
     fn post(&self, s: gst::Structure) {
-        let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     /// Caps for audio of this format: the wire's own G.711 when the wire is
@@ -95,7 +97,9 @@ impl PipecatWsSrc {
             .rate(audio.rate as i32)
             .channels(audio.channels as i32)
             .build();
-        let Some(law) = audio.law else { return (raw, false) };
+        let Some(law) = audio.law else {
+            return (raw, false);
+        };
         let name = match law {
             Law::Mu => "audio/x-mulaw",
             Law::A => "audio/x-alaw",
@@ -105,8 +109,13 @@ impl PipecatWsSrc {
             .field("channels", audio.channels as i32)
             .build();
         let peer = self.obj().src_pad().peer_query_caps(None);
-        let prefers_coded = peer.iter().next().is_some_and(|s| s.name() == name) || !peer.can_intersect(&raw);
-        if prefers_coded && peer.can_intersect(&coded) { (coded, true) } else { (raw, false) }
+        let prefers_coded =
+            peer.iter().next().is_some_and(|s| s.name() == name) || !peer.can_intersect(&raw);
+        if prefers_coded && peer.can_intersect(&coded) {
+            (coded, true)
+        } else {
+            (raw, false)
+        }
     }
 
     fn buffer_for(&self, chunk: crate::connection::Chunk) -> Result<gst::Buffer, gst::FlowError> {
@@ -126,13 +135,19 @@ impl PipecatWsSrc {
         if new_format {
             let (caps, coded) = self.caps_for(&audio);
             gst::debug!(CAT, imp = self, "bot audio is now {caps}");
-            self.obj().set_caps(&caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+            self.obj()
+                .set_caps(&caps)
+                .map_err(|_| gst::FlowError::NotNegotiated)?;
             let mut state = self.state.lock().unwrap();
             state.format = Some(format);
             state.coded_out = coded;
         }
         let coded_out = self.state.lock().unwrap().coded_out;
-        let data = if coded_out { audio.data } else { audio.into_s16le() };
+        let data = if coded_out {
+            audio.data
+        } else {
+            audio.into_s16le()
+        };
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().unwrap();
@@ -145,7 +160,11 @@ impl PipecatWsSrc {
     fn ended(&self, end: End, settings: &Settings) -> gst::FlowError {
         match end {
             End::Closed { code, reason } => {
-                gst::info!(CAT, imp = self, "bot hung up ({code}); all received audio was pushed");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "bot hung up ({code}); all received audio was pushed"
+                );
                 self.post(
                     gst::Structure::builder("pipecat-closed")
                         .field("code", code as u32)
@@ -268,16 +287,29 @@ impl ElementImpl for PipecatWsSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut caps = gst_audio::AudioCapsBuilder::new_interleaved().format(gst_audio::AudioFormat::S16le).build();
+            let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
+                .format(gst_audio::AudioFormat::S16le)
+                .build();
             {
                 let caps = caps.get_mut().unwrap();
                 for name in ["audio/x-mulaw", "audio/x-alaw"] {
                     caps.append_structure(
-                        gst::Structure::builder(name).field("rate", 8000).field("channels", 1).build(),
+                        gst::Structure::builder(name)
+                            .field("rate", 8000)
+                            .field("channels", 1)
+                            .build(),
                     );
                 }
             }
-            vec![gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
         });
         TEMPLATES.as_ref()
     }
@@ -287,16 +319,33 @@ impl BaseSrcImpl for PipecatWsSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
         let Some(uri) = settings.link.uri.clone() else {
-            return Err(gst::error_msg!(gst::ResourceError::NotFound, ["No uri set for the Pipecat bot"]));
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["No uri set for the Pipecat bot"]
+            ));
         };
-        gst::debug!(CAT, imp = self, "starting with {}", redact::redact_uri(&uri));
+        gst::debug!(
+            CAT,
+            imp = self,
+            "starting with {}",
+            redact::redact_uri(&uri)
+        );
         let conn = Connection::named(&settings.link.connection);
         conn.attach_src(self.obj().upcast_ref(), settings.max_queue);
-        conn.connect(&settings.link.connect_config(&uri)).map_err(|end| match end {
-            End::Failed { text, debug } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text), ["{}", debug]),
-            End::Closed { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ["The Pipecat bot closed at once"]),
-        })?;
-        *self.state.lock().unwrap() = State { connection: Some(conn), ..State::default() };
+        conn.connect(&settings.link.connect_config(&uri))
+            .map_err(|end| match end {
+                End::Failed { text, debug } => {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text), ["{}", debug])
+                }
+                End::Closed { .. } => gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ["The Pipecat bot closed at once"]
+                ),
+            })?;
+        *self.state.lock().unwrap() = State {
+            connection: Some(conn),
+            ..State::default()
+        };
         Ok(())
     }
 
@@ -331,7 +380,10 @@ impl BaseSrcImpl for PipecatWsSrc {
 }
 
 impl PushSrcImpl for PipecatWsSrc {
-    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
         let settings = self.settings();
         let conn = self.connection().ok_or(gst::FlowError::Flushing)?;
         let timeout = (!settings.response_timeout.is_zero())
@@ -342,7 +394,10 @@ impl PushSrcImpl for PipecatWsSrc {
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Read,
-                    ("Downstream is slow: dropped {} of the bot's oldest audio", dropped),
+                    (
+                        "Downstream is slow: dropped {} of the bot's oldest audio",
+                        dropped
+                    ),
                     ["more than max-queue ({}) was waiting", settings.max_queue]
                 );
             }
@@ -357,7 +412,10 @@ impl PushSrcImpl for PipecatWsSrc {
                         gst::element_imp_warning!(
                             self,
                             gst::ResourceError::Read,
-                            ("The Pipecat bot sent no audio for {}", settings.response_timeout),
+                            (
+                                "The Pipecat bot sent no audio for {}",
+                                settings.response_timeout
+                            ),
                             ["response-timeout; the connection is still open"]
                         );
                         self.post(

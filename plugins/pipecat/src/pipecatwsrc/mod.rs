@@ -8,5 +8,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "pipecatwsrc", gst::Rank::NONE, PipecatWsSrc::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "pipecatwsrc",
+        gst::Rank::NONE,
+        PipecatWsSrc::static_type(),
+    )
 }

@@ -48,7 +48,9 @@ impl ObjectImpl for PipecatWsSink {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        self.settings().get(pspec.name()).expect("every property is a link setting")
+        self.settings()
+            .get(pspec.name())
+            .expect("every property is a link setting")
     }
 
     fn constructed(&self) {
@@ -81,7 +83,15 @@ impl ElementImpl for PipecatWsSink {
                 .format(gst_audio::AudioFormat::S16le)
                 .channels(1)
                 .build();
-            vec![gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap()]
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
         });
         TEMPLATES.as_ref()
     }
@@ -100,10 +110,16 @@ impl BaseSinkImpl for PipecatWsSink {
         // Sinks start before sources: with its own uri the sink connects,
         // otherwise the pipecatwsrc of the same connection does.
         if let Some(uri) = settings.uri.as_deref() {
-            conn.connect(&settings.connect_config(uri)).map_err(|end| match end {
-                End::Failed { text, debug } => gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text), ["{}", debug]),
-                End::Closed { .. } => gst::error_msg!(gst::ResourceError::OpenWrite, ["The Pipecat bot closed at once"]),
-            })?;
+            conn.connect(&settings.connect_config(uri))
+                .map_err(|end| match end {
+                    End::Failed { text, debug } => {
+                        gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", text), ["{}", debug])
+                    }
+                    End::Closed { .. } => gst::error_msg!(
+                        gst::ResourceError::OpenWrite,
+                        ["The Pipecat bot closed at once"]
+                    ),
+                })?;
         }
         self.state.lock().unwrap().connection = Some(conn);
         Ok(())
@@ -132,7 +148,8 @@ impl BaseSinkImpl for PipecatWsSink {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_audio::AudioInfo::from_caps(caps).map_err(|_| gst::loggable_error!(CAT, "bad caps {caps}"))?;
+        let info = gst_audio::AudioInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "bad caps {caps}"))?;
         self.state.lock().unwrap().rate = info.rate();
         Ok(())
     }
@@ -140,17 +157,32 @@ impl BaseSinkImpl for PipecatWsSink {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (conn, rate) = {
             let state = self.state.lock().unwrap();
-            (state.connection.clone().ok_or(gst::FlowError::Flushing)?, state.rate)
+            (
+                state.connection.clone().ok_or(gst::FlowError::Flushing)?,
+                state.rate,
+            )
         };
         let settings = self.settings();
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let msg = settings.serializer.encode_audio(&map, rate, &settings.stream_sid);
-        gst::trace!(CAT, imp = self, "sending {} bytes of caller audio", map.len());
+        let msg = settings
+            .serializer
+            .encode_audio(&map, rate, &settings.stream_sid);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "sending {} bytes of caller audio",
+            map.len()
+        );
         match conn.send(msg) {
             Ok(()) => Ok(gst::FlowSuccess::Ok),
             Err(Some(End::Closed { .. })) => Err(gst::FlowError::Eos),
             Err(Some(End::Failed { text, debug })) => {
-                gst::element_imp_error!(self, gst::ResourceError::Write, ("{}", text), ["{}", debug]);
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("{}", text),
+                    ["{}", debug]
+                );
                 Err(gst::FlowError::Error)
             }
             Err(None) => {
@@ -158,7 +190,10 @@ impl BaseSinkImpl for PipecatWsSink {
                     self,
                     gst::ResourceError::Write,
                     ("Not connected to a Pipecat bot"),
-                    ["connection '{}' has not been opened by a pipecatwsrc; set uri on the sink or start the source", settings.connection]
+                    [
+                        "connection '{}' has not been opened by a pipecatwsrc; set uri on the sink or start the source",
+                        settings.connection
+                    ]
                 );
                 Err(gst::FlowError::Error)
             }

@@ -20,7 +20,11 @@ pub fn init() {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The bot process; killed when dropped.
@@ -37,7 +41,11 @@ impl Bot {
             .find(|d| d.join("Cargo.lock").exists())
             .expect("inside the workspace");
         let python = root.join(".venv/bin/python");
-        assert!(python.exists(), "no {}: run scripts/setup.sh to install pipecat-ai", python.display());
+        assert!(
+            python.exists(),
+            "no {}: run scripts/setup.sh to install pipecat-ai",
+            python.display()
+        );
         let port = free_port();
         let mut child = Command::new(python)
             .arg(root.join("plugins/pipecat/tests/bot/bot.py"))
@@ -91,20 +99,34 @@ pub struct Received {
 pub fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Received>> {
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
-    let sink = pipeline.by_name(name).unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name(name)
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let rate = sample.caps().unwrap().structure(0).unwrap().get::<i32>("rate").unwrap();
+                let rate = sample
+                    .caps()
+                    .unwrap()
+                    .structure(0)
+                    .unwrap()
+                    .get::<i32>("rate")
+                    .unwrap();
                 let buffer = sample.buffer().unwrap();
                 let map = buffer.map_readable().unwrap();
                 let mut r = r.lock().unwrap();
-                r.samples.extend(map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+                r.samples.extend(
+                    map.chunks_exact(2)
+                        .map(|c| i16::from_le_bytes([c[0], c[1]])),
+                );
                 if r.rates.last() != Some(&rate) {
                     r.rates.push(rate);
                 }
-                r.pts.push((buffer.pts().unwrap(), buffer.duration().unwrap()));
+                r.pts
+                    .push((buffer.pts().unwrap(), buffer.duration().unwrap()));
                 r.last_arrival = Some(Instant::now());
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -114,7 +136,10 @@ pub fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Received>> {
 }
 
 pub fn launch(desc: &str) -> gst::Pipeline {
-    gst::parse::launch(desc).unwrap().downcast::<gst::Pipeline>().unwrap()
+    gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
 }
 
 /// Pops every message until one of `types` (or the timeout): all of them,
@@ -128,7 +153,9 @@ pub fn wait_for(
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else { break };
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else {
+            break;
+        };
         if types.contains(&msg.type_()) {
             return (seen, Some((msg, Instant::now())));
         }
@@ -149,7 +176,10 @@ pub fn structures(messages: &[gst::Message]) -> Vec<gst::Structure> {
 
 pub fn error_of(msg: &gst::Message) -> Option<(String, String)> {
     match msg.view() {
-        gst::MessageView::Error(e) => Some((e.error().to_string(), e.debug().map(|d| d.to_string()).unwrap_or_default())),
+        gst::MessageView::Error(e) => Some((
+            e.error().to_string(),
+            e.debug().map(|d| d.to_string()).unwrap_or_default(),
+        )),
         _ => None,
     }
 }
@@ -193,7 +223,10 @@ pub fn http_server_seeing(status: &'static str) -> (u16, std::sync::mpsc::Receiv
         let mut buf = [0u8; 4096];
         let n = stream.read(&mut buf).unwrap_or(0);
         let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
     });
     (port, rx)
 }

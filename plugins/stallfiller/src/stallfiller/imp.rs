@@ -152,7 +152,8 @@ impl StallFiller {
 
     /// Appends `n` samples of stamped silence to `out`, in fill-chunk pieces.
     fn emit_silence(state: &mut State, settings: &Settings, n: u64, out: &mut Vec<gst::Buffer>) {
-        let (Some(timeline), Some(silence)) = (state.timeline.as_mut(), state.silence.as_ref()) else {
+        let (Some(timeline), Some(silence)) = (state.timeline.as_mut(), state.silence.as_ref())
+        else {
             return;
         };
         let chunk = Self::chunk_samples(timeline.layout(), settings);
@@ -179,7 +180,12 @@ impl StallFiller {
     ///
     /// Settings are only read off the steady path: a contiguous buffer is
     /// contiguous under any tolerance.
-    fn place(&self, state: &mut State, buffer: gst::Buffer, kind: Kind) -> Result<Output, gst::FlowError> {
+    fn place(
+        &self,
+        state: &mut State,
+        buffer: gst::Buffer,
+        kind: Kind,
+    ) -> Result<Output, gst::FlowError> {
         let Some(layout) = state.layout.clone() else {
             gst::element_imp_error!(
                 self,
@@ -201,8 +207,11 @@ impl StallFiller {
         let mut discont = false;
         if state.timeline.is_none() {
             let segment = state.segment.as_ref().ok_or(gst::FlowError::Error)?;
-            let origin = buffer.pts().unwrap_or(segment.start().unwrap_or(gst::ClockTime::ZERO));
-            let origin_offset = layout.time_to_samples(origin.saturating_sub(segment.start().unwrap_or_default()));
+            let origin = buffer
+                .pts()
+                .unwrap_or(segment.start().unwrap_or(gst::ClockTime::ZERO));
+            let origin_offset =
+                layout.time_to_samples(origin.saturating_sub(segment.start().unwrap_or_default()));
             gst::debug!(CAT, imp = self, "timeline starts at {origin}");
             state.timeline = Some(Timeline::new(layout.clone(), origin, origin_offset));
             // The task has no deadline without a timeline: it waits for this.
@@ -220,11 +229,20 @@ impl StallFiller {
         match placement {
             Placement::Contiguous => {}
             Placement::Gap(missing) => {
-                gst::debug!(CAT, imp = self, "{missing} samples missing before {:?}: filling", buffer.pts());
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "{missing} samples missing before {:?}: filling",
+                    buffer.pts()
+                );
                 Self::emit_silence(state, &self.settings(), missing, &mut out.silence);
             }
             Placement::Overlap(stale) if stale >= n => {
-                gst::log!(CAT, imp = self, "dropping a buffer of {n} samples, all already covered");
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "dropping a buffer of {n} samples, all already covered"
+                );
                 if kind == Kind::Audio {
                     state.stats.dropped_samples += n;
                 }
@@ -246,15 +264,21 @@ impl StallFiller {
         {
             let duration = timeline.end().saturating_sub(since);
             state.stats.longest_stall = state.stats.longest_stall.max(duration);
-            gst::info!(CAT, imp = self, "real audio resumed after a stall of {duration}");
+            gst::info!(
+                CAT,
+                imp = self,
+                "real audio resumed after a stall of {duration}"
+            );
             if self.settings().post_messages {
-                out.messages.push(self.element_message(
-                    "stallfiller-resumed",
-                    gst::Structure::builder("x")
-                        .field("timestamp", timeline.end())
-                        .field("duration", duration)
-                        .build(),
-                ));
+                out.messages.push(
+                    self.element_message(
+                        "stallfiller-resumed",
+                        gst::Structure::builder("x")
+                            .field("timestamp", timeline.end())
+                            .field("duration", duration)
+                            .build(),
+                    ),
+                );
             }
         }
         {
@@ -291,7 +315,11 @@ impl StallFiller {
         result
     }
 
-    fn chain(&self, _pad: &gst::Pad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_guard();
         let out = {
             let mut state = self.state();
@@ -348,7 +376,10 @@ impl StallFiller {
                     if let Some(timeline) = state.timeline.as_mut() {
                         timeline.rebase(layout.clone());
                     }
-                    state.silence = Some(SilenceSource::new(&layout, Self::chunk_samples(&layout, &settings)));
+                    state.silence = Some(SilenceSource::new(
+                        &layout,
+                        Self::chunk_samples(&layout, &settings),
+                    ));
                     state.layout = Some(layout);
                 }
                 drop(state);
@@ -412,11 +443,20 @@ impl StallFiller {
                     let mut state = self.state();
                     let mut out = Output::default();
                     if let Some(target) = self.eos_target(&state) {
-                        let n = state.timeline.as_ref().map_or(0, |t| t.samples_until(target));
-                        gst::debug!(CAT, imp = self, "padding the tail with {n} samples up to {target}");
+                        let n = state
+                            .timeline
+                            .as_ref()
+                            .map_or(0, |t| t.samples_until(target));
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "padding the tail with {n} samples up to {target}"
+                        );
                         Self::emit_silence(&mut state, &settings, n, &mut out.silence);
                     }
-                    if let (Some(since), Some(timeline)) = (state.stall_since.take(), state.timeline.as_ref()) {
+                    if let (Some(since), Some(timeline)) =
+                        (state.stall_since.take(), state.timeline.as_ref())
+                    {
                         let duration = timeline.end().saturating_sub(since);
                         state.stats.longest_stall = state.stats.longest_stall.max(duration);
                     }
@@ -458,10 +498,17 @@ impl StallFiller {
             }
             let (live, min, max) = q.result();
             let threshold = self.settings().threshold;
-            gst::debug!(CAT, imp = self, "upstream latency: live {live}, min {min}, max {max:?}");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "upstream latency: live {live}, min {min}, max {max:?}"
+            );
             {
                 let mut state = self.state();
-                state.upstream = Some(Upstream { live, min_latency: min });
+                state.upstream = Some(Upstream {
+                    live,
+                    min_latency: min,
+                });
                 state.wake_task(&self.cond);
             }
             q.set(live, min + threshold, max.map(|max| max + threshold));
@@ -481,7 +528,10 @@ impl StallFiller {
             let (live, min_latency, _) = q.result();
             Upstream { live, min_latency }
         } else {
-            Upstream { live: false, min_latency: gst::ClockTime::ZERO }
+            Upstream {
+                live: false,
+                min_latency: gst::ClockTime::ZERO,
+            }
         };
         self.state().upstream.get_or_insert(upstream);
     }
@@ -489,7 +539,12 @@ impl StallFiller {
     /// Clock time at which the next sample is overdue, if the task should be
     /// waiting for it at all.
     fn deadline(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
-        if !state.playing || state.flushing || state.eos || state.task_stop || state.flow_error.is_some() {
+        if !state.playing
+            || state.flushing
+            || state.eos
+            || state.task_stop
+            || state.flow_error.is_some()
+        {
             return None;
         }
         let upstream = state.upstream.filter(|u| u.live)?;
@@ -546,22 +601,33 @@ impl StallFiller {
                 Some(deadline) if deadline <= waited_for => {}
                 _ => return,
             }
-            let Some(layout) = state.layout.clone() else { return };
+            let Some(layout) = state.layout.clone() else {
+                return;
+            };
             let mut out = Output::default();
             if state.stall_since.is_none() {
                 let since = state.timeline.as_ref().unwrap().end();
                 state.stall_since = Some(since);
                 state.stats.stalls += 1;
-                gst::info!(CAT, imp = self, "upstream stalled at {since}: filling with silence");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "upstream stalled at {since}: filling with silence"
+                );
                 if settings.post_messages {
-                    let running_time = state.segment.as_ref().and_then(|s| s.to_running_time(since));
-                    out.messages.push(self.element_message(
-                        "stallfiller-stall",
-                        gst::Structure::builder("x")
-                            .field("timestamp", since)
-                            .field("running-time", running_time)
-                            .build(),
-                    ));
+                    let running_time = state
+                        .segment
+                        .as_ref()
+                        .and_then(|s| s.to_running_time(since));
+                    out.messages.push(
+                        self.element_message(
+                            "stallfiller-stall",
+                            gst::Structure::builder("x")
+                                .field("timestamp", since)
+                                .field("running-time", running_time)
+                                .build(),
+                        ),
+                    );
                 }
             }
             let n = Self::chunk_samples(&layout, &settings);
@@ -618,16 +684,28 @@ impl ObjectSubclass for StallFiller {
     fn with_class(klass: &Self::Class) -> Self {
         let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
             .chain_function(|pad, parent, buffer| {
-                StallFiller::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |imp| imp.chain(pad, buffer))
+                StallFiller::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.chain(pad, buffer),
+                )
             })
             .event_function(|pad, parent, event| {
-                StallFiller::catch_panic_pad_function(parent, || false, |imp| imp.sink_event(pad, event))
+                StallFiller::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
             .query_function(|pad, parent, query| {
-                StallFiller::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
+                StallFiller::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_query(pad, query),
+                )
             })
             .activatemode_function(|_pad, parent, mode, active| {
                 StallFiller::catch_panic_pad_function(
@@ -716,9 +794,13 @@ impl ObjectImpl for StallFiller {
                 drop(settings);
                 self.state().wake_task(&self.cond);
                 // Our latency changed with it: let the pipeline redistribute.
-                let _ = self.obj().post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+                let _ = self
+                    .obj()
+                    .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
             }
-            "fill-chunk" => settings.fill_chunk = gst::ClockTime::from_nseconds(value.get().unwrap()),
+            "fill-chunk" => {
+                settings.fill_chunk = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
             "tolerance" => settings.tolerance = gst::ClockTime::from_nseconds(value.get().unwrap()),
             "post-messages" => settings.post_messages = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
@@ -765,19 +847,37 @@ impl ElementImpl for StallFiller {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = audio_caps();
             vec![
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
     }
 
-    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::trace!(CAT, imp = self, "changing state {transition:?}");
         match transition {
             gst::StateChange::ReadyToPaused => {
                 let mut state = self.state();
-                *state = State { task_stop: state.task_stop, ..State::default() };
+                *state = State {
+                    task_stop: state.task_stop,
+                    ..State::default()
+                };
             }
             gst::StateChange::PlayingToPaused => {
                 let mut state = self.state();

@@ -28,7 +28,12 @@ pub enum Placement {
 
 impl Timeline {
     pub fn new(layout: Layout, origin: ClockTime, origin_offset: u64) -> Self {
-        Timeline { layout, origin, origin_offset, written: 0 }
+        Timeline {
+            layout,
+            origin,
+            origin_offset,
+            written: 0,
+        }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -42,7 +47,9 @@ impl Timeline {
 
     /// Where a buffer starting at `pts` falls; no PTS means "right after".
     pub fn place(&self, pts: Option<ClockTime>, tolerance: u64) -> Placement {
-        let Some(pts) = pts else { return Placement::Contiguous };
+        let Some(pts) = pts else {
+            return Placement::Contiguous;
+        };
         let start = if pts >= self.origin {
             self.layout.time_to_samples(pts - self.origin) as i128
         } else {
@@ -63,7 +70,9 @@ impl Timeline {
         if t <= self.origin {
             return 0;
         }
-        self.layout.time_to_samples(t - self.origin).saturating_sub(self.written)
+        self.layout
+            .time_to_samples(t - self.origin)
+            .saturating_sub(self.written)
     }
 
     /// Claims the next `n` samples for `buffer` and stamps it with their
@@ -99,7 +108,10 @@ impl Timeline {
         if layout.rate == self.layout.rate {
             before
         } else {
-            callaudio::time_to_samples(callaudio::samples_to_time(before, self.layout.rate), layout.rate)
+            callaudio::time_to_samples(
+                callaudio::samples_to_time(before, self.layout.rate),
+                layout.rate,
+            )
         }
     }
 }
@@ -124,12 +136,27 @@ mod tests {
         let mut b = gst::Buffer::new();
         t.stamp(b.get_mut().unwrap(), 800);
         assert_eq!(t.end(), ClockTime::from_mseconds(1100));
-        assert_eq!(t.place(Some(ClockTime::from_mseconds(1100)), 0), Placement::Contiguous);
+        assert_eq!(
+            t.place(Some(ClockTime::from_mseconds(1100)), 0),
+            Placement::Contiguous
+        );
         assert_eq!(t.place(None, 0), Placement::Contiguous);
-        assert_eq!(t.place(Some(ClockTime::from_mseconds(1150)), 0), Placement::Gap(400));
-        assert_eq!(t.place(Some(ClockTime::from_mseconds(1050)), 0), Placement::Overlap(400));
-        assert_eq!(t.place(Some(ClockTime::from_mseconds(900)), 0), Placement::Overlap(1600));
-        assert_eq!(t.place(Some(ClockTime::from_nseconds(1_100_125_000)), 1), Placement::Contiguous);
+        assert_eq!(
+            t.place(Some(ClockTime::from_mseconds(1150)), 0),
+            Placement::Gap(400)
+        );
+        assert_eq!(
+            t.place(Some(ClockTime::from_mseconds(1050)), 0),
+            Placement::Overlap(400)
+        );
+        assert_eq!(
+            t.place(Some(ClockTime::from_mseconds(900)), 0),
+            Placement::Overlap(1600)
+        );
+        assert_eq!(
+            t.place(Some(ClockTime::from_nseconds(1_100_125_000)), 1),
+            Placement::Contiguous
+        );
         assert_eq!(t.samples_until(ClockTime::from_mseconds(1200)), 800);
         assert_eq!(t.samples_until(ClockTime::from_mseconds(1000)), 0);
     }
