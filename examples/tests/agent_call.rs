@@ -364,7 +364,10 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
         beeps,
         "the caller heard {} of {beeps} echoed beeps, at {:?} after the first sent; the call said:\n{said}",
         heard.len(),
-        heard.iter().map(|h| h.duration_since(sent[0]).as_millis()).collect::<Vec<_>>()
+        heard
+            .iter()
+            .map(|h| h.duration_since(sent[0]).as_millis())
+            .collect::<Vec<_>>()
     );
     let mut trips: Vec<Duration> = sent
         .iter()

@@ -137,6 +137,31 @@ impl Mixer {
         self.tracks.iter().any(|t| t.stats.received > 0)
     }
 
+    /// The fast path of a one-track recording: when `n` samples at
+    /// `running_time` continue the track exactly, with nothing queued and no
+    /// pause, they are counted as written and true is returned: the caller
+    /// writes them to the file as they are. Otherwise nothing changes.
+    pub fn pass_through(&mut self, running_time: ClockTime, n: u64, silence: bool) -> bool {
+        if self.tracks.len() != 1 || !self.pauses.is_empty() {
+            return false;
+        }
+        let start = *self.start.get_or_insert(running_time);
+        let pos = self.frame_of(running_time, start);
+        let t = &mut self.tracks[0];
+        if !t.queue.is_empty() || t.end != self.written || pos != t.end as i128 {
+            return false;
+        }
+        t.started = true;
+        t.end += n;
+        self.written += n;
+        if silence {
+            t.stats.silence += n;
+        } else {
+            t.stats.received += n;
+        }
+        true
+    }
+
     /// Adds `samples` of `track` starting at running time `running_time`.
     /// `silence` marks buffers that stand in for missing audio (GAP).
     ///
@@ -441,6 +466,35 @@ mod tests {
                 assert_eq!(&got[10000..], &input[10000..]);
             }
         }
+    }
+
+    #[test]
+    fn one_track_passes_contiguous_audio_through_and_falls_back_otherwise() {
+        let mut m = Mixer::new(8000, 1);
+        let mut out = Vec::new();
+        assert!(m.pass_through(ms(0), 160, false));
+        assert!(m.pass_through(ms(20), 160, false));
+        // A hole: the general path fills it.
+        assert!(!m.pass_through(ms(60), 160, false));
+        m.push(0, ms(60), &[5; 160], false);
+        m.drain_ready(&mut out);
+        // The 320 frames that passed through went to the file directly; the
+        // mixer gives the 20 ms hole as silence, then the samples.
+        let f = frames(&out, 1);
+        assert_eq!(f.len(), 320);
+        assert!(f[..160].iter().all(|s| s[0] == 0));
+        assert!(f[160..].iter().all(|s| s[0] == 5));
+        // Contiguous again, nothing queued: back on the fast path.
+        assert!(m.pass_through(ms(80), 160, false));
+        assert_eq!(
+            m.stats(0),
+            TrackStats {
+                received: 640,
+                silence: 160,
+                dropped: 0
+            }
+        );
+        assert!(!Mixer::new(8000, 2).pass_through(ms(0), 160, false));
     }
 
     #[test]
