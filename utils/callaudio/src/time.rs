@@ -11,15 +11,24 @@ const NS_PER_SECOND: u128 = 1_000_000_000;
 /// The time at which sample `n` starts, for a stream of `rate` Hz.
 pub fn samples_to_time(n: u64, rate: u32) -> ClockTime {
     assert!(rate > 0, "sample rate must not be zero");
-    let rate = rate as u128;
-    let ns = (n as u128 * NS_PER_SECOND + rate / 2) / rate;
-    ClockTime::from_nseconds(ns.min(u64::MAX as u128 - 1) as u64)
+    ClockTime::from_nseconds(scale_round(n, NS_PER_SECOND as u64, rate as u64).min(u64::MAX - 1))
 }
 
 /// The index of the sample that starts nearest to `t`, for a stream of `rate` Hz.
 pub fn time_to_samples(t: ClockTime, rate: u32) -> u64 {
-    let ns = t.nseconds() as u128;
-    ((ns * rate as u128 + NS_PER_SECOND / 2) / NS_PER_SECOND) as u64
+    scale_round(t.nseconds(), rate as u64, NS_PER_SECOND as u64)
+}
+
+/// `v * num / den`, rounded to nearest. In 64 bits while the product fits
+/// (any stream shorter than days), since this runs for every buffer; in 128
+/// bits beyond, with the same result.
+fn scale_round(v: u64, num: u64, den: u64) -> u64 {
+    match v.checked_mul(num).and_then(|p| p.checked_add(den / 2)) {
+        Some(p) => p / den,
+        None => {
+            ((v as u128 * num as u128 + den as u128 / 2) / den as u128).min(u64::MAX as u128) as u64
+        }
+    }
 }
 
 #[cfg(test)]
@@ -38,6 +47,17 @@ mod tests {
                     "rate {rate} n {n}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn both_precisions_agree_at_the_boundary() {
+        // Around the sample count where n * 1e9 stops fitting in 64 bits.
+        let edge = u64::MAX / 1_000_000_000;
+        for n in edge - 3..edge + 3 {
+            let wide = ((n as u128 * 1_000_000_000 + 24_000) / 48_000) as u64;
+            assert_eq!(samples_to_time(n, 48_000).nseconds(), wide, "n {n}");
+            assert_eq!(time_to_samples(samples_to_time(n, 48_000), 48_000), n);
         }
     }
 
