@@ -1,15 +1,40 @@
 //! How many real-time stereo 8 kHz recordings one process holds, and at what
-//! CPU cost, on this machine:
+//! CPU cost, on this machine, beside the stock elements fed the same way:
 //!
 //!     cargo bench -p gst-plugin-callrec --bench concurrency [-- N...]
 //!
-//! Each recording is a pipeline of two live 8 kHz sources (20 ms buffers)
-//! into one `callrecsink`. CPU is the process's user+system time over a
-//! 5 s window, as a share of all cores.
+//! Each call has two live tracks, 8 kHz S16LE mono in 20 ms buffers, pushed
+//! in real time by the application (two feeder threads for all calls), the
+//! way a media server hands demuxed call audio to its recorder. The feeder's
+//! pads answer LATENCY as a live 20 ms source, so `stallfiller` inside
+//! `callrecsink` keeps its stall deadlines armed exactly as in production.
+//!
+//! Per N it prints CPU (user+system of the whole process over 5 s, as a
+//! share of all cores) for:
+//! - `callrecsink`: one stereo file per call;
+//! - `wavenc ! filesink` per track: the stock floor (two mono files per
+//!   call, no shared timeline, no stall filling, no finalization guarantees);
+//! - the feeder alone into `fakesink`: what producing the audio costs.
+//!
+//! `-- --callrecsink-only N` skips the comparisons (for profiling).
+//! `-- --testsrc N` instead runs each track from its own live
+//! `audiotestsrc` (a thread and a clock wait per buffer per track), beside
+//! the same sources into `fakesink`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+
+const RATE: u32 = 8000;
+const FRAME: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+const SAMPLES_PER_FRAME: usize = 160;
+const FEEDERS: usize = 2;
+/// Calls join over the first second of the warm-up.
+const RAMP: Duration = Duration::from_secs(1);
+const WARMUP: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_secs(5);
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -23,71 +48,314 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// One call as the benchmark drives it: a pipeline and the pads its two
+/// tracks are pushed into.
+struct Call {
+    pipeline: gst::Pipeline,
+    inputs: Vec<gst::Pad>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Recorder {
+    CallRecSink,
+    WavencPerTrack,
+    FakeSink,
+}
+
+impl Recorder {
+    fn label(self) -> &'static str {
+        match self {
+            Recorder::CallRecSink => "callrecsink",
+            Recorder::WavencPerTrack => "wavenc ! filesink per track",
+            Recorder::FakeSink => "feeder alone (fakesink)",
+        }
+    }
+
+    fn build(self, i: usize, dir: &std::path::Path) -> Call {
+        let pipeline = gst::Pipeline::new();
+        let sinkpads: Vec<gst::Pad> = match self {
+            Recorder::CallRecSink => {
+                // Starting a thousand calls takes longer than the default
+                // start-timeout; the feeders only begin once all are up.
+                let rec = gst::ElementFactory::make("callrecsink")
+                    .property("location", dir.join(format!("call{i}.wav")).to_str())
+                    .property("start-timeout", 60 * gst::ClockTime::SECOND.nseconds())
+                    .build()
+                    .unwrap();
+                pipeline.add(&rec).unwrap();
+                (0..2).map(|_| rec.request_pad_simple("sink_%u").unwrap()).collect()
+            }
+            Recorder::WavencPerTrack => (0..2)
+                .map(|t| {
+                    let enc = gst::ElementFactory::make("wavenc").build().unwrap();
+                    let sink = gst::ElementFactory::make("filesink")
+                        .property("location", dir.join(format!("call{i}-{t}.wav")).to_str())
+                        .property("sync", false)
+                        .property("async", false)
+                        .build()
+                        .unwrap();
+                    pipeline.add_many([&enc, &sink]).unwrap();
+                    enc.link(&sink).unwrap();
+                    enc.static_pad("sink").unwrap()
+                })
+                .collect(),
+            Recorder::FakeSink => (0..2)
+                .map(|_| {
+                    let sink = gst::ElementFactory::make("fakesink")
+                        .property("sync", false)
+                        .property("async", false)
+                        .build()
+                        .unwrap();
+                    pipeline.add(&sink).unwrap();
+                    sink.static_pad("sink").unwrap()
+                })
+                .collect(),
+        };
+        let inputs = sinkpads
+            .iter()
+            .map(|sinkpad| {
+                let pad = live_source_pad();
+                pad.link(sinkpad).unwrap();
+                pad
+            })
+            .collect();
+        Call { pipeline, inputs }
+    }
+}
+
+/// A source pad owned by the application that tells downstream it is live.
+fn live_source_pad() -> gst::Pad {
+    gst::Pad::builder(gst::PadDirection::Src)
+        .query_function(|pad, parent, query| match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                q.set(true, FRAME, gst::ClockTime::NONE);
+                true
+            }
+            _ => gst::Pad::query_default(pad, parent, query),
+        })
+        .build()
+}
+
+fn start(call: &Call, track_base: usize) {
+    call.pipeline.set_state(gst::State::Playing).unwrap();
+    let caps = gst_audio::AudioCapsBuilder::new_interleaved()
+        .format(gst_audio::AudioFormat::S16le)
+        .rate(RATE as i32)
+        .channels(1)
+        .build();
+    for (t, pad) in call.inputs.iter().enumerate() {
+        pad.set_active(true).unwrap();
+        pad.push_event(gst::event::StreamStart::new(&format!("track{}", track_base + t)));
+        pad.push_event(gst::event::Caps::new(&caps));
+        pad.push_event(gst::event::Segment::new(
+            &gst::FormattedSegment::<gst::ClockTime>::new(),
+        ));
+    }
+}
+
+/// Feeds every call's tracks in real time from `FEEDERS` threads, measures
+/// CPU over `WINDOW`, and returns (CPU % of all cores, calls with an error).
+fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) {
+    let calls: Vec<Call> = (0..n).map(|i| recorder.build(i, dir)).collect();
+    for (i, call) in calls.iter().enumerate() {
+        start(call, 2 * i);
+    }
+    let calls = Arc::new(calls);
+    let flow_errors = Arc::new(AtomicUsize::new(0));
+    let stop = Instant::now() + WARMUP + WINDOW + Duration::from_millis(200);
+    let feeders: Vec<_> = (0..FEEDERS)
+        .map(|f| {
+            let calls = calls.clone();
+            let flow_errors = flow_errors.clone();
+            std::thread::spawn(move || feed(&calls, f, stop, &flow_errors))
+        })
+        .collect();
+    std::thread::sleep(WARMUP);
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    std::thread::sleep(WINDOW);
+    let share = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() / cores() * 100.0;
+    let lag = feeders
+        .into_iter()
+        .map(|f| f.join().unwrap())
+        .max()
+        .unwrap_or_default();
+    if lag > FRAME.into() {
+        eprintln!("{}: the feeders fell {lag:?} behind real time", recorder.label());
+    }
+    // A recorder that falls behind shows as stalls: stallfiller filling
+    // silence for tracks the feeder did keep fed.
+    let stalls: usize = calls
+        .iter()
+        .map(|call| {
+            let bus = call.pipeline.bus().unwrap();
+            std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
+                .filter(|m| m.structure().is_some_and(|s| s.name() == "stallfiller-stall"))
+                .count()
+        })
+        .sum();
+    if stalls > 0 {
+        eprintln!("{}: {stalls} track stalls during the run", recorder.label());
+    }
+    let mut errors = 0;
+    for call in calls.iter() {
+        for pad in &call.inputs {
+            pad.push_event(gst::event::Eos::new());
+        }
+        let bus = call.pipeline.bus().unwrap();
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if errors == 0
+                && let gst::MessageView::Error(err) = msg.view()
+            {
+                eprintln!("{}: first error: {} ({:?})", recorder.label(), err.error(), err.debug());
+            }
+            errors += 1;
+        }
+        call.pipeline.set_state(gst::State::Null).unwrap();
+    }
+    let flow_errors = flow_errors.load(Ordering::Relaxed);
+    if flow_errors > 0 {
+        eprintln!("{}: {flow_errors} pushes failed", recorder.label());
+    }
+    (share, errors)
+}
+
+/// One feeder thread: every 20 ms of wall time, one buffer per track of its
+/// share of the calls, stamped with the pipeline's running time.
+/// Returns how far behind its schedule the feeder ever started a round.
+fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize) -> Duration {
+    let mut max_lag = Duration::ZERO;
+    let mine: Vec<&Call> = calls.iter().skip(feeder).step_by(FEEDERS).collect();
+    let Some(first) = mine.first() else {
+        return max_lag;
+    };
+    let clock = first.pipeline.clock().unwrap();
+    let ramp: Vec<u8> = (0..SAMPLES_PER_FRAME as i16)
+        .flat_map(|s| (s * 100).to_le_bytes())
+        .collect();
+    // Calls join over the first `RAMP`, as calls on a server start at
+    // different times; each call's timeline starts at its running time then
+    // and its buffers are contiguous from there, as a capture device's are.
+    let mut starts: Vec<Option<(gst::ClockTime, u64)>> = vec![None; mine.len()];
+    let ramp_rounds = (RAMP.as_millis() / FRAME.mseconds() as u128).max(1) as usize;
+    let origin = Instant::now();
+    let mut round: u64 = 0;
+    while Instant::now() < stop {
+        let scheduled = origin + Duration::from(FRAME) * (round as u32);
+        max_lag = max_lag.max(Instant::now().saturating_duration_since(scheduled));
+        let joined = (mine.len() * (round as usize + 1)).div_ceil(ramp_rounds);
+        for (call, start) in mine.iter().zip(starts.iter_mut()).take(joined) {
+            let (start, first_round) = *start.get_or_insert_with(|| {
+                let running = clock.time().saturating_sub(call.pipeline.base_time().unwrap());
+                (running, round)
+            });
+            let pts = start + FRAME * (round - first_round);
+            for pad in &call.inputs {
+                let mut buffer = gst::Buffer::from_slice(ramp.clone());
+                {
+                    let b = buffer.get_mut().unwrap();
+                    b.set_pts(pts);
+                    b.set_duration(FRAME);
+                }
+                if pad.push(buffer).is_err() {
+                    flow_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        round += 1;
+        let next = origin + Duration::from(FRAME) * (round as u32);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    max_lag
+}
+
+/// The older shape: every track its own live `audiotestsrc`.
+fn measure_testsrc(n: usize, desc: impl Fn(usize) -> String) -> (f64, usize) {
+    let pipelines: Vec<gst::Element> = (0..n)
+        .map(|i| {
+            let p = gst::parse::launch(&desc(i)).unwrap();
+            p.set_state(gst::State::Playing).unwrap();
+            p
+        })
+        .collect();
+    std::thread::sleep(WARMUP);
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    std::thread::sleep(WINDOW);
+    let share = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() / cores() * 100.0;
+    let errors = pipelines
+        .iter()
+        .filter(|p| {
+            p.bus()
+                .unwrap()
+                .pop_filtered(&[gst::MessageType::Error])
+                .is_some()
+        })
+        .count();
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    (share, errors)
+}
+
 fn main() {
     gst::init().unwrap();
     gstcallrec::plugin_register_static().unwrap();
-    let counts: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let testsrc = args.iter().any(|a| a == "--testsrc");
+    let counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() {
-        vec![100, 250, 500, 1000]
+        vec![250, 500, 1000]
     } else {
         counts
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir = std::env::temp_dir().join(format!("callrec-conc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1";
-    for n in counts {
-        // The same two live sources per call into fakesink: what the sources
-        // alone cost, so callrecsink's own share can be read off.
-        let baseline = measure(n, |_| {
-            format!("{src} ! fakesink sync=false {src} ! fakesink sync=false")
-        });
-        let recording = measure(n, |i| {
-            format!(
-                "callrecsink name=r location={}/rec{i}.wav {src} ! r. {src} ! r.",
-                dir.display()
-            )
-        });
-        println!(
-            "{n:>5} stereo 8 kHz calls: callrecsink {:5.1}% CPU ({} errors), sources alone {:5.1}%, of {cores} cores",
-            recording.0, recording.1, baseline.0
-        );
+    let fresh_dir = || {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+    };
+    println!("CPU is the whole process, as a share of {} cores", cores());
+    for n in counts {
+        if testsrc {
+            let src = "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1";
+            fresh_dir();
+            let alone = measure_testsrc(n, |_| {
+                format!("{src} ! fakesink sync=false {src} ! fakesink sync=false")
+            });
+            let rec = measure_testsrc(n, |i| {
+                format!(
+                    "callrecsink name=r location={}/rec{i}.wav {src} ! r. {src} ! r.",
+                    dir.display()
+                )
+            });
+            println!(
+                "{n:>5} calls, audiotestsrc per track: callrecsink {:5.1}% ({} errors) | sources alone {:5.1}%",
+                rec.0, rec.1, alone.0
+            );
+            continue;
+        }
+        let mut figures = Vec::new();
+        let only_callrec = args.iter().any(|a| a == "--callrecsink-only");
+        for recorder in [
+            Recorder::CallRecSink,
+            Recorder::WavencPerTrack,
+            Recorder::FakeSink,
+        ] {
+            if only_callrec && recorder != Recorder::CallRecSink {
+                continue;
+            }
+            fresh_dir();
+            figures.push((recorder, measure(n, recorder, &dir)));
+        }
+        let line: Vec<String> = figures
+            .iter()
+            .map(|(r, (cpu, errors))| format!("{} {cpu:5.1}% ({errors} errors)", r.label()))
+            .collect();
+        println!("{n:>5} calls: {}", line.join(" | "));
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Runs `n` live pipelines for 5 s: (CPU % of all cores, pipelines with an error).
-fn measure(n: usize, desc: impl Fn(usize) -> String) -> (f64, usize) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    {
-        let pipelines: Vec<gst::Element> = (0..n)
-            .map(|i| {
-                let p = gst::parse::launch(&desc(i)).unwrap();
-                p.set_state(gst::State::Playing).unwrap();
-                p
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(2));
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        std::thread::sleep(Duration::from_secs(5));
-        let share = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() / cores * 100.0;
-        let errors = pipelines
-            .iter()
-            .filter(|p| {
-                p.bus()
-                    .unwrap()
-                    .pop_filtered(&[gst::MessageType::Error])
-                    .is_some()
-            })
-            .count();
-        for p in &pipelines {
-            p.set_state(gst::State::Null).unwrap();
-        }
-        (share, errors)
-    }
 }

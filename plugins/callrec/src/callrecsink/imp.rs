@@ -156,6 +156,19 @@ struct Recording {
     done: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
+    /// What each track's converter input looks like, for the direct path.
+    taps: Vec<Tap>,
+}
+
+/// A track's audio as it reaches `audioconvert`: when it is already the
+/// file's format (S16LE mono at the recording rate), buffers skip
+/// audioconvert ! audioresample ! capsfilter ! appsink and are recorded
+/// straight from the pad, which is most of a track's per-buffer cost.
+#[derive(Default)]
+struct Tap {
+    /// The rate, when the caps are S16LE mono interleaved.
+    s16_mono_rate: Option<u32>,
+    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
 }
 
 impl Recording {
@@ -320,6 +333,7 @@ impl CallRecSink {
             obj.add_many(&elements)?;
             gst::Element::link_many(&elements)?;
             self.install_callbacks(&sink, index);
+            self.tap_track(&convert.static_pad("sink").unwrap(), index);
             let target = filler.static_pad("sink").unwrap();
             let ghost = gst::GhostPad::builder_with_target(&target)?
                 .name(name.as_str())
@@ -503,20 +517,87 @@ impl CallRecSink {
         let segment = sample
             .segment()
             .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
-        let running_time = buffer
+        self.record(self.recording(), index, segment.as_ref(), buffer)
+    }
+
+    /// Watches what reaches the track's `audioconvert` and records buffers
+    /// that need no conversion right there (see `Tap`).
+    fn tap_track(&self, pad: &gst::Pad, index: usize) {
+        let weak = self.obj().downgrade();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            let Some(obj) = weak.upgrade() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let imp = obj.imp();
+            match info.event().map(|e| e.view()) {
+                Some(gst::EventView::Caps(c)) => {
+                    let rate = gst_audio::AudioInfo::from_caps(c.caps())
+                        .ok()
+                        .filter(|i| {
+                            i.format() == gst_audio::AudioFormat::S16le
+                                && i.channels() == 1
+                                && i.layout() == gst_audio::AudioLayout::Interleaved
+                        })
+                        .map(|i| i.rate());
+                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index)) {
+                        tap.s16_mono_rate = rate;
+                    }
+                }
+                Some(gst::EventView::Segment(e)) => {
+                    let segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
+                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index)) {
+                        tap.segment = segment;
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let weak = self.obj().downgrade();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(obj) = weak.upgrade() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let imp = obj.imp();
+            let recording = imp.recording();
+            let Some((rec, tap)) = recording.as_ref().and_then(|r| Some((r, r.taps.get(index)?)))
+            else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if tap.s16_mono_rate.is_none() || tap.s16_mono_rate != rec.rate {
+                return gst::PadProbeReturn::Ok;
+            }
+            let segment = tap.segment.clone();
+            info.flow_res = imp.record(recording, index, segment.as_ref(), buffer);
+            gst::PadProbeReturn::Handled
+        });
+    }
+
+    /// Records one buffer of S16LE mono at the recording rate for `index`.
+    fn record(
+        &self,
+        mut recording: MutexGuard<'_, Option<Recording>>,
+        index: usize,
+        segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
+        buffer: &gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(running_time) = buffer
             .pts()
-            .and_then(|pts| segment.as_ref().and_then(|s| s.to_running_time(pts)))
-            .ok_or_else(|| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ("Track {} has audio without timestamps", index)
-                );
-                gst::FlowError::Error
-            })?;
+            .and_then(|pts| segment.and_then(|s| s.to_running_time(pts)))
+        else {
+            drop(recording);
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Track {} has audio without timestamps", index)
+            );
+            return Err(gst::FlowError::Error);
+        };
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
-        let mut recording = self.recording();
         let Some(rec) = recording.as_mut() else {
             return Err(gst::FlowError::Flushing);
         };
@@ -700,6 +781,7 @@ impl CallRecSink {
             pause_mode: settings.pause_mode.into(),
             done: false,
             abandoned: Arc::new(AtomicBool::new(false)),
+            taps: (0..channels).map(|_| Tap::default()).collect(),
         });
         Ok(())
     }
