@@ -87,7 +87,9 @@ impl Recorder {
                     .build()
                     .unwrap();
                 pipeline.add(&rec).unwrap();
-                (0..2).map(|_| rec.request_pad_simple("sink_%u").unwrap()).collect()
+                (0..2)
+                    .map(|_| rec.request_pad_simple("sink_%u").unwrap())
+                    .collect()
             }
             Recorder::WavencPerTrack => (0..2)
                 .map(|t| {
@@ -149,11 +151,14 @@ fn start(call: &Call, track_base: usize) {
         .build();
     for (t, pad) in call.inputs.iter().enumerate() {
         pad.set_active(true).unwrap();
-        pad.push_event(gst::event::StreamStart::new(&format!("track{}", track_base + t)));
+        pad.push_event(gst::event::StreamStart::new(&format!(
+            "track{}",
+            track_base + t
+        )));
         pad.push_event(gst::event::Caps::new(&caps));
-        pad.push_event(gst::event::Segment::new(
-            &gst::FormattedSegment::<gst::ClockTime>::new(),
-        ));
+        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
     }
 }
 
@@ -184,7 +189,10 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
         .max()
         .unwrap_or_default();
     if lag > FRAME.into() {
-        eprintln!("{}: the feeders fell {lag:?} behind real time", recorder.label());
+        eprintln!(
+            "{}: the feeders fell {lag:?} behind real time",
+            recorder.label()
+        );
     }
     // A recorder that falls behind shows as stalls: stallfiller filling
     // silence for tracks the feeder did keep fed.
@@ -193,7 +201,10 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
         .map(|call| {
             let bus = call.pipeline.bus().unwrap();
             std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
-                .filter(|m| m.structure().is_some_and(|s| s.name() == "stallfiller-stall"))
+                .filter(|m| {
+                    m.structure()
+                        .is_some_and(|s| s.name() == "stallfiller-stall")
+                })
                 .count()
         })
         .sum();
@@ -210,7 +221,12 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
             if errors == 0
                 && let gst::MessageView::Error(err) = msg.view()
             {
-                eprintln!("{}: first error: {} ({:?})", recorder.label(), err.error(), err.debug());
+                eprintln!(
+                    "{}: first error: {} ({:?})",
+                    recorder.label(),
+                    err.error(),
+                    err.debug()
+                );
             }
             errors += 1;
         }
@@ -249,7 +265,9 @@ fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize)
         let joined = (mine.len() * (round as usize + 1)).div_ceil(ramp_rounds);
         for (call, start) in mine.iter().zip(starts.iter_mut()).take(joined) {
             let (start, first_round) = *start.get_or_insert_with(|| {
-                let running = clock.time().saturating_sub(call.pipeline.base_time().unwrap());
+                let running = clock
+                    .time()
+                    .saturating_sub(call.pipeline.base_time().unwrap());
                 (running, round)
             });
             let pts = start + FRAME * (round - first_round);
@@ -321,7 +339,8 @@ fn main() {
     println!("CPU is the whole process, as a share of {} cores", cores());
     for n in counts {
         if testsrc {
-            let src = "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1";
+            let src =
+                "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1";
             fresh_dir();
             let alone = measure_testsrc(n, |_| {
                 format!("{src} ! fakesink sync=false {src} ! fakesink sync=false")

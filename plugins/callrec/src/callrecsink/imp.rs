@@ -130,6 +130,13 @@ struct Report {
     rate: u32,
 }
 
+/// Why a track's buffer was not recorded.
+enum Refusal {
+    Flow(gst::FlowError),
+    NoTimestamps,
+    WriteFailed(Report),
+}
+
 enum Outcome {
     Finalized { files: Vec<PathBuf>, frames: u64 },
     NoAudio,
@@ -219,6 +226,37 @@ impl Recording {
             self.last_header = Instant::now();
         }
         Ok(())
+    }
+
+    /// Places one buffer of a track; on a write failure the recording ends
+    /// here, keeping what is on disk under the partial name.
+    fn record(
+        &mut self,
+        index: usize,
+        segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
+        buffer: &gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, Refusal> {
+        let running_time = buffer
+            .pts()
+            .and_then(|pts| segment.and_then(|s| s.to_running_time(pts)))
+            .ok_or(Refusal::NoTimestamps)?;
+        let map = buffer
+            .map_readable()
+            .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
+        let silence = buffer.flags().contains(gst::BufferFlags::GAP);
+        if self.done {
+            return Err(Refusal::Flow(gst::FlowError::Eos));
+        }
+        if let Err(err) = self.push(index, running_time, &map, silence) {
+            if let Some(mut files) = self.files.take() {
+                let _ = files.update_header();
+            }
+            self.done = true;
+            return Err(Refusal::WriteFailed(
+                self.report(Outcome::Failed(err.to_string())),
+            ));
+        }
+        Ok(gst::FlowSuccess::Ok)
     }
 
     fn report(&self, outcome: Outcome) -> Report {
@@ -539,13 +577,15 @@ impl CallRecSink {
                                 && i.layout() == gst_audio::AudioLayout::Interleaved
                         })
                         .map(|i| i.rate());
-                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index)) {
+                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index))
+                    {
                         tap.s16_mono_rate = rate;
                     }
                 }
                 Some(gst::EventView::Segment(e)) => {
                     let segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
-                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index)) {
+                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index))
+                    {
                         tap.segment = segment;
                     }
                 }
@@ -553,30 +593,38 @@ impl CallRecSink {
             }
             gst::PadProbeReturn::Ok
         });
+        // The per-buffer path holds the recording itself and upgrades the
+        // element only to post a failure: GLib weak references share one
+        // process-wide lock, which thousands of tracks would contend on.
+        let recording = self.recording.clone();
         let weak = self.obj().downgrade();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(obj) = weak.upgrade() else {
-                return gst::PadProbeReturn::Ok;
-            };
             let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
                 return gst::PadProbeReturn::Ok;
             };
-            let imp = obj.imp();
-            let recording = imp.recording();
-            let Some((rec, tap)) = recording.as_ref().and_then(|r| Some((r, r.taps.get(index)?)))
-            else {
+            let mut guard = recording.lock().unwrap();
+            let Some(rec) = guard.as_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(tap) = rec.taps.get(index) else {
                 return gst::PadProbeReturn::Ok;
             };
             if tap.s16_mono_rate.is_none() || tap.s16_mono_rate != rec.rate {
                 return gst::PadProbeReturn::Ok;
             }
             let segment = tap.segment.clone();
-            info.flow_res = imp.record(recording, index, segment.as_ref(), buffer);
+            let result = rec.record(index, segment.as_ref(), buffer);
+            drop(guard);
+            info.flow_res = result.map_err(|refusal| match weak.upgrade() {
+                Some(obj) => obj.imp().refused(index, refusal),
+                None => gst::FlowError::Flushing,
+            });
             gst::PadProbeReturn::Handled
         });
     }
 
-    /// Records one buffer of S16LE mono at the recording rate for `index`.
+    /// Records one buffer of S16LE mono at the recording rate for `index`,
+    /// posting whatever went wrong once the recording is unlocked.
     fn record(
         &self,
         mut recording: MutexGuard<'_, Option<Recording>>,
@@ -584,39 +632,31 @@ impl CallRecSink {
         segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
         buffer: &gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let Some(running_time) = buffer
-            .pts()
-            .and_then(|pts| segment.and_then(|s| s.to_running_time(pts)))
-        else {
-            drop(recording);
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("Track {} has audio without timestamps", index)
-            );
-            return Err(gst::FlowError::Error);
+        let result = match recording.as_mut() {
+            Some(rec) => rec.record(index, segment, buffer),
+            None => Err(Refusal::Flow(gst::FlowError::Flushing)),
         };
-        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let silence = buffer.flags().contains(gst::BufferFlags::GAP);
-        let Some(rec) = recording.as_mut() else {
-            return Err(gst::FlowError::Flushing);
-        };
-        if rec.done {
-            return Err(gst::FlowError::Eos);
-        }
-        if let Err(err) = rec.push(index, running_time, &map, silence) {
-            let reason = err.to_string();
-            // Keep what is on disk under the partial name; write nothing more.
-            if let Some(mut files) = rec.files.take() {
-                let _ = files.update_header();
+        drop(recording);
+        result.map_err(|refusal| self.refused(index, refusal))
+    }
+
+    /// Posts why a buffer was refused; returns what upstream gets.
+    fn refused(&self, index: usize, refusal: Refusal) -> gst::FlowError {
+        match refusal {
+            Refusal::Flow(err) => err,
+            Refusal::NoTimestamps => {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Track {} has audio without timestamps", index)
+                );
+                gst::FlowError::Error
             }
-            rec.done = true;
-            let report = rec.report(Outcome::Failed(reason));
-            drop(recording);
-            self.post(report);
-            return Err(gst::FlowError::Error);
+            Refusal::WriteFailed(report) => {
+                self.post(report);
+                gst::FlowError::Error
+            }
         }
-        Ok(gst::FlowSuccess::Ok)
     }
 
     fn on_eos(&self, index: usize) {

@@ -10,7 +10,7 @@
 //! Our LATENCY answer adds `threshold`, so the silence we push at that moment
 //! still reaches a synchronised sink in time.
 
-use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use callaudio::{Layout, SilenceSource};
 use gst::glib;
@@ -18,6 +18,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::timeline::{Placement, Timeline};
+use super::watch::{Token, Watch};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -81,8 +82,13 @@ struct State {
     eos: bool,
     /// Set while the source pad is deactivated: the task must leave.
     task_stop: bool,
-    /// The clock wait in progress, so anyone can wake the task.
-    pending_wait: Option<gst::SingleShotClockId>,
+    /// The clock's deadline watch, and the deadline armed on it, so anyone
+    /// can cancel it; its number tells a callback whether it is current.
+    watch: Option<Arc<Watch>>,
+    pending_wait: Option<(Token, u64)>,
+    waits_armed: u64,
+    /// A deadline the clock reported passed: the task fills from it.
+    overdue: Option<gst::ClockTime>,
     /// Stream time at which real data stopped, while a stall is being filled.
     stall_since: Option<gst::ClockTime>,
     /// A flow error the task met, handed to upstream on its next buffer;
@@ -93,9 +99,10 @@ struct State {
 
 impl State {
     fn wake_task(&mut self, cond: &Condvar) {
-        if let Some(id) = self.pending_wait.take() {
-            id.unschedule();
+        if let Some(((token, _), watch)) = self.pending_wait.take().zip(self.watch.as_ref()) {
+            watch.cancel(token);
         }
+        self.overdue = None;
         cond.notify_all();
     }
 
@@ -554,11 +561,16 @@ impl StallFiller {
         Some(base_time + running_time + upstream.min_latency + settings.threshold)
     }
 
-    /// One turn of the source pad's task: wait until the next sample is
-    /// overdue, then push one chunk of silence.
+    /// One turn of the source pad's task: sleep until the clock reports the
+    /// next sample overdue, then push one chunk of silence.
+    ///
+    /// The deadline is watched with an asynchronous clock wait, so while data
+    /// keeps coming the deadline moves on in the clock's own thread and this
+    /// task never wakes: a process with thousands of tracks pays no thread
+    /// switch per track for deadlines that real data has already met.
     fn fill_loop(&self) {
         let mut state = self.state();
-        let (clock_id, deadline) = loop {
+        let due = loop {
             if state.task_stop {
                 drop(state);
                 let _ = self.srcpad.pause_task();
@@ -570,25 +582,69 @@ impl StallFiller {
                 state = self.state();
                 continue;
             }
-            let settings = self.settings();
-            if let Some(deadline) = self.deadline(&state, &settings)
-                && let Some(clock) = self.obj().clock()
-            {
-                let id = clock.new_single_shot_id(deadline);
-                state.pending_wait = Some(id.clone());
-                break (id, deadline);
+            if let Some(due) = state.overdue.take() {
+                break due;
+            }
+            if state.pending_wait.is_none() {
+                self.arm_deadline(&mut state);
             }
             state = self.cond.wait(state).unwrap();
         };
         drop(state);
+        self.fill_if_overdue(due);
+    }
 
-        gst::trace!(CAT, imp = self, "waiting for deadline {deadline}");
-        let (result, _jitter) = clock_id.wait();
-        self.state().pending_wait = None;
-        if result == Err(gst::ClockError::Unscheduled) {
+    /// Schedules the clock callback for the current deadline, if there is one.
+    fn arm_deadline(&self, state: &mut State) {
+        let Some(deadline) = self.deadline(state, &self.settings()) else {
+            return;
+        };
+        let Some(clock) = self.obj().clock() else {
+            return;
+        };
+        if !state.watch.as_ref().is_some_and(|w| w.is_for(&clock)) {
+            match Watch::for_clock(&clock) {
+                Ok(watch) => state.watch = Some(watch),
+                Err(err) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Thread,
+                        ("Could not start the stall deadline watch"),
+                        ["{err}"]
+                    );
+                    return;
+                }
+            }
+        }
+        let watch = state.watch.as_ref().unwrap();
+        state.waits_armed += 1;
+        let seq = state.waits_armed;
+        // A strong reference, not a GLib weak one (those share one
+        // process-wide lock that thousands of tracks would contend on). It
+        // lives until the deadline passes or is cancelled, and every pending
+        // deadline is cancelled when the source pad deactivates.
+        let this = self.ref_counted();
+        gst::trace!(CAT, imp = self, "watching deadline {deadline}");
+        let token = watch.arm(deadline, move || this.deadline_passed(seq, deadline));
+        state.pending_wait = Some((token, seq));
+    }
+
+    /// The watch's callback, in its thread: hand a real stall to the task,
+    /// or follow the deadline that data has moved on.
+    fn deadline_passed(&self, seq: u64, waited_for: gst::ClockTime) {
+        let mut state = self.state();
+        if state.pending_wait.as_ref().map(|(_, s)| *s) != Some(seq) {
             return;
         }
-        self.fill_if_overdue(deadline);
+        state.pending_wait = None;
+        match self.deadline(&state, &self.settings()) {
+            Some(deadline) if deadline <= waited_for => {
+                state.overdue = Some(waited_for);
+                self.cond.notify_all();
+            }
+            Some(_) => self.arm_deadline(&mut state),
+            None => self.cond.notify_all(),
+        }
     }
 
     fn fill_if_overdue(&self, waited_for: gst::ClockTime) {

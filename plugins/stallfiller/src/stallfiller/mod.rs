@@ -3,6 +3,7 @@ use gst::prelude::*;
 
 mod imp;
 mod timeline;
+mod watch;
 
 glib::wrapper! {
     /// Raw-audio filter that fills stalls of a live stream with silence, on
