@@ -5,8 +5,9 @@
 //! `push_lock` serialises the two so no buffer goes out of order; `state` is
 //! only ever held for arithmetic, never across a push.
 //!
-//! The task waits on the pipeline clock for the moment the next sample is
-//! overdue: `base_time + running_time(end) + upstream latency + threshold`.
+//! The clock's deadline watch (`watch.rs`, one thread per clock for every
+//! stallfiller) tells the task when the next sample is overdue:
+//! `base_time + running_time(end) + upstream latency + threshold`.
 //! Our LATENCY answer adds `threshold`, so the silence we push at that moment
 //! still reaches a synchronised sink in time.
 
@@ -564,10 +565,10 @@ impl StallFiller {
     /// One turn of the source pad's task: sleep until the clock reports the
     /// next sample overdue, then push one chunk of silence.
     ///
-    /// The deadline is watched with an asynchronous clock wait, so while data
-    /// keeps coming the deadline moves on in the clock's own thread and this
-    /// task never wakes: a process with thousands of tracks pays no thread
-    /// switch per track for deadlines that real data has already met.
+    /// The deadline is watched by the clock's `Watch`, so while data keeps
+    /// coming the deadline moves on in the watch's thread and this task never
+    /// wakes: a process with thousands of tracks pays no thread switch per
+    /// track for deadlines that real data has already met.
     fn fill_loop(&self) {
         let mut state = self.state();
         let due = loop {
@@ -594,7 +595,7 @@ impl StallFiller {
         self.fill_if_overdue(due);
     }
 
-    /// Schedules the clock callback for the current deadline, if there is one.
+    /// Arms the watch for the current deadline, if there is one.
     fn arm_deadline(&self, state: &mut State) {
         let Some(deadline) = self.deadline(state, &self.settings()) else {
             return;

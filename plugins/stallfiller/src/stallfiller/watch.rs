@@ -88,7 +88,18 @@ impl Watch {
 
     /// Drops an armed callback; it will not be called.
     pub fn cancel(&self, token: Token) {
-        let callback = self.inner.lock().unwrap().armed.remove(&token);
+        let callback = {
+            let mut inner = self.inner.lock().unwrap();
+            let callback = inner.armed.remove(&token);
+            // Nothing left to watch: stop the clock wait too, so the thread
+            // can retire even on a clock that no longer advances.
+            if inner.armed.is_empty()
+                && let Some((id, _)) = &inner.waiting
+            {
+                id.unschedule();
+            }
+            callback
+        };
         // Outside the lock: the callback may hold the last reference to
         // whatever it would have called.
         drop(callback);
@@ -182,6 +193,30 @@ mod tests {
             }
         }
         assert_eq!(fired, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn an_unused_watch_retires_its_thread() {
+        let clock = test_clock();
+        let watch = Watch::for_clock(clock.upcast_ref()).unwrap();
+        let token = watch.arm(gst::ClockTime::from_seconds(10), || {});
+        clock.wait_for_next_pending_id();
+        watch.cancel(token);
+        drop(watch);
+        let key = clock.as_ptr() as usize;
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while WATCHES
+            .lock()
+            .unwrap()
+            .get(&key)
+            .is_some_and(|w| w.strong_count() > 0)
+        {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the watch thread never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
