@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 pub const HEADER_BYTES: u64 = 80;
 const RIFF_LIMIT: u64 = u32::MAX as u64;
+/// How much audio is written before the kernel is asked to start writing it
+/// back: the fsync before publishing then finds little left to wait for.
+const WRITEBACK_STEP: u64 = 1 << 20;
 
 /// The path a recording is written under until it is finished.
 pub fn part_path(location: &Path) -> PathBuf {
@@ -28,6 +31,8 @@ pub struct WavWriter {
     channels: u16,
     rate: u32,
     data_bytes: u64,
+    /// `data_bytes` when writeback was last started.
+    writeback_from: u64,
 }
 
 impl WavWriter {
@@ -48,6 +53,7 @@ impl WavWriter {
             channels,
             rate,
             data_bytes: 0,
+            writeback_from: 0,
         };
         writer.file.write_all(&writer.header())?;
         Ok(writer)
@@ -75,7 +81,30 @@ impl WavWriter {
     pub fn write(&mut self, interleaved_s16le: &[u8]) -> io::Result<()> {
         self.file.write_all(interleaved_s16le)?;
         self.data_bytes += interleaved_s16le.len() as u64;
+        if self.data_bytes - self.writeback_from >= WRITEBACK_STEP {
+            self.start_writeback();
+        }
         Ok(())
+    }
+
+    /// Starts (without waiting for) writeback of what reached the page
+    /// cache since the last call. Only an optimisation: `finish` still
+    /// fsyncs, so an error here changes nothing and is ignored.
+    fn start_writeback(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on a descriptor this writer owns.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.get_ref().as_raw_fd(),
+                    (HEADER_BYTES + self.writeback_from) as libc::off64_t,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.writeback_from = self.data_bytes;
     }
 
     /// Makes what was written so far playable on disk.
