@@ -116,23 +116,38 @@ impl RecordingFiles {
         Ok(())
     }
 
-    /// Frames per track written so far.
-    pub fn frames(&self) -> u64 {
-        self.writers[0].frames()
-    }
-
-    /// Finishes and publishes every file.
-    pub fn finish(self) -> Result<Vec<PathBuf>, FileError> {
+    /// Syncs every file, then publishes them all, unless `may_publish`
+    /// says no by then (the caller stopped waiting): the `.part` files stay.
+    pub fn finish(mut self, may_publish: impl FnOnce() -> bool) -> Result<Vec<PathBuf>, FileError> {
+        for w in &mut self.writers {
+            w.sync().map_err(|err| FileError {
+                what: "finishing",
+                path: w.part().to_owned(),
+                err,
+            })?;
+        }
+        if !may_publish() {
+            return Err(FileError {
+                what: "finishing",
+                path: self.writers[0].part().to_owned(),
+                err: io::Error::new(io::ErrorKind::TimedOut, "finished too late to be published"),
+            });
+        }
         let mut published = Vec::with_capacity(self.writers.len());
         for w in self.writers {
             let part = w.part().to_owned();
-            published.push(w.finish().map_err(|err| FileError {
-                what: "finishing",
+            published.push(w.publish().map_err(|err| FileError {
+                what: "publishing",
                 path: part,
                 err,
             })?);
         }
         Ok(published)
+    }
+
+    /// The first `.part`, to name in errors that concern the recording.
+    pub fn first_part(&self) -> PathBuf {
+        self.writers[0].part().to_owned()
     }
 
     /// Removes every `.part`.

@@ -20,6 +20,7 @@ use gst::subclass::prelude::*;
 
 use super::files::{FileError, RecordingFiles};
 use super::mixer::{Mixer, PauseMode, TrackStats};
+use super::writer::FileWriter;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -146,7 +147,7 @@ enum Outcome {
 
 /// One recording, from READY->PAUSED to its finalization.
 struct Recording {
-    files: Option<RecordingFiles>,
+    files: Option<FileWriter>,
     mixer: Option<Mixer>,
     rate: Option<u32>,
     channels: usize,
@@ -787,6 +788,7 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         }
+        let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
         let files = RecordingFiles::create(
             &location,
             separate,
@@ -794,6 +796,7 @@ impl CallRecSink {
             settings.file_mode,
             FALLBACK_RATE,
         )
+        .and_then(|files| FileWriter::spawn(files, 2 * channels as u64, disk_timeout))
         .map_err(|err| {
             gst::element_imp_error!(
                 self,
@@ -1016,7 +1019,7 @@ impl ObjectImpl for CallRecSink {
                     .build(),
                 glib::ParamSpecUInt64::builder("finalize-timeout")
                     .nick("Finalize timeout")
-                    .blurb("Longest time (ns) a stop without EOS waits for the file to be finished")
+                    .blurb("Longest time (ns) anything waits for the disk: finishing the file (on EOS or a stop without EOS), or audio waiting for a disk that takes nothing; then the recording fails")
                     .minimum(gst::ClockTime::MSECOND.nseconds())
                     .default_value(DEFAULT_FINALIZE_TIMEOUT.nseconds())
                     .mutable_ready()

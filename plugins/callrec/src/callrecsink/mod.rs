@@ -5,6 +5,7 @@ mod files;
 mod imp;
 mod mixer;
 mod wav;
+mod writer;
 
 glib::wrapper! {
     /// Sink bin recording one request pad per track into one WAV file.

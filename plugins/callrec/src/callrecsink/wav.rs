@@ -118,12 +118,15 @@ impl WavWriter {
         Ok(())
     }
 
-    /// Writes the final header, syncs, and publishes the file at `location`.
-    pub fn finish(mut self) -> io::Result<PathBuf> {
+    /// Writes the final header and makes the `.part` durable.
+    pub fn sync(&mut self) -> io::Result<()> {
         self.update_header()?;
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
+        self.file.flush()?;
+        self.file.get_ref().sync_all()
+    }
+
+    /// Publishes a synced recording at `location`.
+    pub fn publish(self) -> io::Result<PathBuf> {
         std::fs::rename(&self.part, &self.location)?;
         if let Some(dir) = self.location.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Make the rename itself durable.
@@ -190,7 +193,8 @@ mod tests {
             .collect();
         w.write(&frames).unwrap();
         assert!(!location.exists(), "published before finished");
-        let published = w.finish().unwrap();
+        w.sync().unwrap();
+        let published = w.publish().unwrap();
         assert_eq!(published, location);
         assert!(!part_path(&location).exists());
         let mut reader = hound::WavReader::open(&location).unwrap();
