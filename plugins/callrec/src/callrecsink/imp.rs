@@ -234,13 +234,10 @@ impl Recording {
     fn record(
         &mut self,
         index: usize,
-        segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
+        running_time: Option<gst::ClockTime>,
         buffer: &gst::BufferRef,
     ) -> Result<gst::FlowSuccess, Refusal> {
-        let running_time = buffer
-            .pts()
-            .and_then(|pts| segment.and_then(|s| s.to_running_time(pts)))
-            .ok_or(Refusal::NoTimestamps)?;
+        let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
         let map = buffer
             .map_readable()
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
@@ -249,9 +246,9 @@ impl Recording {
             return Err(Refusal::Flow(gst::FlowError::Eos));
         }
         if let Err(err) = self.push(index, running_time, &map, silence) {
-            if let Some(mut files) = self.files.take() {
-                let _ = files.update_header();
-            }
+            // The writer has already made what it wrote playable; dropping
+            // it keeps the `.part`.
+            self.files = None;
             self.done = true;
             return Err(Refusal::WriteFailed(
                 self.report(Outcome::Failed(err.to_string())),
@@ -613,8 +610,8 @@ impl CallRecSink {
             if tap.s16_mono_rate.is_none() || tap.s16_mono_rate != rec.rate {
                 return gst::PadProbeReturn::Ok;
             }
-            let segment = tap.segment.clone();
-            let result = rec.record(index, segment.as_ref(), buffer);
+            let running_time = running_time(tap.segment.as_ref(), buffer);
+            let result = rec.record(index, running_time, buffer);
             drop(guard);
             info.flow_res = result.map_err(|refusal| match weak.upgrade() {
                 Some(obj) => obj.imp().refused(index, refusal),
@@ -634,7 +631,7 @@ impl CallRecSink {
         buffer: &gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let result = match recording.as_mut() {
-            Some(rec) => rec.record(index, segment, buffer),
+            Some(rec) => rec.record(index, running_time(segment, buffer), buffer),
             None => Err(Refusal::Flow(gst::FlowError::Flushing)),
         };
         drop(recording);
@@ -965,6 +962,14 @@ fn track_pad_query(
         }
         _ => gst::Pad::query_default(pad, parent, query),
     }
+}
+
+/// The running time of `buffer`'s first sample, if it has one.
+fn running_time(
+    segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
+    buffer: &gst::BufferRef,
+) -> Option<gst::ClockTime> {
+    segment?.to_running_time(buffer.pts()?)
 }
 
 /// What each track is converted to before the mixer: mono S16LE at the
