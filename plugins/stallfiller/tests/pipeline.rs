@@ -345,3 +345,138 @@ fn stopping_while_a_stall_is_filled_is_prompt() {
         "set_state(Null) took {took:?}"
     );
 }
+
+/// Waits for an ERROR from `name` for at most `within`; its text.
+fn error_from(pipeline: &gst::Pipeline, name: &str, within: Duration) -> Option<String> {
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let msg = bus.timed_pop_filtered(
+            ClockTime::from_nseconds(left.as_nanos() as u64),
+            &[gst::MessageType::Error],
+        )?;
+        if let gst::MessageView::Error(err) = msg.view()
+            && msg.src().is_some_and(|s| s.name() == name)
+        {
+            return Some(format!("{} | {:?}", err.error(), err.debug()));
+        }
+    }
+    None
+}
+
+#[test]
+fn one_elements_huge_threshold_never_stops_another_pipeline_from_filling() {
+    init();
+    let launch = |desc: String| {
+        gst::parse::launch(&desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap()
+    };
+    // What a gst-launch line would try: GLib refuses the value as out of
+    // range (it used to be accepted and overflowed every deadline sum).
+    let a = launch(
+        live_branch("a", 440).replace("stallfiller ", "stallfiller threshold=9223372036854775807 "),
+    );
+    let b = launch(live_branch("b", 660));
+    let huge = a.by_name("filler_a").unwrap();
+    assert_eq!(huge.property::<u64>("threshold"), 200_000_000);
+    huge.set_property("threshold", 3600 * ClockTime::SECOND.nseconds());
+    // (appsink holds EOS until every sample is pulled: read both.)
+    let _a_seen = record(&a, "sink_a");
+    let b_seen = record(&b, "sink_b");
+    a.set_state(gst::State::Playing).unwrap();
+    b.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for (p, name) in [(&a, "valve_a"), (&b, "valve_b")] {
+        p.by_name(name).unwrap().set_property("drop", true);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let b_silence = b_seen.lock().unwrap().iter().filter(|s| s.gap).count();
+    assert!(b_silence >= 30, "b filled only {b_silence} chunks");
+    // The huge-threshold element still ends, and still answers.
+    let started = Instant::now();
+    a.send_event(gst::event::Eos::new());
+    wait_for_eos(&a);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let stats = huge.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("stalls").unwrap(), 0);
+    a.set_state(gst::State::Null).unwrap();
+    b.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn live_tracks_end_together_on_a_free_running_clock() {
+    init();
+    // Two live tracks, the agent's dropped from 1 s; EOS at 4 s.
+    let desc = format!(
+        "{} {}",
+        live_branch("caller", 440),
+        live_branch("agent", 660)
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let caller = record(&pipeline, "sink_caller");
+    let agent = record(&pipeline, "sink_agent");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    pipeline
+        .by_name("valve_agent")
+        .unwrap()
+        .set_property("drop", true);
+    std::thread::sleep(Duration::from_secs(3));
+    pipeline.send_event(gst::event::Eos::new());
+    wait_for_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let caller = caller.lock().unwrap().clone();
+    let agent = agent.lock().unwrap().clone();
+    assert_continuous(&caller);
+    assert_continuous(&agent);
+    let (caller_end, agent_end) = (end_of(&caller), end_of(&agent));
+    println!("caller ends at {caller_end}, agent at {agent_end}");
+    // Before: 16.5-19.4 ms apart, one source buffer.
+    assert!(
+        caller_end.nseconds().abs_diff(agent_end.nseconds()) <= ClockTime::MSECOND.nseconds(),
+        "caller ends at {caller_end}, agent at {agent_end}"
+    );
+}
+
+#[test]
+fn a_failed_silence_push_is_an_error_while_the_stall_lasts() {
+    init();
+    let pipeline = gst::parse::launch(&live_branch("a", 440))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink_a")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    // Downstream breaks on the first silence buffer.
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(|sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if sample.buffer().unwrap().flags().contains(gst::BufferFlags::GAP) {
+                    return Err(gst::FlowError::Error);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pipeline
+        .by_name("valve_a")
+        .unwrap()
+        .set_property("drop", true);
+    // Upstream stays stalled: before, the error waited for its next buffer.
+    let error = error_from(&pipeline, "filler_a", Duration::from_secs(3));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let error = error.expect("no ERROR from the filler while the stall lasted");
+    assert!(error.contains("Internal data stream error"), "{error}");
+    assert!(error.contains("Error"), "{error}");
+}

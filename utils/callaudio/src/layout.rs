@@ -35,6 +35,13 @@ pub struct Layout {
     pub bpf: usize,
 }
 
+/// The highest rate any element of this set accepts: above every rate audio
+/// hardware or a codec uses (768 kHz), far below what would make one
+/// buffer's arithmetic or allocation a hazard.
+pub const MAX_RATE: u32 = 768_000;
+/// The most channels: GStreamer's own limit for positioned audio.
+pub const MAX_CHANNELS: u32 = 64;
+
 /// G.711 mu-law encodes a zero amplitude as 0xFF.
 const MULAW_SILENCE: u8 = 0xFF;
 /// G.711 A-law encodes a zero amplitude as 0xD5 (0x55 with even bits inverted).
@@ -62,7 +69,25 @@ fn raw_info(caps: &gst::CapsRef) -> Result<gst_audio::AudioInfo, LayoutError> {
 impl Layout {
     /// Reads fixed caps. Non-interleaved raw audio is refused: every helper here
     /// cuts a buffer at one byte position, which only an interleaved layout allows.
+    /// So are rates above `MAX_RATE` and more than `MAX_CHANNELS` channels.
     pub fn from_caps(caps: &gst::CapsRef) -> Result<Self, LayoutError> {
+        let layout = Self::from_caps_unbounded(caps)?;
+        if layout.rate == 0 || layout.rate > MAX_RATE {
+            return Err(LayoutError(format!(
+                "rate {} Hz is outside 1..={MAX_RATE} Hz",
+                layout.rate
+            )));
+        }
+        if layout.channels == 0 || layout.channels > MAX_CHANNELS {
+            return Err(LayoutError(format!(
+                "{} channels is outside 1..={MAX_CHANNELS}",
+                layout.channels
+            )));
+        }
+        Ok(layout)
+    }
+
+    fn from_caps_unbounded(caps: &gst::CapsRef) -> Result<Self, LayoutError> {
         let s = caps
             .structure(0)
             .ok_or_else(|| LayoutError(format!("empty caps {caps}")))?;
@@ -133,6 +158,26 @@ impl Layout {
             Encoding::Mulaw => dest.fill(MULAW_SILENCE),
             Encoding::Alaw => dest.fill(ALAW_SILENCE),
         }
+    }
+
+    /// Caps of any interleaved raw audio or G.711 within the bounds above.
+    pub fn template_caps() -> gst::Caps {
+        let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
+            .rate_range(1..=MAX_RATE as i32)
+            .channels_range(1..=MAX_CHANNELS as i32)
+            .build();
+        {
+            let caps = caps.get_mut().unwrap();
+            for name in ["audio/x-mulaw", "audio/x-alaw"] {
+                caps.append_structure(
+                    gst::Structure::builder(name)
+                        .field("rate", gst::IntRange::new(1, MAX_RATE as i32))
+                        .field("channels", gst::IntRange::new(1, MAX_CHANNELS as i32))
+                        .build(),
+                );
+            }
+        }
+        caps
     }
 
     /// A new buffer of `n` frames of silence, flagged GAP, without timestamps.

@@ -8,9 +8,10 @@
 mod layout;
 mod silence;
 mod split;
+pub mod sync;
 mod time;
 
-pub use layout::{Encoding, Layout, LayoutError};
+pub use layout::{Encoding, Layout, LayoutError, MAX_CHANNELS, MAX_RATE};
 pub use silence::SilenceSource;
-pub use split::{OFFSET_NONE, split_at_sample, trim};
+pub use split::{OFFSET_NONE, split_at_sample, trim, whole_frames};
 pub use time::{samples_to_time, time_to_samples};

@@ -41,6 +41,18 @@ pub fn trim(buffer: gst::Buffer, head: u64, tail: u64, layout: &Layout) -> Optio
     Some(region(&buffer, head, total - tail, layout))
 }
 
+/// `buffer` cut to whole frames, and how many stray bytes were cut off its
+/// end (a buffer whose size is not a multiple of the frame size would put
+/// every later sample of the stream off by those bytes).
+pub fn whole_frames(buffer: gst::Buffer, layout: &Layout) -> (gst::Buffer, usize) {
+    let stray = buffer.size() % layout.bpf.max(1);
+    if stray == 0 {
+        return (buffer, 0);
+    }
+    let total = layout.samples_in_bytes(buffer.size());
+    (region(&buffer, 0, total, layout), stray)
+}
+
 /// Samples `[from, to)` of `buffer` as a new buffer sharing its memory.
 fn region(buffer: &gst::BufferRef, from: u64, to: u64, layout: &Layout) -> gst::Buffer {
     let bytes = layout.byte_offset(from)..layout.byte_offset(to);
@@ -253,6 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn stray_bytes_are_cut_to_whole_frames() {
+        init();
+        let layout = raw_layout(gst_audio::AudioFormat::S16le, 2);
+        let mut buffer = gst::Buffer::from_mut_slice(vec![1u8; 4 * 10 + 3]);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_seconds(1));
+        let (whole, stray) = whole_frames(buffer, &layout);
+        assert_eq!((whole.size(), stray), (40, 3));
+        assert_eq!(whole.pts(), Some(gst::ClockTime::from_seconds(1)));
+        let (same, stray) = whole_frames(whole, &layout);
+        assert_eq!((same.size(), stray), (40, 0));
+    }
+
+    #[test]
     fn refuses_non_audio_and_planar() {
         init();
         assert!(Layout::from_caps(&gst::Caps::builder("video/x-raw").build()).is_err());
@@ -263,5 +288,17 @@ mod tests {
             .layout(gst_audio::AudioLayout::NonInterleaved)
             .build();
         assert!(Layout::from_caps(&planar).is_err());
+        let huge = gst_audio::AudioCapsBuilder::new_interleaved()
+            .format(gst_audio::AudioFormat::S16le)
+            .rate(i32::MAX)
+            .channels(64)
+            .build();
+        let err = Layout::from_caps(&huge).unwrap_err();
+        assert!(err.0.contains("2147483647"), "{err}");
+        let mulaw = gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000)
+            .field("channels", 65)
+            .build();
+        assert!(Layout::from_caps(&mulaw).unwrap_err().0.contains("65 channels"));
     }
 }

@@ -2,17 +2,26 @@
 //!
 //! Two threads push on the source pad: the upstream streaming thread (real
 //! data, events) and the source pad's task (silence while upstream stalls).
-//! `push_lock` serialises the two so no buffer goes out of order; `state` is
-//! only ever held for arithmetic, never across a push.
+//!
+//! Lock order: `push_lock`, then `state`, then `settings`. `push_lock`
+//! serialises the two pushers so no buffer goes out of order and is held
+//! across pushes; `state` is only ever held for arithmetic, never across a
+//! push; `settings` only to copy them.
 //!
 //! The clock's deadline watch (`watch.rs`, one thread per clock for every
 //! stallfiller) tells the task when the next sample is overdue:
 //! `base_time + running_time(end) + upstream latency + threshold`.
 //! Our LATENCY answer adds `threshold`, so the silence we push at that moment
 //! still reaches a synchronised sink in time.
+//!
+//! Work is bounded whatever the timestamps: a hole longer than `max-gap` is a
+//! resync, not a fill; silence is described as a run and stamped as it is
+//! pushed, so a long fill never holds more than one buffer; and every sum of
+//! times saturates or gives up rather than overflowing.
 
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
+use callaudio::sync::{lock, wait};
 use callaudio::{Layout, SilenceSource};
 use gst::glib;
 use gst::prelude::*;
@@ -30,15 +39,24 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_THRESHOLD: gst::ClockTime = gst::ClockTime::from_mseconds(200);
+/// Longer than any threshold is useful for: a stall noticed an hour late is
+/// not noticed. Bounding it keeps every deadline sum far from overflow.
+const MAX_THRESHOLD: gst::ClockTime = gst::ClockTime::from_seconds(3600);
 const DEFAULT_FILL_CHUNK: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 const DEFAULT_TOLERANCE: gst::ClockTime = gst::ClockTime::ZERO;
 const DEFAULT_POST_MESSAGES: bool = true;
+/// SIP stacks hang up a call whose RTP stops for about this long (RTP
+/// timeouts are commonly 30-60 s), so a longer hole in a call's timestamps is
+/// not a stall to bridge but a jump: it is resynchronised, not filled.
+pub const DEFAULT_MAX_GAP: gst::ClockTime = gst::ClockTime::from_seconds(60);
+const MAX_MAX_GAP: gst::ClockTime = gst::ClockTime::from_seconds(24 * 3600);
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     threshold: gst::ClockTime,
     fill_chunk: gst::ClockTime,
     tolerance: gst::ClockTime,
+    max_gap: gst::ClockTime,
     post_messages: bool,
 }
 
@@ -48,6 +66,7 @@ impl Default for Settings {
             threshold: DEFAULT_THRESHOLD,
             fill_chunk: DEFAULT_FILL_CHUNK,
             tolerance: DEFAULT_TOLERANCE,
+            max_gap: DEFAULT_MAX_GAP,
             post_messages: DEFAULT_POST_MESSAGES,
         }
     }
@@ -61,6 +80,8 @@ struct Stats {
     dropped_samples: u64,
     stalls: u64,
     longest_stall: gst::ClockTime,
+    resyncs: u64,
+    partial_frame_bytes: u64,
 }
 
 /// What upstream told us in the LATENCY query.
@@ -73,11 +94,17 @@ struct Upstream {
 #[derive(Default)]
 struct State {
     layout: Option<Layout>,
-    silence: Option<SilenceSource>,
+    silence: Option<Arc<SilenceSource>>,
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    /// `None` until the first buffer (or GAP) of a segment fixes the origin.
+    /// `None` until the first buffer, GAP or overdue deadline of a segment
+    /// fixes the origin.
     timeline: Option<Timeline>,
+    /// The next buffer out starts a discontinuity (a new timeline or a resync).
+    discont: bool,
     upstream: Option<Upstream>,
+    /// The pipeline latency from the LATENCY event: what every track of the
+    /// pipeline shares, so their tails can end at one running time.
+    pipeline_latency: Option<gst::ClockTime>,
     playing: bool,
     flushing: bool,
     eos: bool,
@@ -113,14 +140,50 @@ impl State {
         self.eos = false;
         self.flow_error = None;
     }
+
+    /// Starts the timeline at `origin` if there is none yet and the format
+    /// is known; true if there is a timeline now.
+    fn ensure_timeline(&mut self, origin: Option<gst::ClockTime>) -> bool {
+        if self.timeline.is_some() {
+            return true;
+        }
+        let (Some(layout), Some(segment)) = (self.layout.as_ref(), self.segment.as_ref()) else {
+            return false;
+        };
+        let start = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        let origin = origin.unwrap_or(start);
+        let origin_offset = layout.time_to_samples(origin.saturating_sub(start));
+        gst::debug!(CAT, "timeline starts at {origin}");
+        self.timeline = Some(Timeline::new(layout.clone(), origin, origin_offset));
+        self.discont = true;
+        true
+    }
 }
 
-/// Buffers a decision sends downstream, in order: silence first, then data.
+/// Silence claimed on the timeline, stamped and pushed piece by piece by
+/// whoever pushes the `Output`, so a long fill holds one buffer at a time.
+struct SilenceRun {
+    /// The timeline as it was before the run.
+    timeline: Timeline,
+    n: u64,
+    chunk: u64,
+    source: Arc<SilenceSource>,
+    discont: bool,
+}
+
+/// What a decision sends downstream, in order: messages, silence, data.
 #[derive(Default)]
 struct Output {
-    silence: Vec<gst::Buffer>,
-    data: Option<gst::Buffer>,
     messages: Vec<gst::Message>,
+    silence: Option<SilenceRun>,
+    data: Option<gst::Buffer>,
+}
+
+/// What is placed on the timeline: a buffer of audio, or a span of silence
+/// standing in for audio (a GAP event), which is never allocated whole.
+enum Input {
+    Buffer(gst::Buffer),
+    Silence { pts: gst::ClockTime, n: u64 },
 }
 
 pub struct StallFiller {
@@ -143,36 +206,44 @@ enum Kind {
 
 impl StallFiller {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
+        lock(&self.state)
     }
 
     fn settings(&self) -> Settings {
-        *self.settings.lock().unwrap()
+        *lock(&self.settings)
     }
 
     fn push_guard(&self) -> MutexGuard<'_, ()> {
-        self.push_lock.lock().unwrap()
+        lock(&self.push_lock)
     }
 
     fn chunk_samples(layout: &Layout, settings: &Settings) -> u64 {
         layout.time_to_samples(settings.fill_chunk).max(1)
     }
 
-    /// Appends `n` samples of stamped silence to `out`, in fill-chunk pieces.
-    fn emit_silence(state: &mut State, settings: &Settings, n: u64, out: &mut Vec<gst::Buffer>) {
-        let (Some(timeline), Some(silence)) = (state.timeline.as_mut(), state.silence.as_ref())
+    /// Claims `n` samples of silence on the timeline for `out`.
+    fn emit_silence(state: &mut State, settings: &Settings, n: u64, out: &mut Output) {
+        if n == 0 {
+            return;
+        }
+        let (Some(timeline), Some(source)) = (state.timeline.as_mut(), state.silence.as_ref())
         else {
             return;
         };
-        let chunk = Self::chunk_samples(timeline.layout(), settings);
-        let mut left = n;
-        while left > 0 {
-            let len = left.min(chunk);
-            let mut buffer = silence.take(len);
-            timeline.stamp(buffer.get_mut().unwrap(), len);
-            out.push(buffer);
-            left -= len;
+        match out.silence.as_mut() {
+            Some(run) => run.n += n,
+            None => {
+                let chunk = Self::chunk_samples(timeline.layout(), settings).min(source.max_take());
+                out.silence = Some(SilenceRun {
+                    timeline: timeline.clone(),
+                    n,
+                    chunk,
+                    source: source.clone(),
+                    discont: std::mem::take(&mut state.discont),
+                });
+            }
         }
+        timeline.skip(n);
         state.stats.silence_samples += n;
         state.stats.out_samples += n;
     }
@@ -183,15 +254,23 @@ impl StallFiller {
         gst::message::Element::builder(s).src(&*self.obj()).build()
     }
 
-    /// Places one input buffer on the timeline: fills a hole before it, trims
-    /// what overlaps output already sent, stamps what is left.
-    ///
-    /// Settings are only read off the steady path: a contiguous buffer is
-    /// contiguous under any tolerance.
+    /// A WARNING to post once the state is unlocked.
+    fn warning(&self, text: &str, debug: &str) -> gst::Message {
+        gst::warning!(CAT, imp = self, "{text}: {debug}");
+        gst::message::Warning::builder(gst::StreamError::Format, text)
+            .debug(debug)
+            .src(&*self.obj())
+            .build()
+    }
+
+    /// Places one input on the timeline: fills a hole before it, trims
+    /// what overlaps output already sent, stamps what is left. A forward
+    /// jump past `max-gap` resynchronises instead of filling.
     fn place(
         &self,
         state: &mut State,
-        buffer: gst::Buffer,
+        settings: &Settings,
+        input: Input,
         kind: Kind,
     ) -> Result<Output, gst::FlowError> {
         let Some(layout) = state.layout.clone() else {
@@ -203,53 +282,64 @@ impl StallFiller {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        if state.segment.is_none() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Received audio before a segment"),
+                ["stallfiller needs a SEGMENT event before the first buffer"]
+            );
+            return Err(gst::FlowError::Error);
+        }
         let mut out = Output::default();
-        let n = layout.samples_in_bytes(buffer.size());
+        let (pts, n) = match &input {
+            Input::Buffer(buffer) => (buffer.pts(), layout.samples_in_bytes(buffer.size())),
+            Input::Silence { pts, n } => (Some(*pts), *n),
+        };
         if kind == Kind::Audio {
             state.stats.in_samples += n;
         }
         if n == 0 {
             return Ok(out);
         }
-
-        let mut discont = false;
-        if state.timeline.is_none() {
-            let segment = state.segment.as_ref().ok_or(gst::FlowError::Error)?;
-            let origin = buffer
-                .pts()
-                .unwrap_or(segment.start().unwrap_or(gst::ClockTime::ZERO));
-            let origin_offset =
-                layout.time_to_samples(origin.saturating_sub(segment.start().unwrap_or_default()));
-            gst::debug!(CAT, imp = self, "timeline starts at {origin}");
-            state.timeline = Some(Timeline::new(layout.clone(), origin, origin_offset));
-            // The task has no deadline without a timeline: it waits for this.
-            self.cond.notify_all();
-            discont = true;
-        }
-        let timeline = state.timeline.as_ref().unwrap();
-        let mut placement = timeline.place(buffer.pts(), 0);
+        state.ensure_timeline(pts);
+        let timeline = state.timeline.as_ref().expect("layout and segment are set");
+        let mut placement = timeline.place(pts, 0);
         if placement != Placement::Contiguous {
-            let tolerance = layout.time_to_samples(self.settings().tolerance);
-            placement = timeline.place(buffer.pts(), tolerance);
+            let tolerance = layout.time_to_samples(settings.tolerance);
+            placement = timeline.place(pts, tolerance);
         }
-        let mut buffer = buffer;
         let mut kept = n;
+        let mut trim = 0;
         match placement {
             Placement::Contiguous => {}
+            Placement::Gap(missing) if missing > layout.time_to_samples(settings.max_gap) => {
+                let jump = layout.samples_to_time(missing);
+                let pts = pts.expect("a gap needs a timestamp");
+                out.messages.push(self.warning(
+                    "Timestamps jumped ahead by more than max-gap: resynchronised instead of filling",
+                    &format!(
+                        "jump of {jump} at {pts}, max-gap is {}; the output is discontinuous here",
+                        settings.max_gap
+                    ),
+                ));
+                state.stats.resyncs += 1;
+                state.timeline = Some(timeline.continue_at(pts));
+                state.discont = true;
+            }
             Placement::Gap(missing) => {
                 gst::debug!(
                     CAT,
                     imp = self,
-                    "{missing} samples missing before {:?}: filling",
-                    buffer.pts()
+                    "{missing} samples missing before {pts:?}: filling"
                 );
-                Self::emit_silence(state, &self.settings(), missing, &mut out.silence);
+                Self::emit_silence(state, settings, missing, &mut out);
             }
             Placement::Overlap(stale) if stale >= n => {
                 gst::log!(
                     CAT,
                     imp = self,
-                    "dropping a buffer of {n} samples, all already covered"
+                    "dropping {n} samples, all already covered"
                 );
                 if kind == Kind::Audio {
                     state.stats.dropped_samples += n;
@@ -261,39 +351,53 @@ impl StallFiller {
                 if kind == Kind::Audio {
                     state.stats.dropped_samples += stale;
                 }
-                buffer = callaudio::trim(buffer, stale, 0, &layout).expect("stale < n");
+                trim = stale;
                 kept = n - stale;
             }
         }
 
-        let timeline = state.timeline.as_mut().unwrap();
         if kind == Kind::Audio
             && let Some(since) = state.stall_since.take()
         {
-            let duration = timeline.end().saturating_sub(since);
+            let end = state.timeline.as_ref().unwrap().end();
+            let duration = end.saturating_sub(since);
             state.stats.longest_stall = state.stats.longest_stall.max(duration);
             gst::info!(
                 CAT,
                 imp = self,
                 "real audio resumed after a stall of {duration}"
             );
-            if self.settings().post_messages {
+            if settings.post_messages {
                 out.messages.push(
                     self.element_message(
                         "stallfiller-resumed",
                         gst::Structure::builder("x")
-                            .field("timestamp", timeline.end())
+                            .field("timestamp", end)
                             .field("duration", duration)
                             .build(),
                     ),
                 );
             }
         }
+        let buffer = match input {
+            Input::Silence { .. } => {
+                // The silence kept continues whatever hole was filled before it.
+                Self::emit_silence(state, settings, kept, &mut out);
+                return Ok(out);
+            }
+            Input::Buffer(buffer) if trim > 0 => {
+                callaudio::trim(buffer, trim, 0, &layout).expect("stale < n")
+            }
+            Input::Buffer(buffer) => buffer,
+        };
+        let mut buffer = buffer;
+        let discont = std::mem::take(&mut state.discont);
+        let timeline = state.timeline.as_mut().unwrap();
         {
             let b = buffer.make_mut();
             timeline.stamp(b, kept);
-            // The output is one continuous timeline: only its very start is a
-            // discontinuity, whatever upstream lost on its side.
+            // The output is one continuous timeline: only its start and a
+            // resync are discontinuities, whatever upstream lost on its side.
             if discont {
                 b.set_flags(gst::BufferFlags::DISCONT);
             } else if b.flags().contains(gst::BufferFlags::DISCONT) {
@@ -313,14 +417,28 @@ impl StallFiller {
         for message in out.messages {
             let _ = self.obj().post_message(message);
         }
-        let mut result = Ok(gst::FlowSuccess::Ok);
-        for buffer in out.silence.into_iter().chain(out.data) {
-            result = self.srcpad.push(buffer);
-            if result.is_err() {
-                break;
+        if let Some(run) = out.silence {
+            let mut timeline = run.timeline;
+            let mut left = run.n;
+            let mut discont = run.discont;
+            while left > 0 {
+                let mut buffer = run.source.take(run.chunk.min(left));
+                let len = run.source.layout().samples_in_bytes(buffer.size());
+                {
+                    let b = buffer.get_mut().unwrap();
+                    timeline.stamp(b, len);
+                    if std::mem::take(&mut discont) {
+                        b.set_flags(gst::BufferFlags::DISCONT);
+                    }
+                }
+                self.srcpad.push(buffer)?;
+                left -= len;
             }
         }
-        result
+        match out.data {
+            Some(buffer) => self.srcpad.push(buffer),
+            None => Ok(gst::FlowSuccess::Ok),
+        }
     }
 
     fn chain(
@@ -328,6 +446,7 @@ impl StallFiller {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings();
         let _push = self.push_guard();
         let out = {
             let mut state = self.state();
@@ -335,9 +454,20 @@ impl StallFiller {
                 state.wake_task(&self.cond);
                 return Err(err);
             }
+            let buffer = match state.layout.as_ref() {
+                Some(layout) => {
+                    let (buffer, stray) = callaudio::whole_frames(buffer, layout);
+                    if stray > 0 {
+                        gst::debug!(CAT, imp = self, "cut {stray} stray bytes off a buffer");
+                        state.stats.partial_frame_bytes += stray as u64;
+                    }
+                    buffer
+                }
+                None => buffer,
+            };
             // Real data moves the end and so the task's deadline later; the
             // task finds that out when it wakes, so it is not disturbed here.
-            self.place(&mut state, buffer, Kind::Audio)?
+            self.place(&mut state, &settings, Input::Buffer(buffer), Kind::Audio)?
         };
         self.push_output(out)
     }
@@ -363,77 +493,54 @@ impl StallFiller {
                 drop(state);
                 return self.srcpad.push_event(event);
             }
-            EventView::Caps(c) => {
-                let layout = match Layout::from_caps(c.caps()) {
-                    Ok(layout) => layout,
-                    Err(err) => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            ("Unsupported audio format"),
-                            ["{err}"]
-                        );
-                        return false;
-                    }
-                };
-                let settings = self.settings();
-                let _push = self.push_guard();
-                let mut state = self.state();
-                if state.layout.as_ref() != Some(&layout) {
-                    gst::debug!(CAT, imp = self, "new layout {layout:?}");
-                    if let Some(timeline) = state.timeline.as_mut() {
-                        timeline.rebase(layout.clone());
-                    }
-                    state.silence = Some(SilenceSource::new(
-                        &layout,
-                        Self::chunk_samples(&layout, &settings),
-                    ));
-                    state.layout = Some(layout);
-                }
-                drop(state);
-                return self.srcpad.push_event(event);
-            }
-            EventView::Segment(s) => {
-                let segment = match s.segment().clone().downcast::<gst::ClockTime>() {
-                    Ok(segment) => segment,
-                    Err(segment) => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            ("Audio must come in a TIME segment"),
-                            ["got a segment in {:?} format", segment.format()]
-                        );
-                        return false;
-                    }
-                };
-                let _push = self.push_guard();
-                let mut state = self.state();
-                if state.segment.as_ref() != Some(&segment) {
-                    state.reset_stream();
-                    state.segment = Some(segment);
-                    state.wake_task(&self.cond);
-                }
-                drop(state);
-                return self.srcpad.push_event(event);
-            }
+            EventView::Caps(c) => return self.set_caps(c.caps(), event.clone()),
+            EventView::Segment(s) => return self.set_segment(s.segment(), event.clone()),
             EventView::Gap(g) => {
                 let (timestamp, duration) = g.get();
+                let settings = self.settings();
                 let _push = self.push_guard();
                 let out = {
                     let mut state = self.state();
-                    match (duration, state.silence.as_ref()) {
-                        (Some(duration), Some(silence)) if state.segment.is_some() => {
-                            let n = silence.layout().time_to_samples(duration);
-                            let mut buffer = silence.take(n);
-                            buffer.get_mut().unwrap().set_pts(timestamp);
-                            self.place(&mut state, buffer, Kind::Silence)
+                    let n = match (duration, state.layout.as_ref()) {
+                        (Some(duration), Some(layout)) if state.segment.is_some() => {
+                            layout.time_to_samples(duration)
                         }
                         // Nothing to turn into samples: the GAP goes on as it is.
                         _ => {
                             drop(state);
                             return self.srcpad.push_event(event);
                         }
+                    };
+                    if duration.is_some_and(|d| d > settings.max_gap) {
+                        // Not filled: the stream resumes after it, as after
+                        // a jump, and downstream learns of the gap itself.
+                        let resume = timestamp.saturating_add(duration.unwrap());
+                        let warning = self.warning(
+                            "A GAP event longer than max-gap: resynchronised instead of filling",
+                            &format!(
+                                "gap of {} at {timestamp}, max-gap is {}",
+                                duration.unwrap(),
+                                settings.max_gap
+                            ),
+                        );
+                        match state.timeline.as_ref() {
+                            Some(timeline) => state.timeline = Some(timeline.continue_at(resume)),
+                            None => {
+                                state.ensure_timeline(Some(resume));
+                            }
+                        }
+                        state.discont = true;
+                        state.stats.resyncs += 1;
+                        drop(state);
+                        let _ = self.obj().post_message(warning);
+                        return self.srcpad.push_event(event);
                     }
+                    self.place(
+                        &mut state,
+                        &settings,
+                        Input::Silence { pts: timestamp, n },
+                        Kind::Silence,
+                    )
                 };
                 return match out {
                     Ok(out) => {
@@ -450,17 +557,29 @@ impl StallFiller {
                 let out = {
                     let mut state = self.state();
                     let mut out = Output::default();
-                    if let Some(target) = self.eos_target(&state) {
-                        let n = state
-                            .timeline
-                            .as_ref()
-                            .map_or(0, |t| t.samples_until(target));
-                        gst::debug!(
-                            CAT,
-                            imp = self,
-                            "padding the tail with {n} samples up to {target}"
-                        );
-                        Self::emit_silence(&mut state, &settings, n, &mut out.silence);
+                    if let Some(target) = self.eos_target(&state, &settings)
+                        && state.ensure_timeline(None)
+                    {
+                        let timeline = state.timeline.as_ref().unwrap();
+                        let n = timeline.samples_until(target);
+                        let max_gap = timeline.layout().time_to_samples(settings.max_gap);
+                        if n > max_gap {
+                            out.messages.push(self.warning(
+                                "The tail to pad at EOS is longer than max-gap: not padded",
+                                &format!(
+                                    "output ends at {}, EOS target {target}, max-gap {}",
+                                    timeline.end(),
+                                    settings.max_gap
+                                ),
+                            ));
+                        } else {
+                            gst::debug!(
+                                CAT,
+                                imp = self,
+                                "padding the tail with {n} samples up to {target}"
+                            );
+                            Self::emit_silence(&mut state, &settings, n, &mut out);
+                        }
                     }
                     if let (Some(since), Some(timeline)) =
                         (state.stall_since.take(), state.timeline.as_ref())
@@ -485,15 +604,133 @@ impl StallFiller {
         }
     }
 
-    /// Where the tail must reach at EOS: in a live pipeline the moment EOS
-    /// arrives (so parallel tracks end together); otherwise the segment stop.
-    fn eos_target(&self, state: &State) -> Option<gst::ClockTime> {
+    fn set_caps(&self, caps: &gst::CapsRef, event: gst::Event) -> bool {
+        let layout = match Layout::from_caps(caps) {
+            Ok(layout) => layout,
+            Err(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Unsupported audio format: {}", err),
+                    ["caps {caps}"]
+                );
+                return false;
+            }
+        };
+        let settings = self.settings();
+        let _push = self.push_guard();
+        let mut state = self.state();
+        if state.layout.as_ref() != Some(&layout) {
+            gst::debug!(CAT, imp = self, "new layout {layout:?}");
+            if let Some(timeline) = state.timeline.as_mut() {
+                timeline.rebase(layout.clone());
+            }
+            state.silence = Some(Arc::new(SilenceSource::new(
+                &layout,
+                Self::chunk_samples(&layout, &settings),
+            )));
+            state.layout = Some(layout);
+            state.wake_task(&self.cond);
+        }
+        drop(state);
+        self.srcpad.push_event(event)
+    }
+
+    /// A new segment continues the timeline in running time: a hole between
+    /// the old segment's end and the new one's start is filled (up to
+    /// `max-gap`) in the old segment, an overlap trims what follows.
+    fn set_segment(&self, segment: &gst::Segment, event: gst::Event) -> bool {
+        let segment = match segment.clone().downcast::<gst::ClockTime>() {
+            Ok(segment) => segment,
+            Err(segment) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Audio must come in a TIME segment"),
+                    ["got a segment in {:?} format", segment.format()]
+                );
+                return false;
+            }
+        };
+        if segment.rate() < 0.0 {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::NotImplemented,
+                ("Reverse playback is not supported"),
+                ["segment rate {}: a stall filler keeps time moving forward", segment.rate()]
+            );
+            return false;
+        }
+        let settings = self.settings();
+        let _push = self.push_guard();
+        let mut state = self.state();
+        if state.segment.as_ref() == Some(&segment) {
+            drop(state);
+            return self.srcpad.push_event(event);
+        }
+        let mut out = Output::default();
+        let continued = match (state.segment.as_ref(), state.timeline.as_ref()) {
+            (Some(old), Some(timeline)) => {
+                let end_rt = old.to_running_time(timeline.end());
+                let start_rt = segment
+                    .start()
+                    .and_then(|start| segment.to_running_time(start));
+                match (end_rt, start_rt) {
+                    (Some(end_rt), Some(start_rt)) => {
+                        let hole = start_rt.saturating_sub(end_rt);
+                        if !hole.is_zero()
+                            && hole <= settings.max_gap
+                            && let Some(until) = old.position_from_running_time(start_rt)
+                        {
+                            let n = timeline.samples_until(until);
+                            Self::emit_silence(&mut state, &settings, n, &mut out);
+                        }
+                        let end_rt = end_rt.max(start_rt);
+                        segment
+                            .position_from_running_time(end_rt)
+                            .map(|origin| state.timeline.as_ref().unwrap().continue_at(origin))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "new segment {segment:?}, timeline {}",
+            if continued.is_some() { "continues" } else { "restarts" }
+        );
+        let keep_stall = state.stall_since;
+        state.reset_stream();
+        if continued.is_some() {
+            state.stall_since = keep_stall;
+        }
+        state.timeline = continued;
+        state.segment = Some(segment);
+        state.wake_task(&self.cond);
+        drop(state);
+        let _ = self.push_output(out);
+        self.srcpad.push_event(event)
+    }
+
+    /// Where the tail must reach at EOS. In a live pipeline: the running
+    /// time of EOS plus the latency the tracks' data may run ahead of the
+    /// clock, which every track of the pipeline shares (the pipeline latency
+    /// less our threshold), so parallel tracks end together; otherwise the
+    /// segment stop.
+    fn eos_target(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
         let segment = state.segment.as_ref()?;
-        if state.upstream.is_some_and(|u| u.live) && state.playing {
+        let upstream = state.upstream?;
+        if upstream.live && state.playing {
             let obj = self.obj();
             let now = obj.clock()?.time();
             let running_time = now.checked_sub(obj.base_time()?)?;
-            segment.position_from_running_time(running_time)
+            let ahead = match state.pipeline_latency {
+                Some(latency) => latency.saturating_sub(settings.threshold),
+                None => upstream.min_latency,
+            };
+            segment.position_from_running_time(running_time.saturating_add(ahead))
         } else {
             segment.stop()
         }
@@ -519,10 +756,21 @@ impl StallFiller {
                 });
                 state.wake_task(&self.cond);
             }
-            q.set(live, min + threshold, max.map(|max| max + threshold));
+            q.set(
+                live,
+                min.saturating_add(threshold),
+                max.map(|max| max.saturating_add(threshold)),
+            );
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Latency(l) = event.view() {
+            self.state().pipeline_latency = Some(l.latency());
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     /// Nobody may have asked for latency yet (no synchronised sink downstream,
@@ -545,7 +793,8 @@ impl StallFiller {
     }
 
     /// Clock time at which the next sample is overdue, if the task should be
-    /// waiting for it at all.
+    /// waiting for it at all. Before the first buffer of a segment that is
+    /// the segment's start: a leg that never sends audio is filled too.
     fn deadline(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
         if !state.playing
             || state.flushing
@@ -556,10 +805,20 @@ impl StallFiller {
             return None;
         }
         let upstream = state.upstream.filter(|u| u.live)?;
-        let timeline = state.timeline.as_ref()?;
-        let running_time = state.segment.as_ref()?.to_running_time(timeline.end())?;
+        let segment = state.segment.as_ref()?;
+        let end = match state.timeline.as_ref() {
+            Some(timeline) => timeline.end(),
+            None => {
+                state.layout.as_ref()?;
+                segment.start()?
+            }
+        };
+        let running_time = segment.to_running_time(end)?;
         let base_time = self.obj().base_time()?;
-        Some(base_time + running_time + upstream.min_latency + settings.threshold)
+        base_time
+            .checked_add(running_time)?
+            .checked_add(upstream.min_latency)?
+            .checked_add(settings.threshold)
     }
 
     /// One turn of the source pad's task: sleep until the clock reports the
@@ -577,7 +836,7 @@ impl StallFiller {
                 let _ = self.srcpad.pause_task();
                 return;
             }
-            if state.upstream.is_none() && state.playing && state.timeline.is_some() {
+            if state.upstream.is_none() && state.playing && state.segment.is_some() {
                 drop(state);
                 self.ensure_upstream_known();
                 state = self.state();
@@ -589,7 +848,7 @@ impl StallFiller {
             if state.pending_wait.is_none() {
                 self.arm_deadline(&mut state);
             }
-            state = self.cond.wait(state).unwrap();
+            state = wait(&self.cond, state);
         };
         drop(state);
         self.fill_if_overdue(due);
@@ -658,9 +917,9 @@ impl StallFiller {
                 Some(deadline) if deadline <= waited_for => {}
                 _ => return,
             }
-            let Some(layout) = state.layout.clone() else {
+            if !state.ensure_timeline(None) {
                 return;
-            };
+            }
             let mut out = Output::default();
             if state.stall_since.is_none() {
                 let since = state.timeline.as_ref().unwrap().end();
@@ -687,15 +946,30 @@ impl StallFiller {
                     );
                 }
             }
-            let n = Self::chunk_samples(&layout, &settings);
-            Self::emit_silence(&mut state, &settings, n, &mut out.silence);
+            let n = Self::chunk_samples(state.timeline.as_ref().unwrap().layout(), &settings);
+            Self::emit_silence(&mut state, &settings, n, &mut out);
             out
         };
-        if let Err(err) = self.push_output(out) {
-            gst::debug!(CAT, imp = self, "silence push returned {err:?}");
-            // Upstream gets it on its next buffer; until then there is no
-            // deadline, so the task does not retry against a broken downstream.
-            self.state().flow_error = Some(err);
+        let Err(err) = self.push_output(out) else {
+            return;
+        };
+        gst::debug!(CAT, imp = self, "silence push returned {err:?}");
+        // Upstream gets it on its next buffer; until then there is no
+        // deadline, so the task does not retry against a broken downstream.
+        self.state().flow_error = Some(err);
+        drop(_push);
+        // Upstream may not send a next buffer for as long as it stalls, so a
+        // fatal error is posted now, as GST_ELEMENT_FLOW_ERROR does.
+        if matches!(
+            err,
+            gst::FlowError::NotLinked | gst::FlowError::NotNegotiated | gst::FlowError::Error
+        ) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["streaming stopped while filling a stall, reason {err:?}"]
+            );
         }
     }
 
@@ -728,6 +1002,8 @@ impl StallFiller {
             .field("dropped-samples", stats.dropped_samples)
             .field("stalls", stats.stalls)
             .field("longest-stall", stats.longest_stall.nseconds())
+            .field("resyncs", stats.resyncs)
+            .field("partial-frame-bytes", stats.partial_frame_bytes)
             .build()
     }
 }
@@ -777,6 +1053,13 @@ impl ObjectSubclass for StallFiller {
                     },
                 )
             })
+            .event_function(|pad, parent, event| {
+                StallFiller::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_event(pad, event),
+                )
+            })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
             .build();
         StallFiller {
@@ -801,7 +1084,7 @@ impl ObjectImpl for StallFiller {
                          added to the reported latency",
                     )
                     .minimum(0)
-                    .maximum(u64::MAX - 1)
+                    .maximum(MAX_THRESHOLD.nseconds())
                     .default_value(DEFAULT_THRESHOLD.nseconds())
                     .mutable_playing()
                     .build(),
@@ -824,6 +1107,18 @@ impl ObjectImpl for StallFiller {
                     .default_value(DEFAULT_TOLERANCE.nseconds())
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-gap")
+                    .nick("Max gap")
+                    .blurb(
+                        "Longest hole (ns) in the input's timestamps that is filled with silence; a \
+                         longer forward jump resynchronises the output (DISCONT, a WARNING, counted \
+                         in stats as resyncs). Also bounds the tail padded at EOS",
+                    )
+                    .minimum(gst::ClockTime::MSECOND.nseconds())
+                    .maximum(MAX_MAX_GAP.nseconds())
+                    .default_value(DEFAULT_MAX_GAP.nseconds())
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post stallfiller-stall and stallfiller-resumed element messages on the bus")
@@ -834,7 +1129,7 @@ impl ObjectImpl for StallFiller {
                     .nick("Statistics")
                     .blurb(
                         "in-samples, out-samples, silence-samples, dropped-samples, stalls, \
-                         longest-stall (ns)",
+                         longest-stall (ns), resyncs, partial-frame-bytes",
                     )
                     .read_only()
                     .build(),
@@ -844,7 +1139,7 @@ impl ObjectImpl for StallFiller {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = lock(&self.settings);
         match pspec.name() {
             "threshold" => {
                 settings.threshold = gst::ClockTime::from_nseconds(value.get().unwrap());
@@ -859,6 +1154,7 @@ impl ObjectImpl for StallFiller {
                 settings.fill_chunk = gst::ClockTime::from_nseconds(value.get().unwrap())
             }
             "tolerance" => settings.tolerance = gst::ClockTime::from_nseconds(value.get().unwrap()),
+            "max-gap" => settings.max_gap = gst::ClockTime::from_nseconds(value.get().unwrap()),
             "post-messages" => settings.post_messages = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
@@ -870,6 +1166,7 @@ impl ObjectImpl for StallFiller {
             "threshold" => settings.threshold.nseconds().to_value(),
             "fill-chunk" => settings.fill_chunk.nseconds().to_value(),
             "tolerance" => settings.tolerance.nseconds().to_value(),
+            "max-gap" => settings.max_gap.nseconds().to_value(),
             "post-messages" => settings.post_messages.to_value(),
             "stats" => self.stats_structure().to_value(),
             name => unreachable!("unknown property {name}"),
@@ -953,19 +1250,8 @@ impl ElementImpl for StallFiller {
     }
 }
 
-/// Any interleaved raw audio, and the two G.711 encodings SIP audio comes in.
+/// Any interleaved raw audio, and the two G.711 encodings SIP audio comes
+/// in, within the rates and channel counts every element of this set bounds.
 fn audio_caps() -> gst::Caps {
-    let mut caps = gst_audio::AudioCapsBuilder::new_interleaved().build();
-    {
-        let caps = caps.get_mut().unwrap();
-        for name in ["audio/x-mulaw", "audio/x-alaw"] {
-            caps.append_structure(
-                gst::Structure::builder(name)
-                    .field("rate", gst::IntRange::new(1, i32::MAX))
-                    .field("channels", gst::IntRange::new(1, i32::MAX))
-                    .build(),
-            );
-        }
-    }
-    caps
+    Layout::template_caps()
 }

@@ -40,9 +40,29 @@ impl Timeline {
         &self.layout
     }
 
-    /// Timestamp of the next sample to go out.
+    /// Timestamp of the next sample to go out. Saturates: a hostile PTS near
+    /// the end of the clock's range must not panic the streaming thread.
     pub fn end(&self) -> ClockTime {
-        self.origin + self.layout.samples_to_time(self.written)
+        self.origin
+            .saturating_add(self.layout.samples_to_time(self.written))
+    }
+
+    /// The offset of the next sample to go out.
+    pub fn end_offset(&self) -> u64 {
+        self.origin_offset.saturating_add(self.written)
+    }
+
+    /// Claims the next `n` samples without stamping anything: whoever holds a
+    /// copy of the timeline from before stamps them (silence is stamped as
+    /// it is pushed, outside the state lock).
+    pub fn skip(&mut self, n: u64) {
+        self.written = self.written.saturating_add(n);
+    }
+
+    /// The same stream, continued at `origin`: after a new segment (the next
+    /// sample is at `origin` in its terms) or a resync. Offsets keep counting.
+    pub fn continue_at(&self, origin: ClockTime) -> Timeline {
+        Timeline::new(self.layout.clone(), origin, self.end_offset())
     }
 
     /// Where a buffer starting at `pts` falls; no PTS means "right after".
@@ -79,8 +99,8 @@ impl Timeline {
     /// timestamp, duration and offsets.
     pub fn stamp(&mut self, buffer: &mut gst::BufferRef, n: u64) {
         let start = self.end();
-        let offset = self.origin_offset + self.written;
-        self.written += n;
+        let offset = self.end_offset();
+        self.skip(n);
         let end = self.end();
         if buffer.pts() != Some(start) {
             buffer.set_pts(start);
@@ -89,7 +109,7 @@ impl Timeline {
             buffer.set_duration(end - start);
         }
         buffer.set_offset(offset);
-        buffer.set_offset_end(offset + n);
+        buffer.set_offset_end(offset.saturating_add(n));
     }
 
     /// Continues the timeline under new caps: the next sample of the new

@@ -13,6 +13,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
+use callaudio::sync::{lock, wait_timeout};
 use gst::prelude::*;
 
 /// How long a watch with nothing to watch and nobody using it lingers.
@@ -48,7 +49,7 @@ impl Watch {
     /// The watch of `clock`, started if there is none.
     pub fn for_clock(clock: &gst::Clock) -> Result<Arc<Watch>, std::io::Error> {
         let key = clock.as_ptr() as usize;
-        let mut watches = WATCHES.lock().unwrap();
+        let mut watches = lock(&WATCHES);
         if let Some(watch) = watches.get(&key).and_then(Weak::upgrade) {
             return Ok(watch);
         }
@@ -72,7 +73,7 @@ impl Watch {
     /// Calls `callback` from the watch's thread once the clock reaches `at`,
     /// unless cancelled first.
     pub fn arm(&self, at: gst::ClockTime, callback: impl FnOnce() + Send + 'static) -> Token {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         inner.next_token += 1;
         let token = Token(inner.next_token);
         inner.armed.insert(token, Box::new(callback));
@@ -89,7 +90,7 @@ impl Watch {
     /// Drops an armed callback; it will not be called.
     pub fn cancel(&self, token: Token) {
         let callback = {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = lock(&self.inner);
             let callback = inner.armed.remove(&token);
             // Nothing left to watch: stop the clock wait too, so the thread
             // can retire even on a clock that no longer advances.
@@ -106,7 +107,7 @@ impl Watch {
     }
 
     fn run(self: Arc<Self>) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         loop {
             while let Some(&Reverse((_, token))) = inner.heap.peek() {
                 if inner.armed.contains_key(&token) {
@@ -119,9 +120,9 @@ impl Watch {
                 if self.retire_if_unused() {
                     return;
                 }
-                inner = self.inner.lock().unwrap();
+                inner = lock(&self.inner);
                 if inner.heap.is_empty() {
-                    inner = self.cond.wait_timeout(inner, IDLE_EXIT).unwrap().0;
+                    inner = wait_timeout(&self.cond, inner, IDLE_EXIT).0;
                 }
                 continue;
             };
@@ -130,16 +131,18 @@ impl Watch {
                 let callback = inner.armed.remove(&token);
                 drop(inner);
                 if let Some(callback) = callback {
-                    callback();
+                    // Every stallfiller on this clock depends on this thread:
+                    // one element's panic must not end it for all of them.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
                 }
-                inner = self.inner.lock().unwrap();
+                inner = lock(&self.inner);
                 continue;
             }
             let id = self.clock.new_single_shot_id(at);
             inner.waiting = Some((id.clone(), at));
             drop(inner);
             let _ = id.wait();
-            inner = self.inner.lock().unwrap();
+            inner = lock(&self.inner);
             inner.waiting = None;
         }
     }
@@ -148,8 +151,8 @@ impl Watch {
     /// decision is taken under the registry lock, so `for_clock` never hands
     /// out a watch whose thread is gone).
     fn retire_if_unused(self: &Arc<Self>) -> bool {
-        let mut watches = WATCHES.lock().unwrap();
-        if Arc::strong_count(self) > 1 || !self.inner.lock().unwrap().heap.is_empty() {
+        let mut watches = lock(&WATCHES);
+        if Arc::strong_count(self) > 1 || !lock(&self.inner).heap.is_empty() {
             return false;
         }
         watches.remove(&(self.clock.as_ptr() as usize));
