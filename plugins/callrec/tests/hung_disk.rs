@@ -1,7 +1,9 @@
 //! A disk that stops taking data (an NFS server gone away, a wedged
-//! device): nothing may wait for it forever. Simulated with a FIFO in place
-//! of the `.part`, opened by a reader that never reads: once the pipe's
-//! buffer is full, every write blocks, as on a hung disk.
+//! device): nothing may wait for it forever. Simulated in this process by
+//! replacing the recording's open `.part` descriptor (with `dup2`) by a FIFO
+//! whose reader never reads: once the pipe's buffer is full, every write
+//! blocks, as on a hung disk. (A FIFO put where the `.part` goes is refused
+//! by the element, never opened: that is tested in `hostile_files.rs`.)
 
 mod common;
 
@@ -13,16 +15,29 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
-/// Puts a FIFO where the recording's `.part` goes and holds it open for
-/// reading without ever reading.
-fn hung_part(location: &std::path::Path) -> std::fs::File {
-    let fifo = CString::new(part(location).as_os_str().as_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-    std::fs::OpenOptions::new()
+/// Makes the disk under the open `.part` of `location` hang: its descriptor
+/// now writes into a FIFO that is never read. Returns the FIFO's reader,
+/// which must stay open for as long as the hang should last.
+fn hang_disk_of(location: &std::path::Path) -> std::fs::File {
+    let part = std::fs::canonicalize(part(location)).unwrap();
+    let fd: i32 = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == part))
+        .and_then(|e| e.file_name().to_str()?.parse().ok())
+        .expect("the recording holds its .part open");
+    let fifo = location.with_extension("fifo");
+    let path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let reader = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(part(location))
-        .unwrap()
+        .open(&fifo)
+        .unwrap();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    use std::os::fd::AsRawFd;
+    assert!(unsafe { libc::dup2(writer.as_raw_fd(), fd) } >= 0);
+    reader
 }
 
 #[test]
@@ -30,7 +45,6 @@ fn stop_while_the_disk_hangs_returns_within_finalize_timeout() {
     init();
     let dir = tmp_dir("hung-disk");
     let location = dir.join("call.wav");
-    let reader = hung_part(&location);
     // 96 kB/s fills the pipe's 64 kB within a second; no header rewrites
     // (a FIFO cannot seek), so the only thing in the way is the hang.
     let pipeline = launch(&format!(
@@ -39,6 +53,7 @@ fn stop_while_the_disk_hangs_returns_within_finalize_timeout() {
         location.display()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
+    let reader = hang_disk_of(&location);
     std::thread::sleep(Duration::from_millis(2000));
     assert!(
         error_text(&drain(&pipeline)).is_none(),
@@ -69,15 +84,23 @@ fn audio_for_a_hung_disk_fails_the_recording_instead_of_blocking() {
     init();
     let dir = tmp_dir("hung-disk-flood");
     let location = dir.join("call.wav");
-    let reader = hung_part(&location);
     // As fast as the CPU goes: the writer's queue fills at once.
     let pipeline = launch(&format!(
-        "audiotestsrc samplesperbuffer=960 num-buffers=100000 ! audio/x-raw,rate=48000,channels=1 \
+        "audiotestsrc name=src samplesperbuffer=960 num-buffers=100000 ! audio/x-raw,rate=48000,channels=1 \
          ! callrecsink location={} header-interval=3600000000000 finalize-timeout=500000000",
         location.display()
     ));
-    let t = Instant::now();
+    // Hold the audio back until the disk is hung.
+    let src = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
+    let held = src
+        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER, |_, _| {
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
+    let reader = hang_disk_of(&location);
+    let t = Instant::now();
+    src.remove_probe(held);
     let messages = messages_until(
         &pipeline,
         &[gst::MessageType::Error, gst::MessageType::Eos],

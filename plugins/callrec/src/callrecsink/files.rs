@@ -5,6 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::safe_fs;
 use super::wav::WavWriter;
 
 /// An I/O error with the file it happened to, for an error a person can act on.
@@ -24,32 +25,54 @@ impl std::fmt::Display for FileError {
 pub struct RecordingFiles {
     writers: Vec<WavWriter>,
     separate: bool,
+    overwrite: bool,
     /// Reused when splitting interleaved frames into per-track files.
     split: Vec<u8>,
 }
 
 /// The file of track `track` when each track has its own.
-pub fn track_location(pattern: &Path, track: usize) -> PathBuf {
+pub fn track_location(pattern: &Path, track: u32) -> PathBuf {
     PathBuf::from(pattern.to_string_lossy().replace("%u", &track.to_string()))
 }
 
+/// Every final name a recording will publish: `location`, or one per track
+/// (by the track's pad number) in separate mode.
+pub fn locations(location: &Path, separate: bool, tracks: &[u32]) -> Vec<PathBuf> {
+    if separate {
+        tracks.iter().map(|&t| track_location(location, t)).collect()
+    } else {
+        vec![location.to_owned()]
+    }
+}
+
+/// Checks every final name before the recording starts, so a location that
+/// can never be published fails the state change, not the end of the call.
+pub fn check_destinations(locations: &[PathBuf], overwrite: bool) -> Result<(), FileError> {
+    for location in locations {
+        safe_fs::check_destination(location, overwrite).map_err(|err| FileError {
+            what: "publishing the recording at",
+            path: location.clone(),
+            err,
+        })?;
+    }
+    Ok(())
+}
+
 impl RecordingFiles {
-    /// Opens every `.part`; on failure none is left behind.
+    /// Opens a `.part` for every location, each with `channels` channels;
+    /// on failure none is left behind.
     pub fn create(
-        location: &Path,
-        separate: bool,
-        tracks: usize,
+        locations: &[PathBuf],
+        channels: u16,
         mode: u32,
         rate: u32,
+        overwrite: bool,
     ) -> Result<Self, FileError> {
-        let locations: Vec<PathBuf> = if separate {
-            (0..tracks).map(|t| track_location(location, t)).collect()
-        } else {
-            vec![location.to_owned()]
-        };
-        let channels = if separate { 1 } else { tracks as u16 };
+        // One file per track is told apart by having more than one file;
+        // with one track both modes write the same single file.
+        let separate = locations.len() > 1;
         let mut writers = Vec::with_capacity(locations.len());
-        for location in &locations {
+        for location in locations {
             match WavWriter::create(location, mode, channels, rate) {
                 Ok(w) => writers.push(w),
                 Err(err) => {
@@ -67,6 +90,7 @@ impl RecordingFiles {
         Ok(RecordingFiles {
             writers,
             separate,
+            overwrite,
             split: Vec::new(),
         })
     }
@@ -133,16 +157,19 @@ impl RecordingFiles {
                 err: io::Error::new(io::ErrorKind::TimedOut, "finished too late to be published"),
             });
         }
-        let mut published = Vec::with_capacity(self.writers.len());
-        for w in self.writers {
-            let part = w.part().to_owned();
-            published.push(w.publish().map_err(|err| FileError {
-                what: "publishing",
-                path: part,
-                err,
-            })?);
-        }
-        Ok(published)
+        let pairs: Vec<(PathBuf, PathBuf)> = self
+            .writers
+            .iter()
+            .map(|w| (w.part().to_owned(), w.location().to_owned()))
+            .collect();
+        // The files are closed before they are renamed.
+        drop(self.writers);
+        safe_fs::publish(&pairs, self.overwrite).map_err(|e| FileError {
+            what: "publishing",
+            path: e.path,
+            err: e.err,
+        })?;
+        Ok(pairs.into_iter().map(|(_, location)| location).collect())
     }
 
     /// The first `.part`, to name in errors that concern the recording.

@@ -1,25 +1,42 @@
 //! `callrecsink`: a sink bin with one request pad per track.
 //!
-//! Each track runs `stallfiller ! [mulawdec|alawdec] ! audioconvert !
-//! audioresample ! capsfilter(S16LE mono, recording rate) ! appsink`; the
-//! appsinks' streaming threads feed one `Recording` (mixer + WAV file(s)).
+//! Each track (`track.rs`) runs `stallfiller ! [mulawdec|alawdec] !
+//! audioconvert ! audioresample ! capsfilter ! appsink`; the appsinks'
+//! streaming threads (or, for audio already in the file's format, a probe
+//! on the converter's input) feed one `Recording` (`recording.rs`).
 //!
 //! Finalization has one entry point, `Recording::finalize`, reached from the
 //! last track's EOS, from PAUSED->READY without EOS (bounded by
-//! `finalize-timeout`), and never twice. Its outcome is always a bus message:
-//! `callrecsink-finalized`, or `callrecsink-failed` with an ERROR/WARNING.
+//! `finalize-timeout`), and never twice. Its outcome is always a bus message
+//! (`report.rs`).
+//!
+//! Lock order: `recording`, then `state`, then `settings`. `fix_rate` is the
+//! one place that holds two (it waits on `caps_known` with `state` while the
+//! recording is held). Nothing is pushed or posted with a lock held but
+//! `recording` for the buffer being recorded; reports are posted after it
+//! is released.
+//!
+//! No panic of ours crosses into GStreamer: every callback and probe runs
+//! under `guarded`, which turns a panic into a failed recording with an
+//! ERROR, and every lock is taken with `callaudio::sync::lock`, so a lock
+//! that a panic poisoned does not take the next caller down with it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use callaudio::sync::{lock, panic_text, wait_timeout_while};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::files::{FileError, RecordingFiles};
-use super::mixer::{Mixer, PauseMode, TrackStats};
+use super::files::{self, RecordingFiles};
+use super::mixer::PauseMode;
+use super::recording::{FALLBACK_RATE, Recording, Refusal, Setup, TrackId};
+use super::report;
+use super::track::{self, Track};
 use super::writer::FileWriter;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -35,11 +52,16 @@ const DEFAULT_FINALIZE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2)
 const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
 const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
 const DEFAULT_FILE_MODE: u32 = 0o640;
+/// Bounds on the time properties: long enough for any real use, short
+/// enough that no sum with them overflows.
+const MAX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(24 * 3600);
 /// How long the first audio waits for the other tracks' caps before the
 /// recording rate is fixed without them.
 const CAPS_WAIT: Duration = Duration::from_millis(500);
-/// The rate figures are given in while no input has fixed the real one.
-const FALLBACK_RATE: u32 = 8000;
+/// A test-only track number whose first buffer panics, to prove a panic of
+/// ours becomes a failed recording and never crosses into GStreamer.
+#[cfg(test)]
+pub(super) const PANIC_TRACK: u32 = 4242;
 
 /// `mode` as GStreamer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
@@ -94,6 +116,7 @@ struct Settings {
     file_mode: u32,
     pause_mode: CallRecPauseMode,
     mode: CallRecMode,
+    overwrite: bool,
 }
 
 impl Default for Settings {
@@ -108,211 +131,17 @@ impl Default for Settings {
             file_mode: DEFAULT_FILE_MODE,
             pause_mode: CallRecPauseMode::Silence,
             mode: CallRecMode::Interleaved,
-        }
-    }
-}
-
-/// The elements of one track inside the bin.
-struct Track {
-    ghost: gst::GhostPad,
-    elements: Vec<gst::Element>,
-    filler: gst::Element,
-    convert: gst::Element,
-    capsfilter: gst::Element,
-    /// The track's input rate, once its caps are known.
-    input_rate: Option<u32>,
-    decoder: Option<gst::Element>,
-}
-
-/// How a recording ended, with the figures for the bus.
-struct Report {
-    outcome: Outcome,
-    tracks: Vec<TrackStats>,
-    rate: u32,
-}
-
-/// Why a track's buffer was not recorded.
-enum Refusal {
-    Flow(gst::FlowError),
-    NoTimestamps,
-    WriteFailed(Report),
-}
-
-enum Outcome {
-    Finalized { files: Vec<PathBuf>, frames: u64 },
-    NoAudio,
-    TooShort { frames: u64 },
-    Failed(String),
-}
-
-/// One recording, from READY->PAUSED to its finalization.
-struct Recording {
-    files: Option<FileWriter>,
-    mixer: Option<Mixer>,
-    rate: Option<u32>,
-    channels: usize,
-    header_interval: Duration,
-    last_header: Instant,
-    min_duration: gst::ClockTime,
-    /// Reused per buffer: the track's samples, and the interleaved output.
-    samples: Vec<i16>,
-    scratch: Vec<u8>,
-    /// Pauses (true) and resumes (false) asked for before the mixer exists.
-    pending_pauses: Vec<(bool, gst::ClockTime)>,
-    pause_mode: PauseMode,
-    /// Set once the outcome is decided; nothing is written after it.
-    done: bool,
-    /// Set when finalization was abandoned: a late finish must not publish.
-    abandoned: Arc<AtomicBool>,
-    /// What each track's converter input looks like, for the direct path.
-    taps: Vec<Tap>,
-}
-
-/// A track's audio as it reaches `audioconvert`: when it is already the
-/// file's format (S16LE mono at the recording rate), buffers skip
-/// audioconvert ! audioresample ! capsfilter ! appsink and are recorded
-/// straight from the pad, which is most of a track's per-buffer cost.
-#[derive(Default)]
-struct Tap {
-    /// The rate, when the caps are S16LE mono interleaved.
-    s16_mono_rate: Option<u32>,
-    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-}
-
-impl Recording {
-    fn rate(&self) -> u32 {
-        self.rate.unwrap_or(FALLBACK_RATE)
-    }
-
-    /// Real audio reached a track: the rate is fixed by the first input buffer.
-    fn audio_arrived(&self) -> bool {
-        self.rate.is_some()
-    }
-
-    /// Feeds S16LE samples of one track and writes whatever all tracks agree on.
-    fn push(
-        &mut self,
-        track: usize,
-        running_time: gst::ClockTime,
-        s16le: &[u8],
-        silence: bool,
-    ) -> Result<(), FileError> {
-        if self.done {
-            return Ok(());
-        }
-        let Some(mixer) = self.mixer.as_mut() else {
-            return Ok(());
-        };
-        let files = self
-            .files
-            .as_mut()
-            .expect("files live as long as the recording is not done");
-        // One track continuing exactly: its bytes are already the file's.
-        if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
-            files.write(s16le)?;
-        } else {
-            self.samples.clear();
-            self.samples.extend(
-                s16le
-                    .chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
-            );
-            mixer.push(track, running_time, &self.samples, silence);
-            self.scratch.clear();
-            mixer.drain_ready(&mut self.scratch);
-            files.write(&self.scratch)?;
-        }
-        if self.last_header.elapsed() >= self.header_interval {
-            files.update_header()?;
-            self.last_header = Instant::now();
-        }
-        Ok(())
-    }
-
-    /// Places one buffer of a track; on a write failure the recording ends
-    /// here, keeping what is on disk under the partial name.
-    fn record(
-        &mut self,
-        index: usize,
-        running_time: Option<gst::ClockTime>,
-        buffer: &gst::BufferRef,
-    ) -> Result<gst::FlowSuccess, Refusal> {
-        let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
-        let map = buffer
-            .map_readable()
-            .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
-        let silence = buffer.flags().contains(gst::BufferFlags::GAP);
-        if self.done {
-            return Err(Refusal::Flow(gst::FlowError::Eos));
-        }
-        if let Err(err) = self.push(index, running_time, &map, silence) {
-            // The writer has already made what it wrote playable; dropping
-            // it keeps the `.part`.
-            self.files = None;
-            self.done = true;
-            return Err(Refusal::WriteFailed(
-                self.report(Outcome::Failed(err.to_string())),
-            ));
-        }
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    fn report(&self, outcome: Outcome) -> Report {
-        let tracks = self
-            .mixer
-            .as_ref()
-            .map(|m| (0..m.channels()).map(|i| m.stats(i)).collect())
-            .unwrap_or_default();
-        Report {
-            outcome,
-            tracks,
-            rate: self.rate(),
-        }
-    }
-
-    /// Decides the outcome: publish, or discard and say why. Runs once.
-    fn finalize(&mut self) -> Option<Report> {
-        if self.done {
-            return None;
-        }
-        self.done = true;
-        let outcome = self.finish_file();
-        Some(self.report(outcome))
-    }
-
-    fn finish_file(&mut self) -> Outcome {
-        let Some(mut files) = self.files.take() else {
-            return Outcome::Failed("the recording file was never opened".into());
-        };
-        let has_audio = self.mixer.as_ref().is_some_and(|m| m.has_audio());
-        if !has_audio {
-            files.discard();
-            return Outcome::NoAudio;
-        }
-        let mixer = self.mixer.as_mut().unwrap();
-        self.scratch.clear();
-        mixer.drain_all(&mut self.scratch);
-        if let Err(err) = files.write(&self.scratch) {
-            return Outcome::Failed(err.to_string());
-        }
-        let frames = files.frames();
-        if callaudio::samples_to_time(frames, self.rate()) < self.min_duration {
-            files.discard();
-            return Outcome::TooShort { frames };
-        }
-        if self.abandoned.load(Ordering::SeqCst) {
-            return Outcome::Failed("finalization was abandoned after its timeout".into());
-        }
-        match files.finish() {
-            Ok(files) => Outcome::Finalized { files, frames },
-            Err(err) => Outcome::Failed(err.to_string()),
+            overwrite: false,
         }
     }
 }
 
 #[derive(Default)]
 struct State {
-    tracks: Vec<Track>,
+    /// By pad number: channel order.
+    tracks: BTreeMap<u32, Track>,
+    /// The number an unnamed pad request gets, unless taken.
+    next_number: u32,
     start_timer: Option<gst::SingleShotClockId>,
 }
 
@@ -326,146 +155,136 @@ pub struct CallRecSink {
 
 impl CallRecSink {
     fn settings(&self) -> Settings {
-        self.settings.lock().unwrap().clone()
+        lock(&self.settings).clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
+        lock(&self.state)
     }
 
     fn recording(&self) -> MutexGuard<'_, Option<Recording>> {
-        self.recording.lock().unwrap()
+        lock(&self.recording)
     }
 
-    fn make(factory: &str) -> Result<gst::Element, glib::BoolError> {
-        gst::ElementFactory::make(factory).build()
+    fn element(&self) -> gst::Element {
+        self.obj().clone().upcast()
     }
 
-    fn add_track(&self, name: Option<&str>) -> Option<gst::Pad> {
-        let mut state = self.state();
-        let index = state.tracks.len();
-        let name = name
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("sink_{index}"));
-        let build = || -> Result<Track, glib::BoolError> {
-            let filler = Self::make("stallfiller")?;
-            let convert = Self::make("audioconvert")?;
-            let resample = Self::make("audioresample")?;
-            let capsfilter = Self::make("capsfilter")?;
-            capsfilter.set_property("caps", track_caps(None));
-            let sink = gst_app::AppSink::builder()
-                .sync(false)
-                .async_(false)
-                .max_buffers(0)
-                .build();
-            let elements: Vec<gst::Element> = vec![
-                filler.clone(),
-                convert.clone(),
-                resample,
-                capsfilter.clone(),
-                sink.clone().upcast(),
-            ];
-            let obj = self.obj();
-            obj.add_many(&elements)?;
-            gst::Element::link_many(&elements)?;
-            self.install_callbacks(&sink, index);
-            self.tap_track(&convert.static_pad("sink").unwrap(), index);
-            let target = filler.static_pad("sink").unwrap();
-            let ghost = gst::GhostPad::builder_with_target(&target)?
-                .name(name.as_str())
-                .query_function(track_pad_query)
-                .build();
-            self.watch_input(&target, index);
-            for e in &elements {
-                e.sync_state_with_parent()?;
-            }
-            Ok(Track {
-                ghost,
-                elements,
-                filler,
-                convert,
-                capsfilter,
-                input_rate: None,
-                decoder: None,
-            })
-        };
-        match build() {
-            Ok(track) => {
-                let ghost = track.ghost.clone();
-                state.tracks.push(track);
-                drop(state);
-                ghost.set_active(true).ok()?;
-                self.obj().add_pad(&ghost).ok()?;
-                Some(ghost.upcast())
-            }
-            Err(err) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::MissingPlugin,
-                    ("Could not build track {}", index),
-                    ["{err}: callrecsink needs stallfiller, audioconvert and audioresample"]
-                );
-                None
+    /// Runs `f`; a panic in it fails the recording with an ERROR (keeping
+    /// what was written) and gives `fallback`, instead of unwinding into
+    /// GStreamer, which would abort the process.
+    fn guarded<T>(&self, fallback: T, f: impl FnOnce() -> T) -> T {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(v) => v,
+            Err(panic) => {
+                let text = panic_text(&*panic);
+                gst::error!(CAT, imp = self, "panic: {text}");
+                let reason = format!("internal error in callrecsink ({text}); this is a bug");
+                let report = self.recording().as_mut().and_then(|r| r.fail(reason.clone()));
+                match report {
+                    Some(report) => report::post(&self.element(), report),
+                    None => gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Failed,
+                        ("Internal error in callrecsink"),
+                        ["{reason}"]
+                    ),
+                }
+                fallback
             }
         }
     }
 
-    /// Learns each track's input rate and format from its caps, inserts a
-    /// G.711 decoder where needed, and fixes the recording rate at the first
-    /// buffer of any track.
-    fn watch_input(&self, pad: &gst::Pad, index: usize) {
+    /// Adds track `name` (or the next free number), refusing a name that is
+    /// taken or not `sink_N`.
+    fn add_track(&self, name: Option<&str>) -> Option<gst::Pad> {
+        let mut state = self.state();
+        let number = match name {
+            Some(name) => match track::number_of(name) {
+                Some(n) if !state.tracks.contains_key(&n) => n,
+                Some(_) => {
+                    gst::warning!(CAT, imp = self, "pad {name} exists already");
+                    return None;
+                }
+                None => {
+                    gst::warning!(CAT, imp = self, "pad name {name} is not sink_N");
+                    return None;
+                }
+            },
+            None => {
+                let mut n = state.next_number;
+                while state.tracks.contains_key(&n) {
+                    n = n.checked_add(1)?;
+                }
+                n
+            }
+        };
+        let bin = self.obj().clone().upcast::<gst::Bin>();
+        let (track, hooks) = match Track::build(&bin, number, track_pad_query) {
+            Ok(built) => built,
+            Err(err) => {
+                drop(state);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::MissingPlugin,
+                    ("Could not build track {}", number),
+                    ["{err}: callrecsink needs stallfiller, audioconvert and audioresample"]
+                );
+                return None;
+            }
+        };
+        self.install_callbacks(&hooks.appsink, number);
+        self.tap_track(&hooks.converter_input, number);
+        self.watch_caps(&hooks.input, number);
+        let ghost = track.ghost.clone();
+        state.next_number = state.next_number.max(number.saturating_add(1));
+        state.tracks.insert(number, track);
+        drop(state);
+        let added = ghost.set_active(true).is_ok() && self.obj().add_pad(&ghost).is_ok();
+        if !added {
+            // No orphan: a track exists exactly while its pad does.
+            if let Some(track) = self.state().tracks.remove(&number) {
+                track.remove(&bin);
+            }
+            return None;
+        }
+        Some(ghost.upcast())
+    }
+
+    /// Learns each track's input rate and format from its caps, and inserts
+    /// the G.711 decoder it needs.
+    fn watch_caps(&self, pad: &gst::Pad, number: u32) {
         let weak = self.obj().downgrade();
         pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
             if let Some(gst::EventView::Caps(c)) = info.event().map(|e| e.view())
                 && let Some(obj) = weak.upgrade()
             {
-                obj.imp().on_track_caps(index, c.caps());
+                let imp = obj.imp();
+                imp.guarded((), || imp.on_track_caps(number, c.caps()));
             }
             gst::PadProbeReturn::Ok
         });
-        let weak = self.obj().downgrade();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            if let Some(obj) = weak.upgrade() {
-                obj.imp().fix_rate();
-            }
-            gst::PadProbeReturn::Remove
-        });
     }
 
-    fn on_track_caps(&self, index: usize, caps: &gst::CapsRef) {
+    fn on_track_caps(&self, number: u32, caps: &gst::CapsRef) {
         let Ok(layout) = callaudio::Layout::from_caps(caps) else {
             return;
         };
+        let bin = self.obj().clone().upcast::<gst::Bin>();
         let mut state = self.state();
-        let Some(track) = state.tracks.get_mut(index) else {
+        let Some(track) = state.tracks.get_mut(&number) else {
             return;
         };
         track.input_rate = Some(layout.rate);
         self.caps_known.notify_all();
-        let decoder = match layout.encoding {
-            callaudio::Encoding::Mulaw => Some("mulawdec"),
-            callaudio::Encoding::Alaw => Some("alawdec"),
-            callaudio::Encoding::Raw(_) => None,
-        };
-        if let Some(factory) = decoder
-            && track.decoder.is_none()
-        {
-            // Before the CAPS event leaves stallfiller: splice the decoder in.
-            match Self::make(factory) {
-                Ok(dec) => {
-                    let _ = self.obj().add(&dec);
-                    track.filler.unlink(&track.convert);
-                    let _ = gst::Element::link_many([&track.filler, &dec, &track.convert]);
-                    let _ = dec.sync_state_with_parent();
-                    track.decoder = Some(dec);
-                }
-                Err(err) => gst::element_imp_error!(
-                    self,
-                    gst::CoreError::MissingPlugin,
-                    ("No {} decoder for track {}", factory, index),
-                    ["{err}; install gstreamer1.0-plugins-good"]
-                ),
-            }
+        if let Err(err) = track.use_decoder_for(&bin, layout.encoding) {
+            drop(state);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::MissingPlugin,
+                ("No decoder for track {}", number),
+                ["{err}"]
+            );
         }
     }
 
@@ -477,23 +296,19 @@ impl CallRecSink {
         let Some(rec) = recording.as_mut() else {
             return;
         };
-        if rec.rate.is_some() {
+        if rec.rate_fixed().is_some() {
             return;
         }
-        let (mut state, _) = self
-            .caps_known
-            .wait_timeout_while(self.state(), CAPS_WAIT, |s| {
-                s.tracks.iter().any(|t| t.input_rate.is_none())
-            })
-            .unwrap();
-        let state = &mut *state;
+        let (state, _) = wait_timeout_while(&self.caps_known, self.state(), CAPS_WAIT, |s| {
+            s.tracks.values().any(|t| t.input_rate.is_none())
+        });
         let configured = self.settings().rate;
         let rate = if configured > 0 {
             configured
         } else {
             state
                 .tracks
-                .iter()
+                .values()
                 .filter_map(|t| t.input_rate)
                 .max()
                 .unwrap_or(FALLBACK_RATE)
@@ -502,30 +317,15 @@ impl CallRecSink {
             CAT,
             imp = self,
             "recording {} track(s) at {rate} Hz",
-            rec.channels
+            rec.channels()
         );
-        rec.rate = Some(rate);
-        let mut mixer = Mixer::new(rate, rec.channels);
-        mixer.set_pause_mode(rec.pause_mode);
-        for (pause, at) in rec.pending_pauses.drain(..) {
-            if pause {
-                mixer.pause(at)
-            } else {
-                mixer.resume(at)
-            }
-        }
-        rec.mixer = Some(mixer);
-        if let Some(files) = rec.files.as_mut() {
-            files.set_rate(rate);
-        }
-        for track in &state.tracks {
-            track
-                .capsfilter
-                .set_property("caps", track_caps(Some(rate)));
+        rec.fix_rate(rate);
+        for track in state.tracks.values() {
+            track.set_rate(rate);
         }
     }
 
-    fn install_callbacks(&self, sink: &gst_app::AppSink, index: usize) {
+    fn install_callbacks(&self, sink: &gst_app::AppSink, number: u32) {
         let weak = self.obj().downgrade();
         let weak_eos = weak.clone();
         sink.set_callbacks(
@@ -533,11 +333,13 @@ impl CallRecSink {
                 .new_sample(move |sink| {
                     let obj = weak.upgrade().ok_or(gst::FlowError::Flushing)?;
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                    obj.imp().on_sample(index, &sample)
+                    let imp = obj.imp();
+                    imp.guarded(Err(gst::FlowError::Error), || imp.on_sample(number, &sample))
                 })
                 .eos(move |_| {
                     if let Some(obj) = weak_eos.upgrade() {
-                        obj.imp().on_eos(index);
+                        let imp = obj.imp();
+                        imp.guarded((), || imp.on_eos(number));
                     }
                 })
                 .build(),
@@ -546,28 +348,42 @@ impl CallRecSink {
 
     fn on_sample(
         &self,
-        index: usize,
+        number: u32,
         sample: &gst::Sample,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        #[cfg(test)]
+        if number == PANIC_TRACK {
+            panic!("test: track {PANIC_TRACK} panics on its first buffer");
+        }
         let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
         let segment = sample
             .segment()
             .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
-        self.record(self.recording(), index, segment.as_ref(), buffer)
+        let mut recording = self.recording();
+        let result = match recording.as_mut() {
+            Some(rec) => match rec.channel_of(number) {
+                Some(channel) => rec.record(channel, running_time(segment.as_ref(), buffer), buffer),
+                // Not part of this recording: nothing to do with its audio.
+                None => Ok(gst::FlowSuccess::Ok),
+            },
+            None => Err(Refusal::Flow(gst::FlowError::Flushing)),
+        };
+        drop(recording);
+        result.map_err(|refusal| self.refused(number, refusal))
     }
 
     /// Watches what reaches the track's `audioconvert` and records buffers
     /// that need no conversion right there (see `Tap`).
-    fn tap_track(&self, pad: &gst::Pad, index: usize) {
-        let weak = self.obj().downgrade();
+    fn tap_track(&self, pad: &gst::Pad, number: u32) {
+        let recording = self.recording.clone();
         pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            let Some(obj) = weak.upgrade() else {
+            let mut guard = lock(&recording);
+            let Some(tap) = guard.as_mut().and_then(|r| r.tap_mut(number)) else {
                 return gst::PadProbeReturn::Ok;
             };
-            let imp = obj.imp();
             match info.event().map(|e| e.view()) {
                 Some(gst::EventView::Caps(c)) => {
-                    let rate = gst_audio::AudioInfo::from_caps(c.caps())
+                    tap.s16_mono_rate = gst_audio::AudioInfo::from_caps(c.caps())
                         .ok()
                         .filter(|i| {
                             i.format() == gst_audio::AudioFormat::S16le
@@ -575,17 +391,9 @@ impl CallRecSink {
                                 && i.layout() == gst_audio::AudioLayout::Interleaved
                         })
                         .map(|i| i.rate());
-                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index))
-                    {
-                        tap.s16_mono_rate = rate;
-                    }
                 }
                 Some(gst::EventView::Segment(e)) => {
-                    let segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
-                    if let Some(tap) = imp.recording().as_mut().and_then(|r| r.taps.get_mut(index))
-                    {
-                        tap.segment = segment;
-                    }
+                    tap.segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
                 }
                 _ => {}
             }
@@ -600,161 +408,62 @@ impl CallRecSink {
             let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
                 return gst::PadProbeReturn::Ok;
             };
-            let mut guard = recording.lock().unwrap();
-            let Some(rec) = guard.as_mut() else {
-                return gst::PadProbeReturn::Ok;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut guard = lock(&recording);
+                let rec = guard.as_mut()?;
+                let (channel, tap) = rec.tap_is_direct(number)?;
+                let running_time = running_time(tap.segment.as_ref(), buffer);
+                Some(rec.record(channel, running_time, buffer))
+            }));
+            let result = match result {
+                Ok(None) => return gst::PadProbeReturn::Ok,
+                Ok(Some(result)) => Ok(result),
+                Err(panic) => Err(panic),
             };
-            let Some(tap) = rec.taps.get(index) else {
-                return gst::PadProbeReturn::Ok;
+            let Some(obj) = weak.upgrade() else {
+                info.flow_res = Err(gst::FlowError::Flushing);
+                return gst::PadProbeReturn::Handled;
             };
-            if tap.s16_mono_rate.is_none() || tap.s16_mono_rate != rec.rate {
-                return gst::PadProbeReturn::Ok;
-            }
-            let running_time = running_time(tap.segment.as_ref(), buffer);
-            let result = rec.record(index, running_time, buffer);
-            drop(guard);
-            info.flow_res = result.map_err(|refusal| match weak.upgrade() {
-                Some(obj) => obj.imp().refused(index, refusal),
-                None => gst::FlowError::Flushing,
-            });
+            let imp = obj.imp();
+            info.flow_res = match result {
+                Ok(result) => result.map_err(|refusal| imp.refused(number, refusal)),
+                Err(panic) => imp.guarded(Err(gst::FlowError::Error), || {
+                    std::panic::resume_unwind(panic)
+                }),
+            };
             gst::PadProbeReturn::Handled
         });
     }
 
-    /// Records one buffer of S16LE mono at the recording rate for `index`,
-    /// posting whatever went wrong once the recording is unlocked.
-    fn record(
-        &self,
-        mut recording: MutexGuard<'_, Option<Recording>>,
-        index: usize,
-        segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
-        buffer: &gst::BufferRef,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let result = match recording.as_mut() {
-            Some(rec) => rec.record(index, running_time(segment, buffer), buffer),
-            None => Err(Refusal::Flow(gst::FlowError::Flushing)),
-        };
-        drop(recording);
-        result.map_err(|refusal| self.refused(index, refusal))
-    }
-
     /// Posts why a buffer was refused; returns what upstream gets.
-    fn refused(&self, index: usize, refusal: Refusal) -> gst::FlowError {
+    fn refused(&self, number: u32, refusal: Refusal) -> gst::FlowError {
         match refusal {
             Refusal::Flow(err) => err,
             Refusal::NoTimestamps => {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
-                    ("Track {} has audio without timestamps", index)
+                    ("Track sink_{} has audio without timestamps", number)
                 );
                 gst::FlowError::Error
             }
-            Refusal::WriteFailed(report) => {
-                self.post(report);
+            Refusal::Ended(report) => {
+                report::post(&self.element(), report);
                 gst::FlowError::Error
             }
         }
     }
 
-    fn on_eos(&self, index: usize) {
-        let report = {
-            let mut recording = self.recording();
-            let Some(rec) = recording.as_mut() else {
-                return;
-            };
-            let (rate, channels) = (rec.rate(), rec.channels);
-            // A track may end before any track sent a buffer.
-            let mixer = rec.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
-            mixer.set_eos(index);
-            if !mixer.all_eos() {
-                return;
-            }
-            rec.finalize()
-        };
+    fn on_eos(&self, number: u32) {
+        let report = self.recording().as_mut().and_then(|r| r.track_eos(number));
         if let Some(report) = report {
-            self.post(report);
+            report::post(&self.element(), report);
         }
     }
 
-    /// Posts the outcome of a recording: the only place that does. Takes no
-    /// lock, so it may run while a stuck finalization holds the recording.
-    fn post(&self, report: Report) {
-        let obj = self.obj();
-        let stats: Vec<gst::Structure> = report
-            .tracks
-            .iter()
-            .map(|s| {
-                gst::Structure::builder("track")
-                    .field("received-samples", s.received)
-                    .field("silence-samples", s.silence)
-                    .field("dropped-samples", s.dropped)
-                    .build()
-            })
-            .collect();
-        match report.outcome {
-            Outcome::Finalized { files, frames } => {
-                let duration = callaudio::samples_to_time(frames, report.rate);
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "recording finalized: {duration} in {} track(s)",
-                    stats.len()
-                );
-                let s = gst::Structure::builder("callrecsink-finalized")
-                    .field("location", files[0].to_string_lossy().as_ref())
-                    .field(
-                        "files",
-                        gst::Array::new(files.iter().map(|f| f.to_string_lossy().into_owned())),
-                    )
-                    .field("duration", duration)
-                    .field("frames", frames)
-                    .field("rate", report.rate)
-                    .field("tracks", gst::Array::new(stats))
-                    .build();
-                let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
-            }
-            Outcome::NoAudio => {
-                self.post_failed("no-audio", stats);
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Write,
-                    ("The recording got no audio; no file was saved"),
-                    ["every track was silent or empty, so the partial file was removed"]
-                );
-            }
-            Outcome::TooShort { frames } => {
-                self.post_failed("too-short", stats);
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Write,
-                    ("The recording was shorter than min-duration; no file was saved"),
-                    ["{frames} frames recorded"]
-                );
-            }
-            Outcome::Failed(reason) => {
-                self.post_failed(&reason, stats);
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Write,
-                    ("Could not finish the recording: {}", reason),
-                    ["what was written stays in the .part file"]
-                );
-            }
-        }
-    }
-
-    fn post_failed(&self, reason: &str, tracks: Vec<gst::Structure>) {
-        let obj = self.obj();
-        let s = gst::Structure::builder("callrecsink-failed")
-            .field("reason", reason)
-            .field("tracks", gst::Array::new(tracks))
-            .build();
-        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
-    }
-
-    /// READY->PAUSED: the file is opened now, so an unwritable location fails
-    /// the state change and leaves no file.
+    /// READY->PAUSED: every file is opened and every final name checked now,
+    /// so a location that cannot be used fails the state change and leaves
+    /// no file.
     fn open(&self) -> Result<(), gst::StateChangeError> {
         let settings = self.settings();
         let Some(location) = settings.location.clone() else {
@@ -765,8 +474,33 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         };
-        let channels = self.state().tracks.len();
-        if channels == 0 {
+        let tracks: Vec<TrackId> = {
+            let mut state = self.state();
+            for track in state.tracks.values_mut() {
+                // Every recording learns its tracks' caps and rate anew.
+                track.reset();
+                let weak = self.obj().downgrade();
+                track.ghost.target().unwrap().add_probe(
+                    gst::PadProbeType::BUFFER,
+                    move |_, _| {
+                        if let Some(obj) = weak.upgrade() {
+                            let imp = obj.imp();
+                            imp.guarded((), || imp.fix_rate());
+                        }
+                        gst::PadProbeReturn::Remove
+                    },
+                );
+            }
+            state
+                .tracks
+                .values()
+                .map(|t| TrackId {
+                    number: t.number,
+                    pad: t.pad_name(),
+                })
+                .collect()
+        };
+        if tracks.is_empty() {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -785,44 +519,36 @@ impl CallRecSink {
             );
             return Err(gst::StateChangeError);
         }
+        let numbers: Vec<u32> = tracks.iter().map(|t| t.number).collect();
+        let locations = files::locations(&location, separate, &numbers);
+        let channels_per_file = if separate { 1 } else { tracks.len() as u16 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
-        let files = RecordingFiles::create(
-            &location,
-            separate,
-            channels,
-            settings.file_mode,
-            FALLBACK_RATE,
-        )
-        .and_then(|files| FileWriter::spawn(files, 2 * channels as u64, disk_timeout))
-        .map_err(|err| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::OpenWrite,
-                (
-                    "Could not open {} for writing: {}",
-                    err.path.display(),
-                    err.err
-                ),
-                ["{err:?}"]
-            );
-            gst::StateChangeError
-        })?;
-        *self.recording() = Some(Recording {
-            files: Some(files),
-            mixer: None,
-            rate: None,
-            channels,
+        let writer = files::check_destinations(&locations, settings.overwrite)
+            .and_then(|_| {
+                RecordingFiles::create(
+                    &locations,
+                    channels_per_file,
+                    settings.file_mode,
+                    FALLBACK_RATE,
+                    settings.overwrite,
+                )
+            })
+            .and_then(|files| FileWriter::spawn(files, 2 * tracks.len() as u64, disk_timeout))
+            .map_err(|err| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::OpenWrite,
+                    ("Could not record to {}: {}", err.path.display(), err.err),
+                    ["{err:?}"]
+                );
+                gst::StateChangeError
+            })?;
+        let setup = Setup {
             header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
-            last_header: Instant::now(),
             min_duration: settings.min_duration,
-            scratch: Vec::new(),
-            samples: Vec::new(),
-            pending_pauses: Vec::new(),
             pause_mode: settings.pause_mode.into(),
-            done: false,
-            abandoned: Arc::new(AtomicBool::new(false)),
-            taps: (0..channels).map(|_| Tap::default()).collect(),
-        });
+        };
+        *self.recording() = Some(Recording::new(writer, tracks, setup));
         Ok(())
     }
 
@@ -837,22 +563,15 @@ impl CallRecSink {
             );
             return false;
         };
-        let mut recording = self.recording();
-        let Some(rec) = recording.as_mut().filter(|r| !r.done) else {
-            return false;
-        };
         gst::info!(
             CAT,
             imp = self,
             "{} at running time {at}",
             if pause { "pause" } else { "resume" }
         );
-        match rec.mixer.as_mut() {
-            Some(m) if pause => m.pause(at),
-            Some(m) => m.resume(at),
-            None => rec.pending_pauses.push((pause, at)),
-        }
-        true
+        self.recording()
+            .as_mut()
+            .is_some_and(|r| r.set_paused(pause, at))
     }
 
     fn arm_start_timeout(&self) {
@@ -861,24 +580,26 @@ impl CallRecSink {
             return;
         }
         let clock = gst::SystemClock::obtain();
-        let id = clock.new_single_shot_id(clock.time() + timeout);
+        let id = clock.new_single_shot_id(clock.time().saturating_add(timeout));
         let weak = self.obj().downgrade();
         let armed = id.wait_async(move |_, _, _| {
             let Some(obj) = weak.upgrade() else { return };
             let imp = obj.imp();
-            let silent = imp
-                .recording()
-                .as_ref()
-                .is_some_and(|r| !r.audio_arrived() && !r.done);
-            if silent {
-                imp.post_failed("no-audio", Vec::new());
-                gst::element_error!(
-                    obj,
-                    gst::ResourceError::Read,
-                    ("No audio arrived within start-timeout ({})", timeout),
-                    ["no buffer reached any track after PLAYING; nothing is saved"]
-                );
-            }
+            imp.guarded((), || {
+                let silent = imp
+                    .recording()
+                    .as_ref()
+                    .is_some_and(|r| r.rate_fixed().is_none() && !r.is_done());
+                if silent {
+                    report::post_failed(&imp.element(), "no-audio", gst::Array::new(Vec::<String>::new()));
+                    gst::element_error!(
+                        obj,
+                        gst::ResourceError::Read,
+                        ("No audio arrived within start-timeout ({})", timeout),
+                        ["no buffer reached any track after PLAYING; nothing is saved"]
+                    );
+                }
+            });
         });
         if armed.is_ok() {
             self.state().start_timer = Some(id);
@@ -892,8 +613,8 @@ impl CallRecSink {
         let Some(abandoned) = self
             .recording()
             .as_ref()
-            .filter(|r| !r.done)
-            .map(|r| r.abandoned.clone())
+            .filter(|r| !r.is_done())
+            .map(|r| r.abandoned_flag())
         else {
             return true;
         };
@@ -903,34 +624,33 @@ impl CallRecSink {
         let spawned = std::thread::Builder::new()
             .name("callrec-finalize".into())
             .spawn(move || {
-                let report = recording
-                    .lock()
-                    .unwrap()
-                    .as_mut()
-                    .and_then(|r| r.finalize());
-                let _ = tx.send(report);
+                let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    lock(&recording).as_mut().and_then(|r| r.finalize())
+                }));
+                let _ = tx.send(report.map_err(|p| panic_text(&*p)));
             });
-        let failed = |reason: String| Report {
-            outcome: Outcome::Failed(reason),
-            tracks: Vec::new(),
-            rate: FALLBACK_RATE,
-        };
+        let element = self.element();
         if spawned.is_err() {
-            self.post(failed("could not start the finalization thread".into()));
+            report::post_failure(&element, "could not start the finalization thread".into());
             return true;
         }
         match rx.recv_timeout(timeout) {
-            Ok(Some(report)) => self.post(report),
-            Ok(None) => {}
+            Ok(Ok(Some(report))) => report::post(&element, report),
+            Ok(Ok(None)) => {}
+            Ok(Err(panic)) => report::post_failure(
+                &element,
+                format!("internal error in callrecsink while finalizing ({panic}); this is a bug"),
+            ),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 abandoned.store(true, Ordering::SeqCst);
-                self.post(failed(format!(
-                    "finalization did not complete within finalize-timeout ({timeout:?})"
-                )));
+                report::post_failure(
+                    &element,
+                    format!("finalization did not complete within finalize-timeout ({timeout:?})"),
+                );
                 return false;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                self.post(failed("the finalization thread died".into()));
+                report::post_failure(&element, "the finalization thread died".into());
             }
         }
         true
@@ -972,18 +692,6 @@ fn running_time(
     segment?.to_running_time(buffer.pts()?)
 }
 
-/// What each track is converted to before the mixer: mono S16LE at the
-/// recording's rate (any rate until it is fixed).
-fn track_caps(rate: Option<u32>) -> gst::Caps {
-    let builder = gst_audio::AudioCapsBuilder::new_interleaved()
-        .format(gst_audio::AudioFormat::S16le)
-        .channels(1);
-    match rate {
-        Some(rate) => builder.rate(rate as i32).build(),
-        None => builder.build(),
-    }
-}
-
 #[glib::object_subclass]
 impl ObjectSubclass for CallRecSink {
     const NAME: &'static str = "GstCallRecSink";
@@ -1006,7 +714,7 @@ impl ObjectImpl for CallRecSink {
             vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
-                    .blurb("The WAV file; written as <location>.part and renamed only when complete")
+                    .blurb("The WAV file; written as <location>.part (created new: an existing .part is refused, never reused) and renamed only when complete")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("rate")
@@ -1019,6 +727,7 @@ impl ObjectImpl for CallRecSink {
                 glib::ParamSpecUInt64::builder("start-timeout")
                     .nick("Start timeout")
                     .blurb("ERROR if no audio reaches any track this long (ns) after PLAYING; 0 = wait forever")
+                    .maximum(MAX_TIMEOUT.nseconds())
                     .default_value(DEFAULT_START_TIMEOUT.nseconds())
                     .mutable_ready()
                     .build(),
@@ -1026,18 +735,21 @@ impl ObjectImpl for CallRecSink {
                     .nick("Finalize timeout")
                     .blurb("Longest time (ns) anything waits for the disk: finishing the file (on EOS or a stop without EOS), or audio waiting for a disk that takes nothing; then the recording fails")
                     .minimum(gst::ClockTime::MSECOND.nseconds())
+                    .maximum(MAX_TIMEOUT.nseconds())
                     .default_value(DEFAULT_FINALIZE_TIMEOUT.nseconds())
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("header-interval")
                     .nick("Header interval")
                     .blurb("How often (ns) the .part header is rewritten, bounding what a crash loses")
+                    .maximum(MAX_TIMEOUT.nseconds())
                     .default_value(DEFAULT_HEADER_INTERVAL.nseconds())
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("min-duration")
                     .nick("Minimum duration")
                     .blurb("Recordings shorter than this (ns) are discarded with a WARNING")
+                    .maximum(MAX_TIMEOUT.nseconds())
                     .default_value(DEFAULT_MIN_DURATION.nseconds())
                     .mutable_ready()
                     .build(),
@@ -1049,6 +761,12 @@ impl ObjectImpl for CallRecSink {
                 glib::ParamSpecEnum::builder_with_default("pause-mode", CallRecPauseMode::Silence)
                     .nick("Pause mode")
                     .blurb("What the pause/resume action signals do to the file: write silence or cut")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("overwrite")
+                    .nick("Overwrite")
+                    .blurb("Replace a file already at location when publishing; false refuses it at PAUSED (and a file that appears there during the call fails the recording), so a recording is never silently replaced")
+                    .default_value(false)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("file-mode")
@@ -1064,7 +782,7 @@ impl ObjectImpl for CallRecSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = lock(&self.settings);
         let ns = |v: &glib::Value| gst::ClockTime::from_nseconds(v.get::<u64>().unwrap());
         match pspec.name() {
             "location" => s.location = value.get::<Option<String>>().unwrap().map(PathBuf::from),
@@ -1076,6 +794,7 @@ impl ObjectImpl for CallRecSink {
             "file-mode" => s.file_mode = value.get().unwrap(),
             "pause-mode" => s.pause_mode = value.get().unwrap(),
             "mode" => s.mode = value.get().unwrap(),
+            "overwrite" => s.overwrite = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -1095,6 +814,7 @@ impl ObjectImpl for CallRecSink {
             "file-mode" => s.file_mode.to_value(),
             "pause-mode" => s.pause_mode.to_value(),
             "mode" => s.mode.to_value(),
+            "overwrite" => s.overwrite.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -1172,12 +892,12 @@ impl ElementImpl for CallRecSink {
         name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
-        if self.recording().is_some() {
-            gst::element_imp_warning!(
-                self,
-                gst::CoreError::Pad,
-                ("Tracks must be requested before the recording starts"),
-                ["the file's channel count is fixed at READY->PAUSED"]
+        if self.recording().as_ref().is_some_and(|r| !r.is_done()) {
+            // The file's channels are fixed when the recording starts.
+            report::post_track_refused(
+                &self.element(),
+                name,
+                "tracks must be requested before the recording starts (READY->PAUSED)",
             );
             return None;
         }
@@ -1187,22 +907,20 @@ impl ElementImpl for CallRecSink {
     fn release_pad(&self, pad: &gst::Pad) {
         let track = {
             let mut state = self.state();
-            let Some(i) = state
+            let Some(number) = state
                 .tracks
                 .iter()
-                .position(|t| t.ghost.upcast_ref::<gst::Pad>() == pad)
+                .find(|(_, t)| t.ghost.upcast_ref::<gst::Pad>() == pad)
+                .map(|(n, _)| *n)
             else {
                 return;
             };
-            state.tracks.remove(i)
+            state.tracks.remove(&number).unwrap()
         };
         let obj = self.obj();
         let _ = track.ghost.set_active(false);
         let _ = obj.remove_pad(&track.ghost);
-        for e in track.elements.iter().chain(track.decoder.as_ref()) {
-            let _ = e.set_state(gst::State::Null);
-            let _ = obj.remove(e);
-        }
+        track.remove(obj.upcast_ref());
     }
 
     fn change_state(
@@ -1235,9 +953,8 @@ impl ElementImpl for CallRecSink {
         if result.is_err()
             && transition == gst::StateChange::ReadyToPaused
             && let Some(mut rec) = self.recording().take()
-            && let Some(files) = rec.files.take()
         {
-            files.discard();
+            rec.discard();
         }
         result
     }

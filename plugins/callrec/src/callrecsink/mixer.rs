@@ -12,6 +12,18 @@ use gst::ClockTime;
 /// A track that has not started yet holds the others back this long at most;
 /// after that it is written as silence until its audio arrives.
 const MAX_LAG: ClockTime = ClockTime::from_seconds(2);
+/// The longest hole in one track that is filled: the track's `stallfiller`
+/// fills every hole up to its `max-gap` (60 s by default) itself and
+/// resynchronises past it, so a longer hole here is a track whose timestamps
+/// jumped. Filling it would queue samples without bound; the recording fails.
+pub const MAX_HOLE: ClockTime = ClockTime::from_seconds(60);
+
+/// A track's audio landed further ahead of the recording than `MAX_HOLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jump {
+    pub track: usize,
+    pub by: ClockTime,
+}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TrackStats {
@@ -124,10 +136,6 @@ impl Mixer {
             .collect()
     }
 
-    pub fn channels(&self) -> usize {
-        self.tracks.len()
-    }
-
     pub fn stats(&self, track: usize) -> TrackStats {
         self.tracks[track].stats
     }
@@ -168,7 +176,13 @@ impl Mixer {
     /// Pauses cut the input at the exact frame where they start and end: in
     /// `Silence` mode the paused part is zeroed, in `Skip` mode it is removed
     /// and what follows moves up.
-    pub fn push(&mut self, track: usize, running_time: ClockTime, samples: &[i16], silence: bool) {
+    pub fn push(
+        &mut self,
+        track: usize,
+        running_time: ClockTime,
+        samples: &[i16],
+        silence: bool,
+    ) -> Result<(), Jump> {
         let start = *self.start.get_or_insert(running_time);
         let pos = self.frame_of(running_time, start);
         let count = if silence {
@@ -179,6 +193,7 @@ impl Mixer {
         if self.pauses.is_empty() {
             return self.place(track, pos, samples, count);
         }
+        self.check_hole(track, pos)?;
         if !silence {
             self.tracks[track].stats.received += samples.len() as u64;
         }
@@ -212,19 +227,41 @@ impl Mixer {
                 PauseMode::Silence => 0,
             };
             match (inside.is_some(), self.pause_mode) {
-                (false, _) => self.place(track, at - skipped, piece, piece_count),
+                (false, _) => self.place(track, at - skipped, piece, piece_count)?,
                 (true, PauseMode::Silence) => {
-                    self.place(track, at, &vec![0i16; piece.len()], Count::Silence)
+                    self.place(track, at, &vec![0i16; piece.len()], Count::Silence)?
                 }
                 (true, PauseMode::Skip) => {}
             }
             at = next;
         }
+        Ok(())
+    }
+
+    /// Refuses a placement at `pos` further than `MAX_HOLE` past the end of
+    /// `track` (or of what is written).
+    fn check_hole(&self, track: usize, pos: i128) -> Result<(), Jump> {
+        let end = self.tracks[track].end.max(self.written) as i128;
+        let max_hole = callaudio::time_to_samples(MAX_HOLE, self.rate) as i128;
+        if pos - end > max_hole {
+            return Err(Jump {
+                track,
+                by: callaudio::samples_to_time((pos - end) as u64, self.rate),
+            });
+        }
+        Ok(())
     }
 
     /// Appends `samples` of `track` at frame `pos`: fills a hole before them,
     /// drops what overlaps frames the track already has.
-    fn place(&mut self, track: usize, pos: i128, samples: &[i16], count: Count) {
+    fn place(
+        &mut self,
+        track: usize,
+        pos: i128,
+        samples: &[i16],
+        count: Count,
+    ) -> Result<(), Jump> {
+        self.check_hole(track, pos)?;
         let written = self.written;
         let t = &mut self.tracks[track];
         t.started = true;
@@ -253,6 +290,7 @@ impl Mixer {
         if count == Count::Silence {
             t.stats.silence += samples.len() as u64;
         }
+        Ok(())
     }
 
     pub fn set_eos(&mut self, track: usize) {
@@ -337,18 +375,18 @@ mod tests {
     fn late_track_gets_leading_silence_and_ends_aligned() {
         let mut m = Mixer::new(8000, 2);
         let mut out = Vec::new();
-        m.push(0, ms(1000), &[1; 80], false);
+        m.push(0, ms(1000), &[1; 80], false).unwrap();
         m.drain_ready(&mut out);
         // Track 1 has not started and is within the lag: nothing yet.
         assert!(out.is_empty());
-        m.push(1, ms(1005), &[2; 40], false);
+        m.push(1, ms(1005), &[2; 40], false).unwrap();
         m.drain_ready(&mut out);
         let f = frames(&out, 2);
         assert_eq!(f.len(), 80);
         assert_eq!(f[0], vec![1, 0]);
         assert_eq!(f[39], vec![1, 0]);
         assert_eq!(f[40], vec![1, 2]);
-        m.push(1, ms(1010), &[2; 80], false);
+        m.push(1, ms(1010), &[2; 80], false).unwrap();
         m.set_eos(0);
         m.set_eos(1);
         m.drain_all(&mut out);
@@ -377,9 +415,9 @@ mod tests {
     fn overlap_is_dropped_and_gaps_filled() {
         let mut m = Mixer::new(8000, 1);
         let mut out = Vec::new();
-        m.push(0, ms(0), &(0..80).collect::<Vec<i16>>(), false);
-        m.push(0, ms(5), &(100..180).collect::<Vec<i16>>(), false);
-        m.push(0, ms(25), &[7; 8], false);
+        m.push(0, ms(0), &(0..80).collect::<Vec<i16>>(), false).unwrap();
+        m.push(0, ms(5), &(100..180).collect::<Vec<i16>>(), false).unwrap();
+        m.push(0, ms(25), &[7; 8], false).unwrap();
         m.drain_ready(&mut out);
         let f: Vec<i16> = frames(&out, 1).into_iter().map(|f| f[0]).collect();
         assert_eq!(f.len(), 208);
@@ -401,7 +439,7 @@ mod tests {
     fn a_track_that_never_starts_is_silence_after_the_lag() {
         let mut m = Mixer::new(8000, 2);
         let mut out = Vec::new();
-        m.push(0, ms(0), &[3; 8000 * 3], false);
+        m.push(0, ms(0), &[3; 8000 * 3], false).unwrap();
         m.drain_ready(&mut out);
         assert_eq!(frames(&out, 2).len(), 8000 * 3);
         assert!(m.has_audio());
@@ -422,7 +460,7 @@ mod tests {
                 let samples: Vec<i16> = (b * 160..(b + 1) * 160)
                     .map(|k| (k * (c + 1)) as i16)
                     .collect();
-                m.push(c, ms(20 * b as u64), &samples, false);
+                m.push(c, ms(20 * b as u64), &samples, false).unwrap();
             }
             m.drain_ready(&mut out);
         }
@@ -476,7 +514,7 @@ mod tests {
         assert!(m.pass_through(ms(20), 160, false));
         // A hole: the general path fills it.
         assert!(!m.pass_through(ms(60), 160, false));
-        m.push(0, ms(60), &[5; 160], false);
+        m.push(0, ms(60), &[5; 160], false).unwrap();
         m.drain_ready(&mut out);
         // The 320 frames that passed through went to the file directly; the
         // mixer gives the 20 ms hole as silence, then the samples.
@@ -498,9 +536,28 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_past_the_longest_hole_is_refused_not_queued() {
+        let mut m = Mixer::new(8000, 2);
+        m.push(0, ms(0), &[1; 160], false).unwrap();
+        m.push(1, ms(0), &[2; 160], false).unwrap();
+        let jump = m.push(1, ms(20) + ClockTime::from_seconds(10 * 3600), &[2; 160], false);
+        assert_eq!(
+            jump,
+            Err(Jump {
+                track: 1,
+                by: ClockTime::from_seconds(10 * 3600)
+            })
+        );
+        assert!(m.tracks[1].queue.len() <= 320, "the hole was queued");
+        // Within the bound a hole is filled as before.
+        m.push(1, ms(20) + ClockTime::from_seconds(30), &[2; 160], false)
+            .unwrap();
+    }
+
+    #[test]
     fn gap_buffers_count_as_silence_not_audio() {
         let mut m = Mixer::new(8000, 1);
-        m.push(0, ms(0), &[0; 160], true);
+        m.push(0, ms(0), &[0; 160], true).unwrap();
         assert!(!m.has_audio());
         assert_eq!(m.stats(0).silence, 160);
     }

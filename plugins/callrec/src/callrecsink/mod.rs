@@ -4,6 +4,10 @@ use gst::prelude::*;
 mod files;
 mod imp;
 mod mixer;
+mod recording;
+mod report;
+mod safe_fs;
+mod track;
 mod wav;
 mod writer;
 

@@ -6,10 +6,11 @@
 //! The header can be rewritten at any time, so a killed process leaves a
 //! `.part` that plays up to the last rewrite.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use super::safe_fs;
 
 pub const HEADER_BYTES: u64 = 80;
 const RIFF_LIMIT: u64 = u32::MAX as u64;
@@ -36,16 +37,12 @@ pub struct WavWriter {
 }
 
 impl WavWriter {
-    /// Creates (truncating) `<location>.part` with permissions `mode` and a
-    /// header for an empty recording.
+    /// Creates `<location>.part`, which must not exist yet (see
+    /// `safe_fs::create_exclusive`), with permissions `mode` and a header for
+    /// an empty recording.
     pub fn create(location: &Path, mode: u32, channels: u16, rate: u32) -> io::Result<Self> {
         let part = part_path(location);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&part)?;
+        let file = safe_fs::create_exclusive(&part, mode)?;
         let mut writer = WavWriter {
             file: BufWriter::with_capacity(64 * 1024, file),
             part,
@@ -125,14 +122,8 @@ impl WavWriter {
         self.file.get_ref().sync_all()
     }
 
-    /// Publishes a synced recording at `location`.
-    pub fn publish(self) -> io::Result<PathBuf> {
-        std::fs::rename(&self.part, &self.location)?;
-        if let Some(dir) = self.location.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Make the rename itself durable.
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(self.location)
+    pub fn location(&self) -> &Path {
+        &self.location
     }
 
     /// Gives up on the recording: the `.part` is removed.
@@ -179,6 +170,7 @@ mod tests {
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("callrec-wav-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("rec.wav")
     }
@@ -194,8 +186,8 @@ mod tests {
         w.write(&frames).unwrap();
         assert!(!location.exists(), "published before finished");
         w.sync().unwrap();
-        let published = w.publish().unwrap();
-        assert_eq!(published, location);
+        safe_fs::publish(&[(w.part().to_owned(), location.clone())], false).unwrap();
+        drop(w);
         assert!(!part_path(&location).exists());
         let mut reader = hound::WavReader::open(&location).unwrap();
         assert_eq!(reader.spec().channels, 2);

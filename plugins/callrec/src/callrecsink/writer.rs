@@ -13,6 +13,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use callaudio::sync::{lock, wait, wait_timeout_while};
 use std::time::Duration;
 
 use super::files::{FileError, RecordingFiles};
@@ -60,7 +62,7 @@ struct Channel {
 
 impl Channel {
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap()
+        lock(&self.shared)
     }
 
     /// Waits on the streaming side while `busy` holds, at most `timeout`;
@@ -75,10 +77,7 @@ impl Channel {
             return (shared, false);
         }
         shared.callers_waiting += 1;
-        let (mut shared, result) = self
-            .to_caller
-            .wait_timeout_while(shared, timeout, |s| busy(s))
-            .unwrap();
+        let (mut shared, result) = wait_timeout_while(&self.to_caller, shared, timeout, |s| busy(s));
         shared.callers_waiting -= 1;
         (shared, result.timed_out())
     }
@@ -117,7 +116,26 @@ impl FileWriter {
         let writer = channel.clone();
         std::thread::Builder::new()
             .name("callrec-writer".into())
-            .spawn(move || run(files, &writer))
+            .spawn(move || {
+                let part = files.first_part();
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(files, &writer)
+                }));
+                if let Err(panic) = ran {
+                    // Whoever waits learns at once, not after disk_timeout.
+                    let text = callaudio::sync::panic_text(&*panic);
+                    let failure = || FileError {
+                        what: "writing",
+                        path: part.clone(),
+                        err: io::Error::other(format!("the writer thread panicked: {text}")),
+                    };
+                    let mut shared = writer.lock();
+                    shared.failed = Some(failure());
+                    shared.finished = Some(Err(failure()));
+                    writer.failed.store(true, Ordering::Release);
+                    writer.wake_callers(&shared);
+                }
+            })
             .map_err(|err| FileError {
                 what: "starting the writer for",
                 path: part.clone(),
@@ -182,6 +200,25 @@ impl FileWriter {
             .finished
             .take()
             .unwrap_or_else(|| Err(self.disk_stuck("publishing")))
+    }
+
+    /// Ends the recording without publishing: what was handed over is
+    /// written and made playable under the partial name, waiting at most
+    /// `disk_timeout`.
+    pub fn keep(mut self) {
+        if self.check().is_ok() {
+            let _ = self.flush(true);
+        }
+        let channel = self.channel.clone();
+        {
+            let mut shared = channel.lock();
+            shared.abandoned = true;
+            shared.queue.push_back(Command::Discard);
+            if shared.writer_sleeps {
+                channel.to_writer.notify_one();
+            }
+        }
+        let _ = channel.wait_caller(channel.lock(), self.disk_timeout, |s| s.finished.is_none());
     }
 
     /// Removes every `.part`, waiting at most `disk_timeout`.
@@ -263,7 +300,7 @@ fn run(mut files: RecordingFiles, channel: &Channel) {
             let mut shared = channel.lock();
             while shared.queue.is_empty() {
                 shared.writer_sleeps = true;
-                shared = channel.to_writer.wait(shared).unwrap();
+                shared = wait(&channel.to_writer, shared);
                 shared.writer_sleeps = false;
             }
             let command = shared.queue.pop_front().unwrap();

@@ -1,0 +1,442 @@
+//! One recording, from READY->PAUSED to its outcome: which track is which
+//! channel, the mixer, the writer, pauses, and the decision at the end. No
+//! GObject here: the element hands it buffers and events and posts the
+//! `Report` it returns.
+//!
+//! Tracks are addressed by their pad number (`sink_N` is track N), never by
+//! a position in a list: pads may be requested and released in any order
+//! before the start, and the channel of each is fixed when the recording
+//! starts, in ascending pad number.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::mixer::{Jump, Mixer, PauseMode, TrackStats};
+use super::writer::FileWriter;
+
+/// The rate figures are given in while no input has fixed the real one.
+pub const FALLBACK_RATE: u32 = 8000;
+
+/// A track as the outcome names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackId {
+    pub number: u32,
+    pub pad: String,
+}
+
+/// How a recording ended, with the figures for the bus.
+pub struct Report {
+    pub outcome: Outcome,
+    /// Per channel, in channel order.
+    pub tracks: Vec<(TrackId, TrackStats)>,
+    pub rate: u32,
+}
+
+pub enum Outcome {
+    Finalized { files: Vec<PathBuf>, frames: u64 },
+    NoAudio,
+    TooShort { frames: u64 },
+    Failed(String),
+}
+
+/// Why a track's buffer was not recorded.
+pub enum Refusal {
+    Flow(gst::FlowError),
+    NoTimestamps,
+    /// The recording ended here; the report says why.
+    Ended(Report),
+}
+
+/// A track's audio as it reaches `audioconvert`: when it is already the
+/// file's format (S16LE mono at the recording rate), buffers skip
+/// audioconvert ! audioresample ! capsfilter ! appsink and are recorded
+/// straight from the pad, which is most of a track's per-buffer cost.
+#[derive(Default)]
+pub struct Tap {
+    /// The rate, when the caps are S16LE mono interleaved.
+    pub s16_mono_rate: Option<u32>,
+    pub segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+}
+
+/// What a recording is set up with.
+pub struct Setup {
+    pub header_interval: Duration,
+    pub min_duration: gst::ClockTime,
+    pub pause_mode: PauseMode,
+}
+
+pub struct Recording {
+    files: Option<FileWriter>,
+    mixer: Option<Mixer>,
+    rate: Option<u32>,
+    /// Channel order: ascending pad number.
+    tracks: Vec<TrackId>,
+    setup: Setup,
+    last_header: Instant,
+    /// Reused per buffer: the track's samples, and the interleaved output.
+    samples: Vec<i16>,
+    scratch: Vec<u8>,
+    /// Pauses (true) and resumes (false) asked for before the mixer exists.
+    pending_pauses: Vec<(bool, gst::ClockTime)>,
+    /// Set once the outcome is decided; nothing is written after it.
+    done: bool,
+    /// Set when finalization was abandoned: a late finish must not publish.
+    abandoned: Arc<AtomicBool>,
+    /// Per channel: what the track's converter input looks like.
+    taps: Vec<Tap>,
+}
+
+impl Recording {
+    /// `tracks` in any order; channels follow their pad numbers.
+    pub fn new(files: FileWriter, mut tracks: Vec<TrackId>, setup: Setup) -> Self {
+        tracks.sort_by_key(|t| t.number);
+        let taps = tracks.iter().map(|_| Tap::default()).collect();
+        Recording {
+            files: Some(files),
+            mixer: None,
+            rate: None,
+            tracks,
+            setup,
+            last_header: Instant::now(),
+            samples: Vec::new(),
+            scratch: Vec::new(),
+            pending_pauses: Vec::new(),
+            done: false,
+            abandoned: Arc::new(AtomicBool::new(false)),
+            taps,
+        }
+    }
+
+    /// The channel of track `number`, if it is part of this recording.
+    pub fn channel_of(&self, number: u32) -> Option<usize> {
+        self.tracks.binary_search_by_key(&number, |t| t.number).ok()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate.unwrap_or(FALLBACK_RATE)
+    }
+
+    /// The rate is fixed by the first real input buffer of any track.
+    pub fn rate_fixed(&self) -> Option<u32> {
+        self.rate
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn abandoned_flag(&self) -> Arc<AtomicBool> {
+        self.abandoned.clone()
+    }
+
+    pub fn tap_mut(&mut self, number: u32) -> Option<&mut Tap> {
+        let channel = self.channel_of(number)?;
+        self.taps.get_mut(channel)
+    }
+
+    /// Whether track `number`'s converter input can be recorded as it is.
+    pub fn tap_is_direct(&self, number: u32) -> Option<(usize, &Tap)> {
+        let channel = self.channel_of(number)?;
+        let tap = &self.taps[channel];
+        (tap.s16_mono_rate.is_some() && tap.s16_mono_rate == self.rate).then_some((channel, tap))
+    }
+
+    /// Fixes the recording rate and starts mixing. Once.
+    pub fn fix_rate(&mut self, rate: u32) {
+        if self.rate.is_some() {
+            return;
+        }
+        self.rate = Some(rate);
+        let mut mixer = Mixer::new(rate, self.tracks.len());
+        mixer.set_pause_mode(self.setup.pause_mode);
+        for (pause, at) in self.pending_pauses.drain(..) {
+            if pause {
+                mixer.pause(at)
+            } else {
+                mixer.resume(at)
+            }
+        }
+        self.mixer = Some(mixer);
+        if let Some(files) = self.files.as_mut() {
+            files.set_rate(rate);
+        }
+    }
+
+    /// Pauses (`pause` true) or resumes every track at `at`; false once the
+    /// recording is over.
+    pub fn set_paused(&mut self, pause: bool, at: gst::ClockTime) -> bool {
+        if self.done {
+            return false;
+        }
+        match self.mixer.as_mut() {
+            Some(m) if pause => m.pause(at),
+            Some(m) => m.resume(at),
+            None => self.pending_pauses.push((pause, at)),
+        }
+        true
+    }
+
+    /// Places one buffer of `channel`; on a write failure or a track that
+    /// jumped, the recording ends here, keeping what is on disk under the
+    /// partial name.
+    pub fn record(
+        &mut self,
+        channel: usize,
+        running_time: Option<gst::ClockTime>,
+        buffer: &gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, Refusal> {
+        let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
+        if self.done {
+            return Err(Refusal::Flow(gst::FlowError::Eos));
+        }
+        let map = buffer
+            .map_readable()
+            .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
+        let silence = buffer.flags().contains(gst::BufferFlags::GAP);
+        if let Err(reason) = self.push(channel, running_time, &map, silence) {
+            return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Feeds S16LE samples of one channel and writes whatever all channels
+    /// agree on.
+    fn push(
+        &mut self,
+        channel: usize,
+        running_time: gst::ClockTime,
+        s16le: &[u8],
+        silence: bool,
+    ) -> Result<(), String> {
+        let Some(mixer) = self.mixer.as_mut() else {
+            return Ok(());
+        };
+        let files = self
+            .files
+            .as_mut()
+            .expect("files live as long as the recording is not done");
+        // One track continuing exactly: its bytes are already the file's.
+        if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
+            files.write(s16le).map_err(|e| e.to_string())?;
+        } else {
+            self.samples.clear();
+            self.samples.extend(
+                s16le
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
+            );
+            mixer
+                .push(channel, running_time, &self.samples, silence)
+                .map_err(|jump| describe_jump(&self.tracks, jump))?;
+            self.scratch.clear();
+            mixer.drain_ready(&mut self.scratch);
+            files.write(&self.scratch).map_err(|e| e.to_string())?;
+        }
+        if self.last_header.elapsed() >= self.setup.header_interval {
+            files.update_header().map_err(|e| e.to_string())?;
+            self.last_header = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Track `number` ended; the report once every track has.
+    pub fn track_eos(&mut self, number: u32) -> Option<Report> {
+        let channel = self.channel_of(number)?;
+        let (rate, channels) = (self.rate(), self.tracks.len());
+        // A track may end before any track sent a buffer.
+        let mixer = self
+            .mixer
+            .get_or_insert_with(|| Mixer::new(rate, channels));
+        mixer.set_eos(channel);
+        if !mixer.all_eos() {
+            return None;
+        }
+        self.finalize()
+    }
+
+    /// Ends the recording as failed, keeping what is on disk under the
+    /// partial name (the writer has made it playable). Once.
+    pub fn fail(&mut self, reason: String) -> Option<Report> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        if let Some(files) = self.files.take() {
+            files.keep();
+        }
+        Some(self.report(Outcome::Failed(reason)))
+    }
+
+    /// Gives up before any audio: every `.part` is removed.
+    pub fn discard(&mut self) {
+        self.done = true;
+        if let Some(files) = self.files.take() {
+            files.discard();
+        }
+    }
+
+    /// Decides the outcome: publish, or discard and say why. Once.
+    pub fn finalize(&mut self) -> Option<Report> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        let outcome = self.finish_file();
+        Some(self.report(outcome))
+    }
+
+    /// The figures of every channel, for a report made elsewhere.
+    pub fn report(&self, outcome: Outcome) -> Report {
+        let tracks = self
+            .tracks
+            .iter()
+            .enumerate()
+            .map(|(c, id)| {
+                let stats = self.mixer.as_ref().map(|m| m.stats(c)).unwrap_or_default();
+                (id.clone(), stats)
+            })
+            .collect();
+        Report {
+            outcome,
+            tracks,
+            rate: self.rate(),
+        }
+    }
+
+    fn finish_file(&mut self) -> Outcome {
+        let Some(files) = self.files.take() else {
+            return Outcome::Failed("the recording file was never opened".into());
+        };
+        let has_audio = self.mixer.as_ref().is_some_and(|m| m.has_audio());
+        if !has_audio {
+            files.discard();
+            return Outcome::NoAudio;
+        }
+        let mixer = self.mixer.as_mut().unwrap();
+        self.scratch.clear();
+        mixer.drain_all(&mut self.scratch);
+        let mut files = files;
+        if let Err(err) = files.write(&self.scratch) {
+            return Outcome::Failed(err.to_string());
+        }
+        let frames = files.frames();
+        if callaudio::samples_to_time(frames, self.rate()) < self.setup.min_duration {
+            files.discard();
+            return Outcome::TooShort { frames };
+        }
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Outcome::Failed("finalization was abandoned after its timeout".into());
+        }
+        match files.finish() {
+            Ok(files) => Outcome::Finalized { files, frames },
+            Err(err) => Outcome::Failed(err.to_string()),
+        }
+    }
+}
+
+fn describe_jump(tracks: &[TrackId], jump: Jump) -> String {
+    format!(
+        "the audio of {} jumped {} ahead of the recording, more than the longest hole filled ({}); \
+         its timestamps are not those of this call",
+        tracks[jump.track].pad,
+        jump.by,
+        super::mixer::MAX_HOLE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callrecsink::files::RecordingFiles;
+
+    fn recording(name: &str, numbers: &[u32]) -> (Recording, PathBuf) {
+        gst::init().unwrap();
+        let dir = std::env::temp_dir().join(format!("callrec-rec-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let location = dir.join("call.wav");
+        let files = RecordingFiles::create(
+            std::slice::from_ref(&location),
+            numbers.len() as u16,
+            0o600,
+            FALLBACK_RATE,
+            false,
+        )
+        .unwrap();
+        let writer = FileWriter::spawn(files, 2 * numbers.len() as u64, Duration::from_secs(2))
+            .unwrap();
+        let tracks = numbers
+            .iter()
+            .map(|&n| TrackId {
+                number: n,
+                pad: format!("sink_{n}"),
+            })
+            .collect();
+        let setup = Setup {
+            header_interval: Duration::from_secs(1),
+            min_duration: gst::ClockTime::ZERO,
+            pause_mode: PauseMode::Silence,
+        };
+        (Recording::new(writer, tracks, setup), location)
+    }
+
+    fn buffer(value: i16, samples: usize) -> gst::Buffer {
+        let data: Vec<u8> = std::iter::repeat_n(value.to_le_bytes(), samples)
+            .flatten()
+            .collect();
+        gst::Buffer::from_mut_slice(data)
+    }
+
+    #[test]
+    fn channels_follow_pad_numbers_whatever_the_request_order() {
+        let (mut rec, location) = recording("order", &[5, 0, 2]);
+        assert_eq!(rec.channel_of(0), Some(0));
+        assert_eq!(rec.channel_of(2), Some(1));
+        assert_eq!(rec.channel_of(5), Some(2));
+        assert_eq!(rec.channel_of(1), None);
+        rec.fix_rate(8000);
+        for (n, v) in [(5u32, 3i16), (0, 1), (2, 2)] {
+            let c = rec.channel_of(n).unwrap();
+            rec.record(c, Some(gst::ClockTime::ZERO), &buffer(v, 80))
+                .unwrap_or_else(|_| panic!("refused"));
+        }
+        for n in [5, 0] {
+            assert!(rec.track_eos(n).is_none());
+        }
+        let report = rec.track_eos(2).unwrap();
+        assert!(matches!(report.outcome, Outcome::Finalized { .. }));
+        let pads: Vec<&str> = report.tracks.iter().map(|(t, _)| t.pad.as_str()).collect();
+        assert_eq!(pads, ["sink_0", "sink_2", "sink_5"]);
+        let mut reader = hound::WavReader::open(&location).unwrap();
+        let first: Vec<i16> = reader.samples::<i16>().take(3).map(|s| s.unwrap()).collect();
+        assert_eq!(first, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_jumping_track_fails_the_recording_and_keeps_what_was_written() {
+        let (mut rec, location) = recording("jump", &[0, 1]);
+        rec.fix_rate(8000);
+        rec.record(0, Some(gst::ClockTime::ZERO), &buffer(1, 160)).ok();
+        rec.record(1, Some(gst::ClockTime::ZERO), &buffer(2, 160)).ok();
+        let ten_hours = gst::ClockTime::from_seconds(36_000);
+        let Err(Refusal::Ended(report)) = rec.record(1, Some(ten_hours), &buffer(2, 160)) else {
+            panic!("a 10 h jump was accepted");
+        };
+        let Outcome::Failed(reason) = report.outcome else {
+            panic!("not a failure");
+        };
+        assert!(reason.contains("sink_1") && reason.contains("jumped"), "{reason}");
+        assert!(rec.is_done());
+        assert!(!location.exists());
+        // What was recorded stays under the partial name, and plays.
+        let part = crate::callrecsink::wav::part_path(&location);
+        let reader = hound::WavReader::open(&part).unwrap();
+        assert_eq!(reader.duration(), 160);
+    }
+}

@@ -1,0 +1,118 @@
+//! How a recording's outcome reaches the application: always a bus message
+//! (`callrecsink-finalized`, or `callrecsink-failed` with an ERROR or a
+//! WARNING), naming each track's pad and channel.
+
+use gst::prelude::*;
+
+use super::imp::CAT;
+use super::recording::{Outcome, Report, TrackId};
+use super::mixer::TrackStats;
+
+fn track_structures(tracks: &[(TrackId, TrackStats)]) -> gst::Array {
+    gst::Array::new(tracks.iter().enumerate().map(|(channel, (id, s))| {
+        gst::Structure::builder("track")
+            .field("pad", id.pad.as_str())
+            .field("channel", channel as u32)
+            .field("received-samples", s.received)
+            .field("silence-samples", s.silence)
+            .field("dropped-samples", s.dropped)
+            .build()
+    }))
+}
+
+/// An element message from the sink.
+pub fn post_element_message(element: &gst::Element, s: gst::Structure) {
+    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+}
+
+/// Posts the outcome of a recording: the only place that does. Takes no
+/// lock, so it may run while a stuck finalization holds the recording.
+pub fn post(element: &gst::Element, report: Report) {
+    let tracks = track_structures(&report.tracks);
+    match report.outcome {
+        Outcome::Finalized { files, frames } => {
+            let duration = callaudio::samples_to_time(frames, report.rate);
+            gst::info!(
+                CAT,
+                obj = element,
+                "recording finalized: {duration} in {} track(s)",
+                report.tracks.len()
+            );
+            let s = gst::Structure::builder("callrecsink-finalized")
+                .field("location", files[0].to_string_lossy().as_ref())
+                .field(
+                    "files",
+                    gst::Array::new(files.iter().map(|f| f.to_string_lossy().into_owned())),
+                )
+                .field("duration", duration)
+                .field("frames", frames)
+                .field("rate", report.rate)
+                .field("tracks", tracks)
+                .build();
+            post_element_message(element, s);
+        }
+        Outcome::NoAudio => {
+            post_failed(element, "no-audio", tracks);
+            gst::element_error!(
+                element,
+                gst::ResourceError::Write,
+                ("The recording got no audio; no file was saved"),
+                ["every track was silent or empty, so the partial file was removed"]
+            );
+        }
+        Outcome::TooShort { frames } => {
+            post_failed(element, "too-short", tracks);
+            gst::element_warning!(
+                element,
+                gst::ResourceError::Write,
+                ("The recording was shorter than min-duration; no file was saved"),
+                ["{frames} frames recorded"]
+            );
+        }
+        Outcome::Failed(reason) => {
+            post_failed(element, &reason, tracks);
+            gst::element_error!(
+                element,
+                gst::ResourceError::Write,
+                ("Could not finish the recording: {}", reason),
+                ["what was written stays in the .part file"]
+            );
+        }
+    }
+}
+
+/// A failure without figures (the recording could not be reached).
+pub fn post_failure(element: &gst::Element, reason: String) {
+    post(
+        element,
+        Report {
+            outcome: Outcome::Failed(reason),
+            tracks: Vec::new(),
+            rate: super::recording::FALLBACK_RATE,
+        },
+    );
+}
+
+pub fn post_failed(element: &gst::Element, reason: &str, tracks: gst::Array) {
+    let s = gst::Structure::builder("callrecsink-failed")
+        .field("reason", reason)
+        .field("tracks", tracks)
+        .build();
+    post_element_message(element, s);
+}
+
+/// A track asked for once the recording has started: a WARNING, and a
+/// message the application can act on.
+pub fn post_track_refused(element: &gst::Element, pad: Option<&str>, reason: &str) {
+    gst::element_warning!(
+        element,
+        gst::CoreError::Pad,
+        ("A track was refused: {}", reason),
+        ["requested pad {:?}", pad]
+    );
+    let s = gst::Structure::builder("callrecsink-track-refused")
+        .field("pad", pad)
+        .field("reason", reason)
+        .build();
+    post_element_message(element, s);
+}
