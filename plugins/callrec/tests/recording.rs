@@ -9,34 +9,6 @@ use gst::prelude::*;
 
 const RATE: usize = 8000;
 
-/// Pushes `buffers` buffers of 160 samples through appsrc `name`; sample k of
-/// the stream has value `sign * (k % 30000)`.
-fn feed_ramp(pipeline: &gst::Pipeline, name: &str, buffers: usize, sign: i16) {
-    let src = pipeline
-        .by_name(name)
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    for b in 0..buffers {
-        let data: Vec<u8> = (0..160)
-            .flat_map(|i| (sign * (((b * 160 + i) % 30000) as i16)).to_le_bytes())
-            .collect();
-        let mut buffer = gst::Buffer::from_mut_slice(data);
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
-        src.push_buffer(buffer).unwrap();
-    }
-    src.end_of_stream().unwrap();
-}
-
-fn appsrc(name: &str) -> String {
-    format!(
-        "appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec."
-    )
-}
-
 /// Records 2 s of ramps, the caller's rising and the agent's falling, from
 /// two appsrc tracks into `callrecsink name=rec {props}`. `in_paused` runs
 /// once the recording is open, before any audio.

@@ -58,10 +58,6 @@ const MAX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(24 * 3600);
 /// How long the first audio waits for the other tracks' caps before the
 /// recording rate is fixed without them.
 const CAPS_WAIT: Duration = Duration::from_millis(500);
-/// A test-only track number whose first buffer panics, to prove a panic of
-/// ours becomes a failed recording and never crosses into GStreamer.
-#[cfg(test)]
-pub(super) const PANIC_TRACK: u32 = 4242;
 
 /// `mode` as GStreamer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
@@ -351,10 +347,6 @@ impl CallRecSink {
         number: u32,
         sample: &gst::Sample,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        #[cfg(test)]
-        if number == PANIC_TRACK {
-            panic!("test: track {PANIC_TRACK} panics on its first buffer");
-        }
         let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
         let segment = sample
             .segment()

@@ -11,6 +11,9 @@ mod track;
 mod wav;
 mod writer;
 
+#[cfg(test)]
+mod panic_tests;
+
 glib::wrapper! {
     /// Sink bin recording one request pad per track into one WAV file.
     pub struct CallRecSink(ObjectSubclass<imp::CallRecSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;

@@ -18,6 +18,10 @@ use super::writer::FileWriter;
 
 /// The rate figures are given in while no input has fixed the real one.
 pub const FALLBACK_RATE: u32 = 8000;
+/// A test-only track number whose buffers panic, to prove a panic of ours
+/// becomes a failed recording and never crosses into GStreamer.
+#[cfg(test)]
+pub const PANIC_TRACK: u32 = 4242;
 
 /// A track as the outcome names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +195,10 @@ impl Recording {
         running_time: Option<gst::ClockTime>,
         buffer: &gst::BufferRef,
     ) -> Result<gst::FlowSuccess, Refusal> {
+        #[cfg(test)]
+        if self.tracks[channel].number == PANIC_TRACK {
+            panic!("test: track {PANIC_TRACK} panics");
+        }
         let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
         if self.done {
             return Err(Refusal::Flow(gst::FlowError::Eos));
