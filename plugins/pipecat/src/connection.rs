@@ -1,26 +1,39 @@
 //! One WebSocket to a Pipecat bot, shared by the `pipecatwsrc` and
-//! `pipecatwssink` that name the same `connection`.
+//! `pipecatwssink` of one pipeline that name the same `connection`.
 //!
-//! A reader task owns the receive side and never waits on downstream: it
-//! answers pings, decodes, and hands audio to an inbox that `create()` waits
-//! on with a condition variable. The moment the socket ends, the reader
-//! records why and wakes the waiter, so nobody ever blocks on a dead socket.
+//! - A connection is found by (pipeline, name): two calls in one process
+//!   that both say `connection=call1` never share a socket. Within a
+//!   pipeline, elements that name different bots under one name are refused.
+//! - Each element holds a `Use`; the last one dropped closes the socket.
+//! - Connecting is a task on the runtime, never a wait in a state change:
+//!   stopping the pipeline while the bot does not answer drops it at once.
+//! - A reader task owns the receive side and never waits on downstream: it
+//!   answers pings, decodes, and hands audio to the mailbox that `create()`
+//!   waits on. The moment the socket ends, the reader records why and wakes
+//!   the waiter, so nobody ever blocks on a dead socket.
+//!
+//! Lock order: `link`, then `mailbox`; `src` and the registry are taken
+//! alone.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use callaudio::sync::{lock, wait, wait_timeout};
 use futures_util::{SinkExt, StreamExt};
 use gst::glib;
 use gst::prelude::*;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message};
 
+pub use crate::close::End;
+use crate::close::{LastClose, connect_cause, end_of_close, receive_cause};
+use crate::dial::{self, Socket};
+use crate::inbox::{Chunk, Dropped, Inbox, Limits};
 use crate::redact;
-use crate::serializer::{Inbound, Serializer, WireAudio};
+use crate::serializer::{Inbound, Serializer};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -54,25 +67,14 @@ pub struct ConnectConfig {
     pub tls_verify: bool,
 }
 
-/// How the connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// The bot hung up: a close frame with 1000, 1001 or no code.
-    Closed { code: u16, reason: String },
-    /// Anything else; `text` is for people, `debug` has the error chain.
-    Failed { text: String, debug: String },
-}
-
-pub struct Chunk {
-    pub audio: WireAudio,
-    /// Running time of the source when the message arrived.
-    pub arrival: Option<gst::ClockTime>,
-}
-
-impl Chunk {
-    pub fn duration(&self) -> gst::ClockTime {
-        self.audio.duration()
-    }
+/// Why a message for the bot was not queued.
+pub enum Unsent {
+    /// The sink is flushing.
+    Flushing,
+    /// The connection ended, this way.
+    Ended(End),
+    /// Nobody opened this connection.
+    NotConnected,
 }
 
 pub enum Next {
@@ -82,172 +84,228 @@ pub enum Next {
     TimedOut,
 }
 
-#[derive(Default)]
-struct Inbox {
-    audio: VecDeque<Chunk>,
-    queued: gst::ClockTime,
-    /// Audio dropped for `max-queue` since the source last reported it.
-    dropped: gst::ClockTime,
+struct Mailbox {
+    inbox: Inbox,
     end: Option<End>,
+    /// The source is flushing: `next` returns at once.
     flushing: bool,
+    /// The sink is flushing: `wait_connected` returns at once.
+    send_flushing: bool,
+    /// The socket is open and its writer runs.
+    connected: bool,
+}
+
+/// Which bot a connection is for, as the first element naming one said.
+struct Peer {
+    uri: String,
+    serializer: Serializer,
 }
 
 #[derive(Default)]
 struct Link {
-    connected: bool,
+    peer: Option<Peer>,
+    /// Connecting or connected: `connect` does nothing more.
+    started: bool,
+    /// Counts connects, so a reader of an earlier socket cannot touch this one.
+    generation: u64,
     outgoing: Option<mpsc::Sender<Message>>,
-    reader: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
     dropped_outgoing: u64,
 }
 
+type Key = (usize, String);
+
 pub struct Connection {
+    key: Option<Key>,
     name: String,
-    inbox: Mutex<Inbox>,
+    mailbox: Mutex<Mailbox>,
     cond: Condvar,
     link: Mutex<Link>,
     /// The source element, for bus messages about what the bot says.
     src: Mutex<Option<glib::WeakRef<gst::Element>>>,
-    max_queue: Mutex<gst::ClockTime>,
+    users: AtomicUsize,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<String, Weak<Connection>>>> =
+static REGISTRY: LazyLock<Mutex<HashMap<Key, Weak<Connection>>>> =
     LazyLock::new(Default::default);
 
+/// An element's hold on a connection; the last one let go closes it.
+pub struct Use(Arc<Connection>);
+
+impl std::ops::Deref for Use {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl Use {
+    /// Starts connecting, unless this connection already is or has (see
+    /// `Connection::start`).
+    pub fn connect(&self, cfg: &ConnectConfig) -> Result<(), End> {
+        self.0.start(cfg)
+    }
+}
+
+impl Drop for Use {
+    fn drop(&mut self) {
+        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.close();
+        }
+    }
+}
+
+/// The pipeline (topmost bin) `element` is in, as a registry scope.
+fn scope_of(element: &gst::Element) -> usize {
+    let mut top: gst::Object = element.clone().upcast();
+    while let Some(parent) = top.parent() {
+        top = parent;
+    }
+    top.as_ptr() as usize
+}
+
 impl Connection {
-    /// The connection called `name`, shared by every element naming it; an
-    /// empty name gives a private one.
-    pub fn named(name: &str) -> Arc<Connection> {
-        if name.is_empty() {
-            return Arc::new(Connection::new(name));
+    /// The connection `name` of `element`'s pipeline (a private one for an
+    /// empty name). `peer` is the bot the element names, if it names one;
+    /// a different bot under the same name is refused.
+    pub fn acquire(
+        element: &gst::Element,
+        name: &str,
+        peer: Option<(&str, Serializer)>,
+    ) -> Result<Use, String> {
+        let conn = if name.is_empty() {
+            Arc::new(Connection::new(None, name))
+        } else {
+            let key = (scope_of(element), name.to_owned());
+            let mut registry = lock(&REGISTRY);
+            registry.retain(|_, c| c.strong_count() > 0);
+            match registry.get(&key).and_then(Weak::upgrade) {
+                Some(existing) => existing,
+                None => {
+                    let conn = Arc::new(Connection::new(Some(key.clone()), name));
+                    registry.insert(key, Arc::downgrade(&conn));
+                    conn
+                }
+            }
+        };
+        if let Some((uri, serializer)) = peer {
+            let mut link = lock(&conn.link);
+            match &link.peer {
+                Some(p) if p.uri != uri || p.serializer != serializer => {
+                    return Err(format!(
+                        "connection '{name}' is already used in this pipeline for the bot at {} \
+                         ({}); this element names {} ({}): give each bot its own connection name",
+                        redact::redact_uri(&p.uri),
+                        p.serializer.nick(),
+                        redact::redact_uri(uri),
+                        serializer.nick(),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    link.peer = Some(Peer {
+                        uri: uri.to_owned(),
+                        serializer,
+                    })
+                }
+            }
         }
-        let mut registry = REGISTRY.lock().unwrap();
-        registry.retain(|_, c| c.strong_count() > 0);
-        if let Some(existing) = registry.get(name).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let conn = Arc::new(Connection::new(name));
-        registry.insert(name.to_owned(), Arc::downgrade(&conn));
-        conn
+        conn.users.fetch_add(1, Ordering::AcqRel);
+        Ok(Use(conn))
     }
 
-    fn new(name: &str) -> Self {
+    fn new(key: Option<Key>, name: &str) -> Self {
         Connection {
+            key,
             name: name.to_owned(),
-            inbox: Mutex::new(Inbox::default()),
+            mailbox: Mutex::new(Mailbox {
+                inbox: Inbox::new(Limits {
+                    duration: gst::ClockTime::from_seconds(5),
+                    bytes: usize::MAX,
+                }),
+                end: None,
+                flushing: false,
+                send_flushing: false,
+                connected: false,
+            }),
             cond: Condvar::new(),
             link: Mutex::new(Link::default()),
             src: Mutex::new(None),
-            max_queue: Mutex::new(gst::ClockTime::from_seconds(5)),
+            users: AtomicUsize::new(0),
         }
     }
 
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap()
+    fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
+        lock(&self.mailbox)
     }
 
-    pub fn attach_src(&self, src: &gst::Element, max_queue: gst::ClockTime) {
-        *self.src.lock().unwrap() = Some(src.downgrade());
-        *self.max_queue.lock().unwrap() = max_queue;
+    pub fn attach_src(&self, src: &gst::Element, limits: Limits) {
+        *lock(&self.src) = Some(src.downgrade());
+        self.mailbox().inbox.set_limits(limits);
     }
 
     fn src(&self) -> Option<gst::Element> {
-        self.src.lock().unwrap().as_ref().and_then(|w| w.upgrade())
+        lock(&self.src).as_ref().and_then(|w| w.upgrade())
     }
 
-    /// Connects, unless this connection already is. Blocks up to
-    /// `connect_timeout`. The error text names the cause, never a secret.
-    pub fn connect(self: &Arc<Self>, cfg: &ConnectConfig) -> Result<(), End> {
-        let mut link = self.link.lock().unwrap();
-        if link.connected {
+    /// Starts connecting, unless this connection already is or has. Returns
+    /// at once; how it goes reaches the source through the mailbox. Only a
+    /// request that can never work (a bad URI or header) is an error here.
+    /// Error texts name the cause, never a secret.
+    fn start(self: &Arc<Self>, cfg: &ConnectConfig) -> Result<(), End> {
+        let mut link = lock(&self.link);
+        if link.started {
             return Ok(());
         }
         let secrets = redact::secrets(&cfg.uri, &cfg.headers);
         let shown = redact::redact_uri(&cfg.uri);
-        let fail = |cause: String, debug: String| End::Failed {
-            text: redact::scrub(
-                &format!("Could not connect to the Pipecat bot at {shown}: {cause}"),
-                &secrets,
-            ),
-            debug: redact::scrub(&debug, &secrets),
-        };
-        let mut request = cfg.uri.as_str().into_client_request().map_err(|e| {
-            fail(
-                "the URI is not a ws:// or wss:// URI".into(),
-                format!("{e:?}"),
-            )
-        })?;
-        for (name, value) in &cfg.headers {
-            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| fail(format!("invalid header name {name:?}"), format!("{e:?}")))?;
-            let value = tungstenite::http::HeaderValue::from_str(value)
-                .map_err(|_| fail(format!("invalid value for header {name}"), String::new()))?;
-            request.headers_mut().insert(name, value);
+        let request = dial::request(&cfg.uri, &cfg.headers)
+            .map_err(|cause| failure(&shown, &secrets, cause, String::new()))?;
+        let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
+        // What the client says first goes first, before any audio.
+        for msg in cfg.serializer.handshake(&cfg.stream_sid, &cfg.call_sid) {
+            let _ = tx.try_send(msg);
         }
+        {
+            let mut mailbox = self.mailbox();
+            mailbox.inbox.clear();
+            mailbox.inbox.take_dropped();
+            mailbox.end = None;
+            mailbox.connected = false;
+        }
+        link.generation += 1;
+        link.started = true;
+        link.outgoing = Some(tx);
+        gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
+        let run = Run {
+            conn: self.clone(),
+            generation: link.generation,
+            shown,
+            secrets,
+        };
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
-        let connector = (!cfg.tls_verify).then(|| {
+        if !cfg.tls_verify {
             gst::warning!(
                 CAT,
                 "connection '{}': tls-verify=false, the bot's certificate is not checked",
                 self.name
             );
-            tokio_tungstenite::Connector::Rustls(crate::tls::unverified())
-        });
-        gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
-        let connected = RUNTIME.block_on(async {
-            tokio::time::timeout(
-                cfg.connect_timeout,
-                tokio_tungstenite::connect_async_tls_with_config(
-                    request,
-                    Some(ws_config),
-                    true,
-                    connector,
-                ),
-            )
-            .await
-        });
-        let stream = match connected {
-            Err(_) => {
-                return Err(fail(
-                    format!(
-                        "no answer within connect-timeout ({:?})",
-                        cfg.connect_timeout
-                    ),
-                    String::new(),
-                ));
-            }
-            Ok(Err(err)) => return Err(fail(connect_cause(&err), format!("{err:?}"))),
-            Ok(Ok((stream, _response))) => stream,
-        };
-        let (mut write, read) = stream.split();
-        for msg in cfg.serializer.handshake(&cfg.stream_sid, &cfg.call_sid) {
-            RUNTIME.block_on(write.send(msg)).map_err(|e| {
-                fail(
-                    format!("the connection failed during the handshake: {e}"),
-                    format!("{e:?}"),
-                )
-            })?;
         }
-        *self.inbox() = Inbox::default();
-        let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
-        RUNTIME.spawn(write_loop(write, rx));
-        link.reader = Some(RUNTIME.spawn(read_loop(self.clone(), read, cfg.serializer, secrets)));
-        link.outgoing = Some(tx);
-        link.connected = true;
-        gst::info!(CAT, "connection '{}': connected to {shown}", self.name);
+        let cfg = cfg.clone();
+        link.task = Some(RUNTIME.spawn(run.run(request, ws_config, cfg, rx)));
         Ok(())
     }
 
-    /// Queues a message for the bot. Err with how the connection ended, or
-    /// `None` when it is not connected at all.
-    pub fn send(&self, msg: Message) -> Result<(), Option<End>> {
-        if let Some(end) = self.inbox().end.clone() {
-            return Err(Some(end));
+    /// Queues a message for the bot.
+    pub fn send(&self, msg: Message) -> Result<(), Unsent> {
+        let mut link = lock(&self.link);
+        if let Some(end) = self.mailbox().end.clone() {
+            return Err(Unsent::Ended(end));
         }
-        let mut link = self.link.lock().unwrap();
         let Some(tx) = link.outgoing.as_ref() else {
-            return Err(None);
+            return Err(Unsent::NotConnected);
         };
         match tx.try_send(msg) {
             Ok(()) => Ok(()),
@@ -263,37 +321,39 @@ impl Connection {
                 );
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.inbox().end.clone()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(match self.mailbox().end.clone() {
+                Some(end) => Unsent::Ended(end),
+                None => Unsent::NotConnected,
+            }),
         }
     }
 
-    /// The next audio, the end, or a wake-up: whatever comes first.
-    pub fn next(&self, timeout: Option<Duration>) -> (Next, gst::ClockTime) {
-        let mut inbox = self.inbox();
+    /// The next audio, the end, or a wake-up: whatever comes first, with
+    /// what the inbox dropped to make room (only ever alongside audio).
+    pub fn next(&self, timeout: Option<Duration>) -> (Next, Dropped) {
+        let mut mailbox = self.mailbox();
         loop {
-            let dropped = std::mem::take(&mut inbox.dropped);
-            if inbox.flushing {
-                return (Next::Flushing, dropped);
+            let next = if mailbox.flushing {
+                Some(Next::Flushing)
+            } else if let Some(chunk) = mailbox.inbox.pop() {
+                Some(Next::Audio(chunk))
+            } else {
+                mailbox.end.clone().map(Next::End)
+            };
+            if let Some(next) = next {
+                return (next, mailbox.inbox.take_dropped());
             }
-            if let Some(chunk) = inbox.audio.pop_front() {
-                inbox.queued = inbox.queued.saturating_sub(chunk.duration());
-                return (Next::Audio(chunk), dropped);
-            }
-            if let Some(end) = inbox.end.clone() {
-                return (Next::End(end), dropped);
-            }
-            inbox.dropped = dropped;
             match timeout {
-                None => inbox = self.cond.wait(inbox).unwrap(),
+                None => mailbox = wait(&self.cond, mailbox),
                 Some(t) => {
-                    let (guard, result) = self.cond.wait_timeout(inbox, t).unwrap();
-                    inbox = guard;
+                    let (guard, result) = wait_timeout(&self.cond, mailbox, t);
+                    mailbox = guard;
                     if result.timed_out()
-                        && inbox.audio.is_empty()
-                        && inbox.end.is_none()
-                        && !inbox.flushing
+                        && mailbox.inbox.is_empty()
+                        && mailbox.end.is_none()
+                        && !mailbox.flushing
                     {
-                        return (Next::TimedOut, std::mem::take(&mut inbox.dropped));
+                        return (Next::TimedOut, Dropped::default());
                     }
                 }
             }
@@ -301,58 +361,90 @@ impl Connection {
     }
 
     pub fn set_flushing(&self, flushing: bool) {
-        self.inbox().flushing = flushing;
+        self.mailbox().flushing = flushing;
         self.cond.notify_all();
     }
 
-    /// Ends the connection from our side: a close frame goes out, the reader
-    /// stops, and anyone sending learns it is closed.
-    pub fn close(&self) {
-        let mut link = self.link.lock().unwrap();
-        if let Some(reader) = link.reader.take() {
-            reader.abort();
+    /// Waits until the socket is open, so what is sent next reaches the bot
+    /// (a sink's buffer is not rendered before it can be).
+    pub fn wait_connected(&self) -> Result<(), Unsent> {
+        if !lock(&self.link).started {
+            return Err(match self.mailbox().end.clone() {
+                Some(end) => Unsent::Ended(end),
+                None => Unsent::NotConnected,
+            });
+        }
+        let mut mailbox = self.mailbox();
+        loop {
+            if mailbox.connected {
+                return Ok(());
+            }
+            if let Some(end) = mailbox.end.clone() {
+                return Err(Unsent::Ended(end));
+            }
+            if mailbox.send_flushing {
+                return Err(Unsent::Flushing);
+            }
+            mailbox = wait(&self.cond, mailbox);
+        }
+    }
+
+    pub fn set_send_flushing(&self, flushing: bool) {
+        self.mailbox().send_flushing = flushing;
+        self.cond.notify_all();
+    }
+
+    fn set_connected(&self, generation: u64) -> bool {
+        let link = lock(&self.link);
+        if link.generation != generation || !link.started {
+            return false;
+        }
+        self.mailbox().connected = true;
+        self.cond.notify_all();
+        true
+    }
+
+    /// Ends the connection from our side: a connect in progress is dropped,
+    /// a close frame goes out, the reader stops, and anyone sending learns
+    /// it is closed.
+    fn close(&self) {
+        let mut link = lock(&self.link);
+        if let Some(task) = link.task.take() {
+            task.abort();
         }
         // Dropping the sender lets the writer send its close frame and stop.
         link.outgoing = None;
-        link.connected = false;
+        link.started = false;
+        link.peer = None;
         drop(link);
-        let mut inbox = self.inbox();
-        if inbox.end.is_none() {
-            inbox.end = Some(End::Closed {
+        let mut mailbox = self.mailbox();
+        if mailbox.end.is_none() {
+            mailbox.end = Some(End::Closed {
                 code: 1000,
                 reason: "closed by the pipeline".into(),
             });
         }
-        drop(inbox);
+        drop(mailbox);
         self.cond.notify_all();
+        if let Some(key) = &self.key {
+            let mut registry = lock(&REGISTRY);
+            if registry.get(key).is_some_and(|w| w.as_ptr() == self as *const _) {
+                registry.remove(key);
+            }
+        }
     }
 
     fn deliver(&self, inbound: Inbound) {
         match inbound {
+            // Nothing to play; and nothing to let pile up.
+            Inbound::Audio(audio) if audio.data.is_empty() => {}
             Inbound::Audio(audio) => {
                 let arrival = self.src().and_then(|s| s.current_running_time());
-                let chunk = Chunk { audio, arrival };
-                let max_queue = *self.max_queue.lock().unwrap();
-                let mut inbox = self.inbox();
-                inbox.queued += chunk.duration();
-                inbox.audio.push_back(chunk);
-                while inbox.queued > max_queue && inbox.audio.len() > 1 {
-                    let oldest = inbox.audio.pop_front().unwrap();
-                    inbox.queued = inbox.queued.saturating_sub(oldest.duration());
-                    inbox.dropped += oldest.duration();
-                }
-                drop(inbox);
+                self.mailbox().inbox.push(Chunk { audio, arrival });
                 self.cond.notify_all();
             }
             Inbound::Interruption => {
-                let mut inbox = self.inbox();
-                let dropped = inbox
-                    .audio
-                    .drain(..)
-                    .map(|c| c.duration())
-                    .sum::<gst::ClockTime>();
-                inbox.queued = gst::ClockTime::ZERO;
-                drop(inbox);
+                let dropped = self.mailbox().inbox.clear();
                 self.post("pipecat-interrupted", |s| s.field("dropped", dropped));
             }
             Inbound::Text(text) => self.post("pipecat-text", |s| s.field("text", text)),
@@ -384,11 +476,14 @@ impl Connection {
     /// Records how the connection ended and wakes the waiter. A failure goes
     /// on the bus first, so it is the first error an application sees (the
     /// base class adds a generic one once `create()` returns).
-    fn finish(&self, end: End) {
-        if self.inbox().end.is_some() {
-            return;
+    fn finish(&self, generation: u64, end: End) {
+        {
+            let mut link = lock(&self.link);
+            if link.generation != generation || self.mailbox().end.is_some() {
+                return;
+            }
+            link.outgoing = None;
         }
-        self.link.lock().unwrap().connected = false;
         match &end {
             End::Failed { text, debug } => {
                 gst::warning!(CAT, "connection '{}': {text}", self.name);
@@ -402,66 +497,133 @@ impl Connection {
                 self.name
             ),
         }
-        self.inbox().end.get_or_insert(end);
+        let mut mailbox = self.mailbox();
+        mailbox.end.get_or_insert(end);
+        mailbox.connected = false;
+        drop(mailbox);
         self.cond.notify_all();
     }
 }
 
-async fn read_loop(
+fn failure(shown: &str, secrets: &[String], cause: String, debug: String) -> End {
+    End::Failed {
+        text: redact::scrub(
+            &format!("Could not connect to the Pipecat bot at {shown}: {cause}"),
+            secrets,
+        ),
+        debug: redact::scrub(&debug, secrets),
+    }
+}
+
+/// One connect-and-read of a connection, as a task on the runtime.
+struct Run {
     conn: Arc<Connection>,
-    mut read: futures_util::stream::SplitStream<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    >,
-    serializer: Serializer,
+    generation: u64,
+    shown: String,
     secrets: Vec<String>,
-) {
-    let end = loop {
-        match read.next().await {
-            Some(Ok(Message::Close(frame))) => break end_of_close(frame),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(msg)) => match serializer.decode(&msg) {
-                Ok(inbound) => conn.deliver(inbound),
-                Err(why) => {
-                    let data = msg.into_data();
-                    break End::Failed {
-                        text: format!("Pipecat bot sent a frame that does not parse: {why}"),
-                        debug: format!(
-                            "{} bytes, starting {:02x?}",
-                            data.len(),
-                            &data[..data.len().min(32)]
+}
+
+impl Run {
+    async fn run(
+        self,
+        request: dial::Request,
+        ws_config: WebSocketConfig,
+        cfg: ConnectConfig,
+        rx: mpsc::Receiver<Message>,
+    ) {
+        let dialed = tokio::time::timeout(
+            cfg.connect_timeout,
+            dial::dial(request, ws_config, cfg.tls_verify),
+        )
+        .await;
+        let (socket, last_close) = match dialed {
+            Err(_) => {
+                let cause = format!(
+                    "no answer within connect-timeout ({:?})",
+                    cfg.connect_timeout
+                );
+                return self.end(failure(&self.shown, &self.secrets, cause, String::new()));
+            }
+            Ok(Err(err)) => {
+                let end = failure(
+                    &self.shown,
+                    &self.secrets,
+                    connect_cause(&err),
+                    format!("{err:?}"),
+                );
+                return self.end(end);
+            }
+            Ok(Ok(connected)) => connected,
+        };
+        let (write, read) = socket.split();
+        RUNTIME.spawn(write_loop(write, rx));
+        if !self.conn.set_connected(self.generation) {
+            return;
+        }
+        gst::info!(
+            CAT,
+            "connection '{}': connected to {}",
+            self.conn.name,
+            self.shown
+        );
+        let end = self.read_loop(read, cfg.serializer, last_close).await;
+        self.end(end);
+    }
+
+    fn end(&self, end: End) {
+        self.conn.finish(self.generation, end);
+    }
+
+    async fn read_loop(
+        &self,
+        mut read: futures_util::stream::SplitStream<Socket>,
+        serializer: Serializer,
+        last_close: LastClose,
+    ) -> End {
+        loop {
+            match read.next().await {
+                // The frame as the bot sent it: tungstenite's may be its own.
+                Some(Ok(Message::Close(_))) => {
+                    let sent = lock(&last_close).take().unwrap_or_default();
+                    return end_of_close(&sent);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(msg)) => match serializer.decode(&msg) {
+                    Ok(inbound) => self.conn.deliver(inbound),
+                    Err(why) => {
+                        let data = msg.into_data();
+                        return End::Failed {
+                            text: format!("Pipecat bot sent a frame that does not parse: {why}"),
+                            debug: format!(
+                                "{} bytes, starting {:02x?}",
+                                data.len(),
+                                &data[..data.len().min(32)]
+                            ),
+                        };
+                    }
+                },
+                Some(Err(err)) => {
+                    return End::Failed {
+                        text: format!(
+                            "Pipecat bot connection lost: {} while receiving audio",
+                            receive_cause(&err)
                         ),
+                        debug: redact::scrub(&format!("{err:?}"), &self.secrets),
                     };
                 }
-            },
-            Some(Err(err)) => {
-                break End::Failed {
-                    text: format!(
-                        "Pipecat bot connection lost: {} while receiving audio",
-                        receive_cause(&err)
-                    ),
-                    debug: redact::scrub(&format!("{err:?}"), &secrets),
-                };
-            }
-            None => {
-                break End::Failed {
-                    text: "Pipecat bot connection lost: closed without a close frame (1006) while receiving audio".into(),
-                    debug: "the stream ended with no close frame".into(),
-                };
+                None => {
+                    return End::Failed {
+                        text: "Pipecat bot connection lost: closed without a close frame (1006) while receiving audio".into(),
+                        debug: "the stream ended with no close frame".into(),
+                    };
+                }
             }
         }
-    };
-    conn.finish(end);
+    }
 }
 
 async fn write_loop(
-    mut write: futures_util::stream::SplitSink<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        Message,
-    >,
+    mut write: futures_util::stream::SplitSink<Socket, Message>,
     mut rx: mpsc::Receiver<Message>,
 ) {
     while let Some(msg) = rx.recv().await {
@@ -471,93 +633,4 @@ async fn write_loop(
         }
     }
     let _ = write.close().await;
-}
-
-fn end_of_close(frame: Option<CloseFrame>) -> End {
-    let Some(frame) = frame else {
-        return End::Closed {
-            code: 1005,
-            reason: String::new(),
-        };
-    };
-    let code: u16 = frame.code.into();
-    let reason = frame.reason.to_string();
-    if matches!(code, 1000 | 1001) {
-        return End::Closed { code, reason };
-    }
-    let meaning = match code {
-        1002 => "protocol error",
-        1003 => "unsupported data",
-        1007 => "invalid payload",
-        1008 => "policy violation",
-        1009 => "message too big",
-        1011 => "internal error, or no pong to its keepalive ping",
-        1012 => "service restart",
-        1013 => "server busy, try again later",
-        4001 | 4003 => "not authorized",
-        _ => "failure",
-    };
-    let reason_text = if reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {reason}")
-    };
-    End::Failed {
-        text: format!(
-            "Pipecat bot closed the connection with code {code} ({meaning}){reason_text}"
-        ),
-        debug: format!("close frame code {code} reason {reason:?}"),
-    }
-}
-
-fn receive_cause(err: &tungstenite::Error) -> String {
-    use std::io::ErrorKind;
-    use tungstenite::Error;
-    use tungstenite::error::ProtocolError;
-    match err {
-        Error::Io(e) if e.kind() == ErrorKind::ConnectionReset => "connection reset by peer".into(),
-        Error::Io(e) if e.kind() == ErrorKind::UnexpectedEof => {
-            "closed without a close frame (1006)".into()
-        }
-        Error::Io(e) => format!("read error ({e})"),
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            "closed without a close frame (1006)".into()
-        }
-        Error::Protocol(p) => format!("WebSocket protocol error ({p})"),
-        Error::Capacity(c) => format!("a message over max-message-size ({c})"),
-        Error::Tls(t) => format!("TLS error ({t})"),
-        other => other.to_string(),
-    }
-}
-
-fn connect_cause(err: &tungstenite::Error) -> String {
-    use std::io::ErrorKind;
-    use tungstenite::Error;
-    match err {
-        Error::Http(response) => format!(
-            "the server answered the WebSocket upgrade with HTTP {}{}",
-            response.status(),
-            match response.status().as_u16() {
-                401 | 403 => " (authentication refused: check extra-headers or the URI's token)",
-                404 => " (no bot at that path)",
-                _ => "",
-            }
-        ),
-        Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            "connection refused (is the bot running?)".into()
-        }
-        Error::Io(e) => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            Some(rustls::Error::InvalidCertificate(why)) => format!(
-                "TLS handshake failed: the bot's certificate was refused ({why:?}); tls-verify=false skips the check, for test bots only"
-            ),
-            Some(tls) => format!("TLS handshake failed ({tls})"),
-            None => format!("{e}"),
-        },
-        Error::Tls(t) => format!("TLS error ({t})"),
-        Error::Url(u) => format!("bad URI ({u})"),
-        other => other.to_string(),
-    }
 }

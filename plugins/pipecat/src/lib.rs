@@ -3,8 +3,11 @@
 
 use gst::glib;
 
+mod close;
 mod common;
 mod connection;
+mod dial;
+mod inbox;
 pub mod g711;
 mod pipecatwsrc;
 mod pipecatwssink;

@@ -107,8 +107,27 @@ pub enum Inbound {
 
 /// Every telephony wire carries 8 kHz mono.
 pub const TELEPHONY_RATE: u32 = 8000;
+/// The rates a bot may declare: every rate a voice pipeline uses, and no
+/// value that would make a buffer's duration or size absurd (a declared
+/// rate of 1 Hz put each 20 ms of audio 160 s long; 2^31 made downstream
+/// allocate gigabytes).
+pub const BOT_RATES: std::ops::RangeInclusive<u32> = 8000..=192_000;
+/// The channel counts a bot may declare.
+pub const BOT_CHANNELS: std::ops::RangeInclusive<u32> = 1..=8;
 
 impl Serializer {
+    /// The name `serializer=` takes.
+    pub fn nick(self) -> &'static str {
+        match self {
+            Serializer::Protobuf => "protobuf",
+            Serializer::Twilio => "twilio",
+            Serializer::Telnyx => "telnyx",
+            Serializer::TelnyxPcma => "telnyx-pcma",
+            Serializer::Plivo => "plivo",
+            Serializer::Exotel => "exotel",
+        }
+    }
+
     fn telephony(self) -> Option<Telephony> {
         let (bot_media, bot_clear, law, sid_key) = match self {
             Serializer::Protobuf => return None,
@@ -135,6 +154,20 @@ impl Serializer {
                     sample_rate,
                     num_channels,
                 } => {
+                    if !BOT_RATES.contains(&sample_rate) {
+                        return Err(format!(
+                            "the bot declared sample_rate={sample_rate}, outside {}..={} Hz",
+                            BOT_RATES.start(),
+                            BOT_RATES.end()
+                        ));
+                    }
+                    if !BOT_CHANNELS.contains(&num_channels) {
+                        return Err(format!(
+                            "the bot declared num_channels={num_channels}, outside {}..={}",
+                            BOT_CHANNELS.start(),
+                            BOT_CHANNELS.end()
+                        ));
+                    }
                     if audio.len() % (2 * num_channels as usize) != 0 {
                         return Err(format!(
                             "audio of {} bytes is not whole S16 frames of {num_channels} channel(s)",
@@ -308,6 +341,23 @@ mod tests {
                 law: None
             })
         );
+    }
+
+    #[test]
+    fn declared_rates_and_channels_are_bounded() {
+        for (rate, channels, bad) in [
+            (1, 1, "sample_rate=1"),
+            (u32::MAX, 1, "sample_rate=4294967295"),
+            (i32::MAX as u32, 1, "sample_rate=2147483647"),
+            (16000, 0, "num_channels 0"),
+            (16000, 9, "num_channels=9"),
+        ] {
+            let msg = Message::Binary(Frame::encode_audio(&[0; 36], rate, channels).into());
+            let err = Serializer::Protobuf.decode(&msg).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+        let ok = Message::Binary(Frame::encode_audio(&[0; 32], 192_000, 8).into());
+        assert!(Serializer::Protobuf.decode(&ok).is_ok());
     }
 
     #[test]

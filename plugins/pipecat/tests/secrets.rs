@@ -14,6 +14,8 @@ use gst::prelude::*;
 const URI_TOKEN: &str = "uritoken-6f1d2a";
 const URI_PASSWORD: &str = "pw-91c3e7";
 const HEADER_SECRET: &str = "Bearer hdrsecret-4b8e0c";
+const PATH_TOKEN: &str = "pathtoken-0e55d1";
+const FRAGMENT_TOKEN: &str = "fragtoken-7a2b90";
 
 #[test]
 fn secrets_never_appear_in_logs_or_errors() {
@@ -51,20 +53,22 @@ fn secrets_never_appear_in_logs_or_errors() {
     assert_eq!(end.map(|(m, _)| m.type_()), Some(gst::MessageType::Eos));
     pipeline.set_state(gst::State::Null).unwrap();
 
-    // And failures, whose texts are built from library errors.
+    // And failures, whose texts are built from library errors; tokens in
+    // the path and the fragment too.
     for uri in [
         format!(
-            "ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws?token={URI_TOKEN}",
+            "ws://caller:{URI_PASSWORD}@127.0.0.1:{}/ws/{PATH_TOKEN}?token={URI_TOKEN}#{FRAGMENT_TOKEN}",
             free_port()
         ),
         format!(
-            "ws://127.0.0.1:{}/ws?token={URI_TOKEN}",
+            "ws://127.0.0.1:{}/ws/{PATH_TOKEN}?token={URI_TOKEN}#{FRAGMENT_TOKEN}",
             http_server("401 Unauthorized")
         ),
     ] {
         let pipeline = launch("pipecatwsrc name=src ! fakesink");
         configure(&pipeline, &uri, &headers);
-        assert!(pipeline.set_state(gst::State::Playing).is_err());
+        // Connecting runs in the background: the failure comes on the bus.
+        pipeline.set_state(gst::State::Playing).unwrap();
         let (seen, end) = wait_for(
             &pipeline,
             &[gst::MessageType::Error],
@@ -84,7 +88,13 @@ fn secrets_never_appear_in_logs_or_errors() {
         log.len()
     );
     assert!(log.contains("pipecatws"), "our own category did not log");
-    for secret in [URI_TOKEN, URI_PASSWORD, "hdrsecret-4b8e0c"] {
+    for secret in [
+        URI_TOKEN,
+        URI_PASSWORD,
+        "hdrsecret-4b8e0c",
+        PATH_TOKEN,
+        FRAGMENT_TOKEN,
+    ] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).take(5).collect();
         assert!(
             lines.is_empty(),

@@ -4,9 +4,10 @@
 //! for audio, for the end of the connection (and says why), and for
 //! `unlock()`. A clean hang-up pushes everything received, then EOS.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use callaudio::sync::lock;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -15,12 +16,16 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use crate::common::LinkSettings;
-use crate::connection::{CAT, Connection, End, Next};
+use crate::connection::{CAT, Connection, End, Next, Use};
+use crate::inbox::{Chunk, Limits};
 use crate::g711::Law;
 use crate::redact;
 use crate::serializer::WireAudio;
 
 const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
+/// 5 s of 48 kHz stereo S16 with room to spare; a bot that declares more
+/// bytes per second than that is bounded by bytes before duration.
+const DEFAULT_MAX_QUEUE_BYTES: u32 = 2 << 20;
 const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 
 #[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
@@ -40,6 +45,7 @@ struct Settings {
     on_close: OnClose,
     response_timeout: gst::ClockTime,
     max_queue: gst::ClockTime,
+    max_queue_bytes: u32,
     latency: gst::ClockTime,
 }
 
@@ -50,6 +56,7 @@ impl Default for Settings {
             on_close: OnClose::Eos,
             response_timeout: gst::ClockTime::ZERO,
             max_queue: DEFAULT_MAX_QUEUE,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             latency: DEFAULT_LATENCY,
         }
     }
@@ -57,7 +64,7 @@ impl Default for Settings {
 
 #[derive(Default)]
 struct State {
-    connection: Option<Arc<Connection>>,
+    connection: Option<std::sync::Arc<Use>>,
     /// (rate, channels, G.711 law) of the audio the caps were last set for.
     format: Option<(u32, u32, Option<Law>)>,
     /// Whether buffers go out in the wire's G.711 rather than S16LE.
@@ -76,11 +83,11 @@ pub struct PipecatWsSrc {
 
 impl PipecatWsSrc {
     fn settings(&self) -> Settings {
-        self.settings.lock().unwrap().clone()
+        lock(&self.settings).clone()
     }
 
-    fn connection(&self) -> Option<Arc<Connection>> {
-        self.state.lock().unwrap().connection.clone()
+    fn connection(&self) -> Option<std::sync::Arc<Use>> {
+        lock(&self.state).connection.clone()
     }
 
     fn post(&self, s: gst::Structure) {
@@ -118,12 +125,12 @@ impl PipecatWsSrc {
         }
     }
 
-    fn buffer_for(&self, chunk: crate::connection::Chunk) -> Result<gst::Buffer, gst::FlowError> {
+    fn buffer_for(&self, chunk: Chunk) -> Result<gst::Buffer, gst::FlowError> {
         let duration = chunk.duration();
         let audio = chunk.audio;
         let format = (audio.rate, audio.channels, audio.law);
         let (pts, new_format) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = lock(&self.state);
             let new_format = state.format != Some(format);
             // Stamped at arrival on the pipeline clock, but never before the
             // end of the previous buffer: a burst of TTS plays out in order.
@@ -138,11 +145,11 @@ impl PipecatWsSrc {
             self.obj()
                 .set_caps(&caps)
                 .map_err(|_| gst::FlowError::NotNegotiated)?;
-            let mut state = self.state.lock().unwrap();
+            let mut state = lock(&self.state);
             state.format = Some(format);
             state.coded_out = coded;
         }
-        let coded_out = self.state.lock().unwrap().coded_out;
+        let coded_out = lock(&self.state).coded_out;
         let data = if coded_out {
             audio.data
         } else {
@@ -219,6 +226,13 @@ impl ObjectImpl for PipecatWsSrc {
                     .default_value(DEFAULT_MAX_QUEUE.nseconds())
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-queue-bytes")
+                    .nick("Max queue bytes")
+                    .blurb("Bytes of the bot's audio held while downstream is slow (each message counts 64 bytes more); beyond it, or beyond max-queue, the oldest is dropped with a WARNING")
+                    .minimum(4096)
+                    .default_value(DEFAULT_MAX_QUEUE_BYTES)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("latency")
                     .nick("Latency")
                     .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
@@ -232,7 +246,7 @@ impl ObjectImpl for PipecatWsSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut s = lock(&self.settings);
         if s.link.set(pspec.name(), value) {
             return;
         }
@@ -241,6 +255,7 @@ impl ObjectImpl for PipecatWsSrc {
             "on-close" => s.on_close = value.get().unwrap(),
             "response-timeout" => s.response_timeout = ns(),
             "max-queue" => s.max_queue = ns(),
+            "max-queue-bytes" => s.max_queue_bytes = value.get().unwrap(),
             "latency" => s.latency = ns(),
             name => unreachable!("unknown property {name}"),
         }
@@ -255,6 +270,7 @@ impl ObjectImpl for PipecatWsSrc {
             "on-close" => s.on_close.to_value(),
             "response-timeout" => s.response_timeout.nseconds().to_value(),
             "max-queue" => s.max_queue.nseconds().to_value(),
+            "max-queue-bytes" => s.max_queue_bytes.to_value(),
             "latency" => s.latency.nseconds().to_value(),
             name => unreachable!("unknown property {name}"),
         }
@@ -330,8 +346,23 @@ impl BaseSrcImpl for PipecatWsSrc {
             "starting with {}",
             redact::redact_uri(&uri)
         );
-        let conn = Connection::named(&settings.link.connection);
-        conn.attach_src(self.obj().upcast_ref(), settings.max_queue);
+        let obj = self.obj();
+        let element: &gst::Element = obj.upcast_ref();
+        let conn = Connection::acquire(
+            element,
+            &settings.link.connection,
+            Some((&uri, settings.link.serializer)),
+        )
+        .map_err(|text| gst::error_msg!(gst::ResourceError::Settings, ("{}", text)))?;
+        conn.attach_src(
+            element,
+            Limits {
+                duration: settings.max_queue,
+                bytes: settings.max_queue_bytes as usize,
+            },
+        );
+        // Returns at once: connecting goes on in the background and create()
+        // waits for it, so stopping the pipeline never waits for the bot.
         conn.connect(&settings.link.connect_config(&uri))
             .map_err(|end| match end {
                 End::Failed { text, debug } => {
@@ -342,17 +373,16 @@ impl BaseSrcImpl for PipecatWsSrc {
                     ["The Pipecat bot closed at once"]
                 ),
             })?;
-        *self.state.lock().unwrap() = State {
-            connection: Some(conn),
+        *lock(&self.state) = State {
+            connection: Some(std::sync::Arc::new(conn)),
             ..State::default()
         };
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(conn) = self.state.lock().unwrap().connection.take() {
-            conn.close();
-        }
+        // Letting go of our use closes the socket if nobody else uses it.
+        lock(&self.state).connection = None;
         Ok(())
     }
 
@@ -390,15 +420,20 @@ impl PushSrcImpl for PipecatWsSrc {
             .then(|| Duration::from_nanos(settings.response_timeout.nseconds()));
         loop {
             let (next, dropped) = conn.next(timeout);
-            if !dropped.is_zero() {
+            if !dropped.is_empty() {
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Read,
                     (
-                        "Downstream is slow: dropped {} of the bot's oldest audio",
-                        dropped
+                        "Downstream is slow: dropped {} of the bot's oldest audio ({} messages)",
+                        dropped.duration,
+                        dropped.messages
                     ),
-                    ["more than max-queue ({}) was waiting", settings.max_queue]
+                    [
+                        "more than max-queue ({}) or max-queue-bytes ({}) was waiting",
+                        settings.max_queue,
+                        settings.max_queue_bytes
+                    ]
                 );
             }
             match next {
@@ -406,7 +441,7 @@ impl PushSrcImpl for PipecatWsSrc {
                 Next::Flushing => return Err(gst::FlowError::Flushing),
                 Next::End(end) => return Err(self.ended(end, &settings)),
                 Next::TimedOut => {
-                    let mut state = self.state.lock().unwrap();
+                    let mut state = lock(&self.state);
                     if !std::mem::replace(&mut state.warned_silent, true) {
                         drop(state);
                         gst::element_imp_warning!(

@@ -1,8 +1,9 @@
 //! `pipecatwssink`: the caller's audio, to the bot, on the WebSocket of the
 //! `pipecatwsrc` naming the same `connection` (or its own, given a `uri`).
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
+use callaudio::sync::lock;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -10,11 +11,11 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::common::LinkSettings;
-use crate::connection::{CAT, Connection, End};
+use crate::connection::{CAT, Connection, End, Unsent, Use};
 
 #[derive(Default)]
 struct State {
-    connection: Option<Arc<Connection>>,
+    connection: Option<std::sync::Arc<Use>>,
     rate: u32,
 }
 
@@ -26,7 +27,7 @@ pub struct PipecatWsSink {
 
 impl PipecatWsSink {
     fn settings(&self) -> LinkSettings {
-        self.settings.lock().unwrap().clone()
+        lock(&self.settings).clone()
     }
 }
 
@@ -44,7 +45,7 @@ impl ObjectImpl for PipecatWsSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        self.settings.lock().unwrap().set(pspec.name(), value);
+        lock(&self.settings).set(pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -106,9 +107,14 @@ impl BaseSinkImpl for PipecatWsSink {
                 ["pipecatwssink needs a uri, or the connection name of a pipecatwsrc"]
             ));
         }
-        let conn = Connection::named(&settings.connection);
-        // Sinks start before sources: with its own uri the sink connects,
-        // otherwise the pipecatwsrc of the same connection does.
+        let obj = self.obj();
+        let element: &gst::Element = obj.upcast_ref();
+        let peer = settings.uri.as_deref().map(|uri| (uri, settings.serializer));
+        let conn = Connection::acquire(element, &settings.connection, peer)
+            .map_err(|text| gst::error_msg!(gst::ResourceError::Settings, ("{}", text)))?;
+        // Sinks start before sources: with its own uri the sink connects
+        // (in the background), otherwise the pipecatwsrc of the same
+        // connection does.
         if let Some(uri) = settings.uri.as_deref() {
             conn.connect(&settings.connect_config(uri))
                 .map_err(|end| match end {
@@ -121,17 +127,26 @@ impl BaseSinkImpl for PipecatWsSink {
                     ),
                 })?;
         }
-        self.state.lock().unwrap().connection = Some(conn);
+        lock(&self.state).connection = Some(std::sync::Arc::new(conn));
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let conn = self.state.lock().unwrap().connection.take();
-        // A sink with its own uri opened the connection; nobody else closes it.
-        if let Some(conn) = conn
-            && self.settings().uri.is_some()
-        {
-            conn.close();
+        // Letting go of our use closes the socket if nobody else uses it.
+        lock(&self.state).connection = None;
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(conn) = lock(&self.state).connection.clone() {
+            conn.set_send_flushing(true);
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(conn) = lock(&self.state).connection.clone() {
+            conn.set_send_flushing(false);
         }
         Ok(())
     }
@@ -150,13 +165,13 @@ impl BaseSinkImpl for PipecatWsSink {
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_audio::AudioInfo::from_caps(caps)
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {caps}"))?;
-        self.state.lock().unwrap().rate = info.rate();
+        lock(&self.state).rate = info.rate();
         Ok(())
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (conn, rate) = {
-            let state = self.state.lock().unwrap();
+            let state = lock(&self.state);
             (
                 state.connection.clone().ok_or(gst::FlowError::Flushing)?,
                 state.rate,
@@ -173,10 +188,12 @@ impl BaseSinkImpl for PipecatWsSink {
             "sending {} bytes of caller audio",
             map.len()
         );
-        match conn.send(msg) {
+        let sent = conn.wait_connected().and_then(|()| conn.send(msg));
+        match sent {
+            Err(Unsent::Flushing) => Err(gst::FlowError::Flushing),
             Ok(()) => Ok(gst::FlowSuccess::Ok),
-            Err(Some(End::Closed { .. })) => Err(gst::FlowError::Eos),
-            Err(Some(End::Failed { text, debug })) => {
+            Err(Unsent::Ended(End::Closed { .. })) => Err(gst::FlowError::Eos),
+            Err(Unsent::Ended(End::Failed { text, debug })) => {
                 gst::element_imp_error!(
                     self,
                     gst::ResourceError::Write,
@@ -185,7 +202,7 @@ impl BaseSinkImpl for PipecatWsSink {
                 );
                 Err(gst::FlowError::Error)
             }
-            Err(None) => {
+            Err(Unsent::NotConnected) => {
                 gst::element_imp_error!(
                     self,
                     gst::ResourceError::Write,

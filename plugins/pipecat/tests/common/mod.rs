@@ -230,3 +230,32 @@ pub fn http_server_seeing(status: &'static str) -> (u16, std::sync::mpsc::Receiv
     });
     (port, rx)
 }
+
+/// A one-connection WebSocket server that writes `bytes` raw after the
+/// upgrade (hand-made frames a well-behaved library would never send).
+pub fn raw_bytes_server(bytes: Vec<u8>) -> u16 {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        let _ = ws.get_mut().write_all(&bytes);
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    port
+}
+
+/// A server that accepts TCP connections and never answers anything.
+pub fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    port
+}

@@ -1,0 +1,198 @@
+//! A bot (or whatever answers at its address) that sends hostile values:
+//! each costs its own call an ERROR that names the value, never the
+//! process, and never another call.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+use gstpipecat::protobuf::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn error_text_from(port: u16, extra: &str) -> Option<String> {
+    init();
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ {extra} ! fakesink sync=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(5),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    error_of(&end?.0).map(|(text, debug)| format!("{text} | {debug}"))
+}
+
+#[test]
+fn declared_rates_outside_the_bounds_are_errors_that_name_the_value() {
+    // Before: 2^31-1 aborted the process in downstream allocation, 2^32-1
+    // became rate=-1 in caps, 1 put every later buffer 160 s ahead.
+    for rate in [2_147_483_647u32, 4_294_967_295, 1] {
+        let frame = Frame::encode_audio(&[0; 320], rate, 1);
+        let text = error_text_from(raw_server(vec![Message::Binary(frame.into())]), "")
+            .expect("an ERROR");
+        assert!(text.contains(&format!("sample_rate={rate}")), "{text}");
+    }
+    let frame = Frame::encode_audio(&[0; 320], 16000, 64);
+    let text = error_text_from(raw_server(vec![Message::Binary(frame.into())]), "")
+        .expect("an ERROR");
+    assert!(text.contains("num_channels=64"), "{text}");
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_flood_of_big_messages_is_bounded_in_bytes() {
+    init();
+    // 1 MiB messages, each claiming 192 kHz x 8 channels (a few ms each).
+    const MESSAGES: usize = 150;
+    let frame = Frame::encode_audio(&vec![0; 1 << 20], 192_000, 8);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        for _ in 0..MESSAGES {
+            ws.send(Message::Binary(frame.clone().into())).unwrap();
+        }
+        let _ = done_tx.send(());
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    // A minute by duration would be 180 MB at that rate: only the byte
+    // bound (max-queue-bytes, 2 MiB by default) stands in the way.
+    let pipeline = launch(&format!(
+        "pipecatwsrc name=src uri=ws://127.0.0.1:{port}/ max-queue=60000000000 ! fakesink sync=false"
+    ));
+    // Downstream is stuck: nothing leaves the source's queue.
+    let pad = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
+    let blocked = pad
+        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER, |_, _| {
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
+    let before = rss_bytes();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    // The reader has taken in what the socket still held once it reads no more.
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "RSS grew {} MB for {MESSAGES} MB sent",
+        grown >> 20
+    );
+    pad.remove_probe(blocked);
+    let (_, warning) = wait_for(&pipeline, &[gst::MessageType::Warning], Duration::from_secs(5));
+    pipeline.set_state(gst::State::Null).unwrap();
+    // Before: 1.46 GB in 10 s. The queue holds max-queue-bytes (2 MiB).
+    assert!(grown < 64 << 20, "RSS grew {} MB", grown >> 20);
+    let warning = match warning.expect("no WARNING for the dropped audio").0.view() {
+        gst::MessageView::Warning(w) => w.error().to_string(),
+        _ => unreachable!(),
+    };
+    assert!(warning.contains("dropped") && warning.contains("messages"), "{warning}");
+}
+
+#[test]
+fn one_connection_name_in_two_pipelines_is_two_sockets() {
+    init();
+    let bot = |value: i16| {
+        let samples: Vec<u8> = std::iter::repeat_n(value.to_le_bytes(), 320)
+            .flatten()
+            .collect();
+        let frames = (0..10)
+            .map(|_| Message::Binary(Frame::encode_audio(&samples, 16000, 1).into()))
+            .collect();
+        raw_server(frames)
+    };
+    let (a, b) = (bot(1), bot(2));
+    let pipelines: Vec<gst::Pipeline> = [a, b]
+        .iter()
+        .map(|port| {
+            launch(&format!(
+                "pipecatwsrc uri=ws://127.0.0.1:{port}/ connection=call1 ! appsink name=out sync=false"
+            ))
+        })
+        .collect();
+    let received: Vec<_> = pipelines.iter().map(|p| record(p, "out")).collect();
+    for p in &pipelines {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.iter().any(|r| r.lock().unwrap().samples.len() < 3200) && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    // Before: call B attached to bot A and the two split its audio.
+    for (r, value) in received.iter().zip([1i16, 2]) {
+        let samples = &r.lock().unwrap().samples;
+        assert_eq!(samples.len(), 3200, "bot {value}");
+        assert!(samples.iter().all(|&s| s == value), "audio of another call");
+    }
+}
+
+#[test]
+fn two_bots_under_one_connection_name_in_one_pipeline_are_refused() {
+    init();
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{}/a connection=c ! fakesink \
+         audiotestsrc ! audio/x-raw,rate=16000 ! pipecatwssink uri=ws://127.0.0.1:{}/b connection=c",
+        free_port(),
+        free_port()
+    ));
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let (_, end) = wait_for(&pipeline, &[gst::MessageType::Error], Duration::from_secs(2));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (text, _) = error_of(&end.expect("an ERROR").0).unwrap();
+    assert!(text.contains("already used in this pipeline"), "{text}");
+}
+
+#[test]
+fn stopping_while_connecting_returns_at_once() {
+    init();
+    for desc in [
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ connect-timeout=10000000000 ! fakesink",
+        "audiotestsrc is-live=true ! audio/x-raw,rate=16000 ! pipecatwssink uri=ws://127.0.0.1:{port}/ connect-timeout=10000000000",
+    ] {
+        let port = silent_server();
+        let pipeline = launch(&desc.replace("{port}", &port.to_string()));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        // Before: blocked until connect-timeout (9 s of the 10).
+        pipeline.set_state(gst::State::Null).unwrap();
+        let took = t.elapsed();
+        println!("set_state(Null) while connecting took {took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+}
+
+#[test]
+fn close_codes_are_reported_as_the_bot_sent_them() {
+    // Hand-made close frames: 999 and 1005 are not allowed on the wire, and
+    // tungstenite reports its own 1002 for both.
+    for (code, named) in [(999u16, "not a valid close code"), (1005, "reserved")] {
+        let mut frame = vec![0x88, 2];
+        frame.extend(code.to_be_bytes());
+        let text = error_text_from(raw_bytes_server(frame), "").expect("an ERROR");
+        assert!(text.contains(&format!("code {code}")), "{text}");
+        assert!(text.contains(named), "{text}");
+        assert!(!text.contains("1002"), "{text}");
+    }
+    // A close frame without a code is a hang-up like any other: EOS.
+    assert_eq!(error_text_from(raw_bytes_server(vec![0x88, 0]), ""), None);
+}
