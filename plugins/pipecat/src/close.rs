@@ -128,6 +128,11 @@ impl<S> CloseSniffer<S> {
         }
     }
 
+    #[cfg(test)]
+    pub fn feed_for_test(&mut self, data: &[u8]) {
+        self.feed(data);
+    }
+
     fn end_of_frame_if_empty(&mut self) {
         if let Phase::Payload { left: 0, close, .. } = self.phase {
             if close {

@@ -7,6 +7,8 @@ mod close;
 mod common;
 mod connection;
 mod dial;
+#[cfg(test)]
+mod fuzz;
 mod inbox;
 pub mod g711;
 mod pipecatwsrc;

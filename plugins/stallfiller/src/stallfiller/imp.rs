@@ -913,14 +913,15 @@ impl StallFiller {
         let out = {
             let mut state = self.state();
             // Data may have arrived while we waited for the lock.
-            match self.deadline(&state, &settings) {
-                Some(deadline) if deadline <= waited_for => {}
+            let deadline = match self.deadline(&state, &settings) {
+                Some(deadline) if deadline <= waited_for => deadline,
                 _ => return,
-            }
+            };
             if !state.ensure_timeline(None) {
                 return;
             }
             let mut out = Output::default();
+            self.resync_if_far_behind(&mut state, &settings, deadline, &mut out);
             if state.stall_since.is_none() {
                 let since = state.timeline.as_ref().unwrap().end();
                 state.stall_since = Some(since);
@@ -971,6 +972,47 @@ impl StallFiller {
                 ["streaming stopped while filling a stall, reason {err:?}"]
             );
         }
+    }
+
+    /// A timeline more than `max-gap` behind the clock (its running time
+    /// moved back, or the clock jumped) is not caught up chunk by chunk:
+    /// it resumes where the clock is, as after a jump in the timestamps.
+    fn resync_if_far_behind(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        deadline: gst::ClockTime,
+        out: &mut Output,
+    ) {
+        let obj = self.obj();
+        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
+            return;
+        };
+        let now = clock.time();
+        let behind = now.saturating_sub(deadline);
+        if behind <= settings.max_gap {
+            return;
+        }
+        let latency = state.upstream.map_or(gst::ClockTime::ZERO, |u| u.min_latency);
+        let due = now
+            .saturating_sub(base_time)
+            .saturating_sub(latency)
+            .saturating_sub(settings.threshold);
+        let Some(position) = state
+            .segment
+            .as_ref()
+            .and_then(|s| s.position_from_running_time(due))
+        else {
+            return;
+        };
+        out.messages.push(self.warning(
+            "The stream fell further behind the clock than max-gap: resynchronised instead of filling",
+            &format!("{behind} behind, max-gap is {}", settings.max_gap),
+        ));
+        state.stats.resyncs += 1;
+        let timeline = state.timeline.as_ref().expect("ensured by the caller");
+        state.timeline = Some(timeline.continue_at(position));
+        state.discont = true;
     }
 
     fn src_activate(&self, active: bool) -> Result<(), gst::LoggableError> {
