@@ -75,7 +75,11 @@ fn a_symlinked_part_is_refused_and_its_target_untouched() {
     assert!(error.contains("symbolic link"), "{error}");
     assert!(error.contains(".part"), "{error}");
     assert_untouched(&target);
-    assert!(std::fs::symlink_metadata(part(&location)).unwrap().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(part(&location))
+            .unwrap()
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -144,7 +148,10 @@ fn the_part_gets_exactly_file_mode_whatever_the_umask() {
     ));
     pipeline.set_state(gst::State::Paused).unwrap();
     unsafe { libc::umask(old) };
-    let mode = std::fs::metadata(part(&location)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(part(&location))
+        .unwrap()
+        .permissions()
+        .mode();
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(mode & 0o777, 0o600);
 }

@@ -93,9 +93,10 @@ fn audio_for_a_hung_disk_fails_the_recording_instead_of_blocking() {
     // Hold the audio back until the disk is hung.
     let src = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
     let held = src
-        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER, |_, _| {
-            gst::PadProbeReturn::Ok
-        })
+        .add_probe(
+            gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER,
+            |_, _| gst::PadProbeReturn::Ok,
+        )
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let reader = hang_disk_of(&location);

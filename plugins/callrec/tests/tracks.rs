@@ -16,7 +16,11 @@ fn rec() -> gst::Element {
 }
 
 fn pad_names(rec: &gst::Element) -> Vec<String> {
-    let mut names: Vec<String> = rec.sink_pads().iter().map(|p| p.name().to_string()).collect();
+    let mut names: Vec<String> = rec
+        .sink_pads()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
     names.sort();
     names
 }
@@ -93,7 +97,11 @@ fn releasing_a_middle_pad_before_start_records_the_others_by_pad_order() {
         Duration::from_secs(10),
     );
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(error_text(&messages).is_none(), "{:?}", error_text(&messages));
+    assert!(
+        error_text(&messages).is_none(),
+        "{:?}",
+        error_text(&messages)
+    );
     let finalized = element_message(&messages, "callrecsink-finalized").expect("finalized");
     assert_eq!(
         channel_map(&finalized),
@@ -115,7 +123,11 @@ fn the_same_element_records_again_after_a_stop() {
         appsrc("agent")
     ));
     let rec = pipeline.by_name("rec").unwrap();
-    for (run, target) in [(0, gst::State::Null), (1, gst::State::Ready), (2, gst::State::Null)] {
+    for (run, target) in [
+        (0, gst::State::Null),
+        (1, gst::State::Ready),
+        (2, gst::State::Null),
+    ] {
         let location = dir.join(format!("run{run}.wav"));
         rec.set_property("location", location.to_str().unwrap());
         pipeline.set_state(gst::State::Playing).unwrap();
@@ -208,8 +220,17 @@ fn a_track_requested_while_playing_is_refused_with_a_warning_and_a_message() {
     );
     pipeline.set_state(gst::State::Null).unwrap();
     let refused = element_message(&messages, "callrecsink-track-refused").expect("refused message");
-    assert!(refused.get::<String>("reason").unwrap().contains("before the recording starts"));
-    assert!(messages.iter().any(|m| m.type_() == gst::MessageType::Warning));
+    assert!(
+        refused
+            .get::<String>("reason")
+            .unwrap()
+            .contains("before the recording starts")
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.type_() == gst::MessageType::Warning)
+    );
     assert!(error_text(&messages).is_none());
     assert!(element_message(&messages, "callrecsink-finalized").is_some());
     assert_eq!(read_wav(&location).0, 1);

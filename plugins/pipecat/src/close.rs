@@ -33,7 +33,11 @@ enum Phase {
     /// A frame header: 2 bytes, then extended length and mask key.
     Header { bytes: [u8; 14], have: usize },
     /// A frame's payload: kept for a close frame, skipped otherwise.
-    Payload { left: u64, close: bool, mask: Option<[u8; 4]> },
+    Payload {
+        left: u64,
+        close: bool,
+        mask: Option<[u8; 4]>,
+    },
 }
 
 /// An `AsyncRead` that passes bytes through and keeps the payload of the
@@ -308,11 +312,17 @@ mod tests {
         let End::Failed { text, .. } = end_of_close(&[0x03, 0xE7]) else {
             panic!()
         };
-        assert!(text.contains("code 999") && text.contains("not a valid"), "{text}");
+        assert!(
+            text.contains("code 999") && text.contains("not a valid"),
+            "{text}"
+        );
         let End::Failed { text, .. } = end_of_close(&1005u16.to_be_bytes()) else {
             panic!()
         };
-        assert!(text.contains("code 1005") && text.contains("reserved"), "{text}");
+        assert!(
+            text.contains("code 1005") && text.contains("reserved"),
+            "{text}"
+        );
         assert_eq!(
             end_of_close(&[]),
             End::Closed {
@@ -320,13 +330,18 @@ mod tests {
                 reason: String::new()
             }
         );
-        assert!(matches!(end_of_close(&1000u16.to_be_bytes()), End::Closed { code: 1000, .. }));
+        assert!(matches!(
+            end_of_close(&1000u16.to_be_bytes()),
+            End::Closed { code: 1000, .. }
+        ));
     }
 
     #[test]
     fn garbage_never_panics_the_sniffer() {
         let mut wire = HTTP.to_vec();
-        wire.extend([0x88, 127, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3]);
+        wire.extend([
+            0x88, 127, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3,
+        ]);
         wire.extend([0x89, 0xFE, 0, 4, 1, 2, 3, 4, 9, 9, 9, 9]);
         let _ = sniff(&[&wire]);
     }

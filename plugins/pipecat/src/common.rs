@@ -160,3 +160,132 @@ impl LinkSettings {
         }
     }
 }
+
+/// The URI handler's protocols: `pipecat+` before a WebSocket URI.
+pub const URI_PROTOCOLS: &[&str] = &["pipecat+ws", "pipecat+wss"];
+
+/// Settings every element takes from a `pipecat+` URI's query.
+pub const LINK_URI_PARAMETERS: &[&str] = &[
+    "serializer",
+    "connection",
+    "stream-sid",
+    "call-sid",
+    "tls-verify",
+    "connect-timeout",
+    "max-message-size",
+];
+
+/// Applies `pipecat+ws[s]://host/path?serializer=twilio&token=...` to
+/// `element`: query parameters named in `settable` become the properties of
+/// the same name (checked against each property's range, as `gst-launch`
+/// would); the others (the bot's own, e.g. a token) stay in the WebSocket
+/// URI, which becomes `uri`. Only in NULL or READY. Error texts never show a
+/// secret.
+pub fn apply_pipecat_uri(
+    element: &gst::Element,
+    uri: &str,
+    settable: &[&str],
+) -> Result<(), glib::Error> {
+    let bad = |why: String| glib::Error::new(gst::URIError::BadUri, &why);
+    if element.current_state() > gst::State::Ready {
+        return Err(glib::Error::new(
+            gst::URIError::BadState,
+            "the URI can only be changed in NULL or READY",
+        ));
+    }
+    let ws = uri
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("pipecat+"))
+        .map(|_| &uri[8..])
+        .ok_or_else(|| bad("not a pipecat+ws:// or pipecat+wss:// URI".into()))?;
+    let mut url = url::Url::parse(ws).map_err(|e| {
+        bad(format!(
+            "{} is not a WebSocket URI: {e}",
+            crate::redact::redact_uri(ws)
+        ))
+    })?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        return Err(bad("the part after pipecat+ must be ws:// or wss://".into()));
+    }
+    let mut settings = Vec::new();
+    let mut kept = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if !settable.contains(&key.as_ref()) {
+            kept.push((key.into_owned(), value.into_owned()));
+            continue;
+        }
+        let pspec = element
+            .find_property(&key)
+            .ok_or_else(|| bad(format!("no property {key}")))?;
+        let mut parsed =
+            <glib::Value as gst::prelude::GstValueExt>::deserialize_with_pspec(&value, &pspec)
+                .map_err(|_| bad(format!("{key}: {value:?} is not a valid value")))?;
+        let original = parsed.clone();
+        // SAFETY: validates a value of the pspec's own type, in place.
+        let modified: bool = unsafe {
+            glib::translate::from_glib(glib::gobject_ffi::g_param_value_validate(
+                glib::translate::ToGlibPtr::to_glib_none(&pspec).0,
+                glib::translate::ToGlibPtrMut::to_glib_none_mut(&mut parsed).0,
+            ))
+        };
+        if modified {
+            return Err(bad(format!("{key}: {value:?} is out of range")));
+        }
+        settings.push((key.into_owned(), original));
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    for (key, value) in &settings {
+        element.set_property_from_value(key, value);
+    }
+    element.set_property("uri", url.as_str());
+    Ok(())
+}
+
+/// The `pipecat+` URI of an element whose `uri` is `ws`.
+pub fn pipecat_uri(ws: Option<&str>) -> Option<String> {
+    ws.map(|ws| format!("pipecat+{ws}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipecat_uri_sets_properties_and_keeps_the_bots_own_parameters() {
+        gst::init().unwrap();
+        crate::plugin_register_static().unwrap();
+        let src = gst::ElementFactory::make("pipecatwsrc").build().unwrap();
+        apply_pipecat_uri(
+            &src,
+            "pipecat+wss://bot.example/ws?serializer=twilio&token=abc&connection=call7&max-queue=1000000000",
+            &[LINK_URI_PARAMETERS, &["max-queue"]].concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            src.property::<String>("uri"),
+            "wss://bot.example/ws?token=abc"
+        );
+        assert_eq!(src.property::<String>("connection"), "call7");
+        assert_eq!(src.property::<u64>("max-queue"), 1_000_000_000);
+        let serializer = src.property_value("serializer");
+        assert_eq!(
+            glib::EnumValue::from_value(&serializer).unwrap().1.nick(),
+            "twilio"
+        );
+        for bad in [
+            "pipecat+ws://h/?connect-timeout=0",
+            "pipecat+ws://h/?serializer=nope",
+            "pipecat+http://h/",
+            "ws://h/",
+        ] {
+            assert!(
+                apply_pipecat_uri(&src, bad, LINK_URI_PARAMETERS).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -126,8 +126,7 @@ pub struct Connection {
     users: AtomicUsize,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<Key, Weak<Connection>>>> =
-    LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<Key, Weak<Connection>>>> = LazyLock::new(Default::default);
 
 /// An element's hold on a connection; the last one let go closes it.
 pub struct Use(Arc<Connection>);
@@ -428,7 +427,10 @@ impl Connection {
         self.cond.notify_all();
         if let Some(key) = &self.key {
             let mut registry = lock(&REGISTRY);
-            if registry.get(key).is_some_and(|w| w.as_ptr() == self as *const _) {
+            if registry
+                .get(key)
+                .is_some_and(|w| w.as_ptr() == self as *const _)
+            {
                 registry.remove(key);
             }
         }

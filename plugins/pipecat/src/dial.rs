@@ -42,13 +42,20 @@ pub async fn dial(
     let secure = match uri.scheme_str() {
         Some("wss") => true,
         Some("ws") => false,
-        _ => return Err(Error::Url(tungstenite::error::UrlError::UnsupportedUrlScheme)),
+        _ => {
+            return Err(Error::Url(
+                tungstenite::error::UrlError::UnsupportedUrlScheme,
+            ));
+        }
     };
     let host = uri
         .host()
         .ok_or(Error::Url(tungstenite::error::UrlError::NoHostName))?;
     // An IPv6 literal comes in brackets.
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     let _ = tcp.set_nodelay(true);

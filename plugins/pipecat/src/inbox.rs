@@ -111,7 +111,6 @@ impl Inbox {
     pub fn take_dropped(&mut self) -> Dropped {
         std::mem::take(&mut self.dropped)
     }
-
 }
 
 #[cfg(test)]

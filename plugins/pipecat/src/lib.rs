@@ -9,8 +9,8 @@ mod connection;
 mod dial;
 #[cfg(test)]
 mod fuzz;
-mod inbox;
 pub mod g711;
+mod inbox;
 mod pipecatwsrc;
 mod pipecatwssink;
 pub mod protobuf;

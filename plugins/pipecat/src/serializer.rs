@@ -68,7 +68,24 @@ pub struct WireAudio {
     pub law: Option<Law>,
 }
 
+/// What the caps of the bot's audio depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub rate: u32,
+    pub channels: u32,
+    /// `None`: S16LE.
+    pub law: Option<Law>,
+}
+
 impl WireAudio {
+    pub fn format(&self) -> Format {
+        Format {
+            rate: self.rate,
+            channels: self.channels,
+            law: self.law,
+        }
+    }
+
     pub fn frames(&self) -> u64 {
         let bytes_per_frame = if self.law.is_some() { 1 } else { 2 } * self.channels as u64;
         self.data.len() as u64 / bytes_per_frame
@@ -246,6 +263,16 @@ impl Serializer {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The format of the bot's audio, if the wire fixes it (every
+    /// telephony wire is 8 kHz mono).
+    pub fn wire_format(self) -> Option<Format> {
+        self.telephony().map(|t| Format {
+            rate: TELEPHONY_RATE,
+            channels: 1,
+            law: t.law,
+        })
     }
 
     /// The rate the bot must be sent audio at, if the wire fixes it.

@@ -32,13 +32,13 @@ fn declared_rates_outside_the_bounds_are_errors_that_name_the_value() {
     // became rate=-1 in caps, 1 put every later buffer 160 s ahead.
     for rate in [2_147_483_647u32, 4_294_967_295, 1] {
         let frame = Frame::encode_audio(&[0; 320], rate, 1);
-        let text = error_text_from(raw_server(vec![Message::Binary(frame.into())]), "")
-            .expect("an ERROR");
+        let text =
+            error_text_from(raw_server(vec![Message::Binary(frame.into())]), "").expect("an ERROR");
         assert!(text.contains(&format!("sample_rate={rate}")), "{text}");
     }
     let frame = Frame::encode_audio(&[0; 320], 16000, 64);
-    let text = error_text_from(raw_server(vec![Message::Binary(frame.into())]), "")
-        .expect("an ERROR");
+    let text =
+        error_text_from(raw_server(vec![Message::Binary(frame.into())]), "").expect("an ERROR");
     assert!(text.contains("num_channels=64"), "{text}");
 }
 
@@ -78,9 +78,10 @@ fn a_flood_of_big_messages_is_bounded_in_bytes() {
     // Downstream is stuck: nothing leaves the source's queue.
     let pad = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
     let blocked = pad
-        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER, |_, _| {
-            gst::PadProbeReturn::Ok
-        })
+        .add_probe(
+            gst::PadProbeType::BLOCK_DOWNSTREAM | gst::PadProbeType::BUFFER,
+            |_, _| gst::PadProbeReturn::Ok,
+        )
         .unwrap();
     let before = rss_bytes();
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -88,12 +89,13 @@ fn a_flood_of_big_messages_is_bounded_in_bytes() {
     // The reader has taken in what the socket still held once it reads no more.
     std::thread::sleep(Duration::from_millis(500));
     let grown = rss_bytes().saturating_sub(before);
-    println!(
-        "RSS grew {} MB for {MESSAGES} MB sent",
-        grown >> 20
-    );
+    println!("RSS grew {} MB for {MESSAGES} MB sent", grown >> 20);
     pad.remove_probe(blocked);
-    let (_, warning) = wait_for(&pipeline, &[gst::MessageType::Warning], Duration::from_secs(5));
+    let (_, warning) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Warning],
+        Duration::from_secs(5),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     // Before: 1.46 GB in 10 s. The queue holds max-queue-bytes (2 MiB).
     assert!(grown < 64 << 20, "RSS grew {} MB", grown >> 20);
@@ -101,7 +103,10 @@ fn a_flood_of_big_messages_is_bounded_in_bytes() {
         gst::MessageView::Warning(w) => w.error().to_string(),
         _ => unreachable!(),
     };
-    assert!(warning.contains("dropped") && warning.contains("messages"), "{warning}");
+    assert!(
+        warning.contains("dropped") && warning.contains("messages"),
+        "{warning}"
+    );
 }
 
 #[test]
@@ -130,7 +135,10 @@ fn one_connection_name_in_two_pipelines_is_two_sockets() {
         p.set_state(gst::State::Playing).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while received.iter().any(|r| r.lock().unwrap().samples.len() < 3200) && Instant::now() < deadline
+    while received
+        .iter()
+        .any(|r| r.lock().unwrap().samples.len() < 3200)
+        && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -155,7 +163,11 @@ fn two_bots_under_one_connection_name_in_one_pipeline_are_refused() {
         free_port()
     ));
     assert!(pipeline.set_state(gst::State::Playing).is_err());
-    let (_, end) = wait_for(&pipeline, &[gst::MessageType::Error], Duration::from_secs(2));
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(2),
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     let (text, _) = error_of(&end.expect("an ERROR").0).unwrap();
     assert!(text.contains("already used in this pipeline"), "{text}");

@@ -64,7 +64,11 @@ fn a_gap_event_of_a_year_resyncs_instead_of_allocating_a_year_of_silence() {
     assert_eq!(stat(&h, "resyncs"), 1);
     let warnings = messages_of(&bus, gst::MessageType::Warning);
     assert_eq!(warnings.len(), 1);
-    assert!(text_of(&warnings[0]).contains("max-gap"), "{}", text_of(&warnings[0]));
+    assert!(
+        text_of(&warnings[0]).contains("max-gap"),
+        "{}",
+        text_of(&warnings[0])
+    );
 }
 
 #[test]
@@ -106,7 +110,11 @@ fn a_jump_within_max_gap_is_filled_one_chunk_at_a_time() {
     let out = drain(&mut h);
     // 100 s in 20 ms chunks, then the data.
     assert_eq!(out.len(), 5001);
-    assert!(out[..5000].iter().all(|b| b.size() == 320 && b.flags().contains(gst::BufferFlags::GAP)));
+    assert!(
+        out[..5000]
+            .iter()
+            .all(|b| b.size() == 320 && b.flags().contains(gst::BufferFlags::GAP))
+    );
     assert_contiguous(&out);
     assert_eq!(out[5000].pts(), Some(ms(20) + jump));
     assert_eq!(stat(&h, "silence-samples"), 800_000);
@@ -243,7 +251,11 @@ fn reverse_playback_is_refused_at_the_segment() {
     assert!(h.push(ramp(0, 160, ClockTime::ZERO)).is_err());
     assert!(h.try_pull().is_none());
     let errors = messages_of(&bus, gst::MessageType::Error);
-    assert!(text_of(&errors[0]).contains("Reverse playback"), "{}", text_of(&errors[0]));
+    assert!(
+        text_of(&errors[0]).contains("Reverse playback"),
+        "{}",
+        text_of(&errors[0])
+    );
 }
 
 #[test]

@@ -460,7 +460,12 @@ fn a_failed_silence_push_is_an_error_while_the_stall_lasts() {
         gst_app::AppSinkCallbacks::builder()
             .new_sample(|sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if sample.buffer().unwrap().flags().contains(gst::BufferFlags::GAP) {
+                if sample
+                    .buffer()
+                    .unwrap()
+                    .flags()
+                    .contains(gst::BufferFlags::GAP)
+                {
                     return Err(gst::FlowError::Error);
                 }
                 Ok(gst::FlowSuccess::Ok)

@@ -269,7 +269,10 @@ mod tests {
         init();
         let layout = raw_layout(gst_audio::AudioFormat::S16le, 2);
         let mut buffer = gst::Buffer::from_mut_slice(vec![1u8; 4 * 10 + 3]);
-        buffer.get_mut().unwrap().set_pts(gst::ClockTime::from_seconds(1));
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_seconds(1));
         let (whole, stray) = whole_frames(buffer, &layout);
         assert_eq!((whole.size(), stray), (40, 3));
         assert_eq!(whole.pts(), Some(gst::ClockTime::from_seconds(1)));
@@ -299,6 +302,11 @@ mod tests {
             .field("rate", 8000)
             .field("channels", 65)
             .build();
-        assert!(Layout::from_caps(&mulaw).unwrap_err().0.contains("65 channels"));
+        assert!(
+            Layout::from_caps(&mulaw)
+                .unwrap_err()
+                .0
+                .contains("65 channels")
+        );
     }
 }

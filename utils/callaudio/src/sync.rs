@@ -13,12 +13,15 @@ use std::time::Duration;
 
 /// Locks `mutex`, ignoring poisoning.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `Condvar::wait`, ignoring poisoning.
 pub fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    cond.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner())
+    cond.wait(guard)
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `Condvar::wait_timeout`, ignoring poisoning.

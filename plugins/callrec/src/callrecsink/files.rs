@@ -39,7 +39,10 @@ pub fn track_location(pattern: &Path, track: u32) -> PathBuf {
 /// (by the track's pad number) in separate mode.
 pub fn locations(location: &Path, separate: bool, tracks: &[u32]) -> Vec<PathBuf> {
     if separate {
-        tracks.iter().map(|&t| track_location(location, t)).collect()
+        tracks
+            .iter()
+            .map(|&t| track_location(location, t))
+            .collect()
     } else {
         vec![location.to_owned()]
     }

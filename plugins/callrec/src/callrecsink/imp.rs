@@ -176,7 +176,10 @@ impl CallRecSink {
                 let text = panic_text(&*panic);
                 gst::error!(CAT, imp = self, "panic: {text}");
                 let reason = format!("internal error in callrecsink ({text}); this is a bug");
-                let report = self.recording().as_mut().and_then(|r| r.fail(reason.clone()));
+                let report = self
+                    .recording()
+                    .as_mut()
+                    .and_then(|r| r.fail(reason.clone()));
                 match report {
                     Some(report) => report::post(&self.element(), report),
                     None => gst::element_imp_error!(
@@ -330,7 +333,9 @@ impl CallRecSink {
                     let obj = weak.upgrade().ok_or(gst::FlowError::Flushing)?;
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
                     let imp = obj.imp();
-                    imp.guarded(Err(gst::FlowError::Error), || imp.on_sample(number, &sample))
+                    imp.guarded(Err(gst::FlowError::Error), || {
+                        imp.on_sample(number, &sample)
+                    })
                 })
                 .eos(move |_| {
                     if let Some(obj) = weak_eos.upgrade() {
@@ -354,7 +359,9 @@ impl CallRecSink {
         let mut recording = self.recording();
         let result = match recording.as_mut() {
             Some(rec) => match rec.channel_of(number) {
-                Some(channel) => rec.record(channel, running_time(segment.as_ref(), buffer), buffer),
+                Some(channel) => {
+                    rec.record(channel, running_time(segment.as_ref(), buffer), buffer)
+                }
                 // Not part of this recording: nothing to do with its audio.
                 None => Ok(gst::FlowSuccess::Ok),
             },
@@ -472,16 +479,17 @@ impl CallRecSink {
                 // Every recording learns its tracks' caps and rate anew.
                 track.reset();
                 let weak = self.obj().downgrade();
-                track.ghost.target().unwrap().add_probe(
-                    gst::PadProbeType::BUFFER,
-                    move |_, _| {
+                track
+                    .ghost
+                    .target()
+                    .unwrap()
+                    .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                         if let Some(obj) = weak.upgrade() {
                             let imp = obj.imp();
                             imp.guarded((), || imp.fix_rate());
                         }
                         gst::PadProbeReturn::Remove
-                    },
-                );
+                    });
             }
             state
                 .tracks
@@ -583,7 +591,11 @@ impl CallRecSink {
                     .as_ref()
                     .is_some_and(|r| r.rate_fixed().is_none() && !r.is_done());
                 if silent {
-                    report::post_failed(&imp.element(), "no-audio", gst::Array::new(Vec::<String>::new()));
+                    report::post_failed(
+                        &imp.element(),
+                        "no-audio",
+                        gst::Array::new(Vec::<String>::new()),
+                    );
                     gst::element_error!(
                         obj,
                         gst::ResourceError::Read,

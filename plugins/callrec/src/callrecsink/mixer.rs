@@ -415,8 +415,10 @@ mod tests {
     fn overlap_is_dropped_and_gaps_filled() {
         let mut m = Mixer::new(8000, 1);
         let mut out = Vec::new();
-        m.push(0, ms(0), &(0..80).collect::<Vec<i16>>(), false).unwrap();
-        m.push(0, ms(5), &(100..180).collect::<Vec<i16>>(), false).unwrap();
+        m.push(0, ms(0), &(0..80).collect::<Vec<i16>>(), false)
+            .unwrap();
+        m.push(0, ms(5), &(100..180).collect::<Vec<i16>>(), false)
+            .unwrap();
         m.push(0, ms(25), &[7; 8], false).unwrap();
         m.drain_ready(&mut out);
         let f: Vec<i16> = frames(&out, 1).into_iter().map(|f| f[0]).collect();
@@ -540,7 +542,12 @@ mod tests {
         let mut m = Mixer::new(8000, 2);
         m.push(0, ms(0), &[1; 160], false).unwrap();
         m.push(1, ms(0), &[2; 160], false).unwrap();
-        let jump = m.push(1, ms(20) + ClockTime::from_seconds(10 * 3600), &[2; 160], false);
+        let jump = m.push(
+            1,
+            ms(20) + ClockTime::from_seconds(10 * 3600),
+            &[2; 160],
+            false,
+        );
         assert_eq!(
             jump,
             Err(Jump {

@@ -55,7 +55,8 @@ fn a_panic_fails_the_recording_and_the_process_goes_on() {
     while let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(5)) {
         match msg.view() {
             gst::MessageView::Element(e)
-                if e.structure().is_some_and(|s| s.name() == "callrecsink-failed") =>
+                if e.structure()
+                    .is_some_and(|s| s.name() == "callrecsink-failed") =>
             {
                 failed = e.structure().map(|s| s.to_owned());
             }

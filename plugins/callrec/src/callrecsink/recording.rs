@@ -258,9 +258,7 @@ impl Recording {
         let channel = self.channel_of(number)?;
         let (rate, channels) = (self.rate(), self.tracks.len());
         // A track may end before any track sent a buffer.
-        let mixer = self
-            .mixer
-            .get_or_insert_with(|| Mixer::new(rate, channels));
+        let mixer = self.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
         mixer.set_eos(channel);
         if !mixer.all_eos() {
             return None;
@@ -377,8 +375,8 @@ mod tests {
             false,
         )
         .unwrap();
-        let writer = FileWriter::spawn(files, 2 * numbers.len() as u64, Duration::from_secs(2))
-            .unwrap();
+        let writer =
+            FileWriter::spawn(files, 2 * numbers.len() as u64, Duration::from_secs(2)).unwrap();
         let tracks = numbers
             .iter()
             .map(|&n| TrackId {
@@ -422,7 +420,11 @@ mod tests {
         let pads: Vec<&str> = report.tracks.iter().map(|(t, _)| t.pad.as_str()).collect();
         assert_eq!(pads, ["sink_0", "sink_2", "sink_5"]);
         let mut reader = hound::WavReader::open(&location).unwrap();
-        let first: Vec<i16> = reader.samples::<i16>().take(3).map(|s| s.unwrap()).collect();
+        let first: Vec<i16> = reader
+            .samples::<i16>()
+            .take(3)
+            .map(|s| s.unwrap())
+            .collect();
         assert_eq!(first, [1, 2, 3]);
     }
 
@@ -430,8 +432,10 @@ mod tests {
     fn a_jumping_track_fails_the_recording_and_keeps_what_was_written() {
         let (mut rec, location) = recording("jump", &[0, 1]);
         rec.fix_rate(8000);
-        rec.record(0, Some(gst::ClockTime::ZERO), &buffer(1, 160)).ok();
-        rec.record(1, Some(gst::ClockTime::ZERO), &buffer(2, 160)).ok();
+        rec.record(0, Some(gst::ClockTime::ZERO), &buffer(1, 160))
+            .ok();
+        rec.record(1, Some(gst::ClockTime::ZERO), &buffer(2, 160))
+            .ok();
         let ten_hours = gst::ClockTime::from_seconds(36_000);
         let Err(Refusal::Ended(report)) = rec.record(1, Some(ten_hours), &buffer(2, 160)) else {
             panic!("a 10 h jump was accepted");
@@ -439,7 +443,10 @@ mod tests {
         let Outcome::Failed(reason) = report.outcome else {
             panic!("not a failure");
         };
-        assert!(reason.contains("sink_1") && reason.contains("jumped"), "{reason}");
+        assert!(
+            reason.contains("sink_1") && reason.contains("jumped"),
+            "{reason}"
+        );
         assert!(rec.is_done());
         assert!(!location.exists());
         // What was recorded stays under the partial name, and plays.

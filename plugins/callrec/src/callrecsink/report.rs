@@ -5,8 +5,8 @@
 use gst::prelude::*;
 
 use super::imp::CAT;
-use super::recording::{Outcome, Report, TrackId};
 use super::mixer::TrackStats;
+use super::recording::{Outcome, Report, TrackId};
 
 fn track_structures(tracks: &[(TrackId, TrackStats)]) -> gst::Array {
     gst::Array::new(tracks.iter().enumerate().map(|(channel, (id, s))| {

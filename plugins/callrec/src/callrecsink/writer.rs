@@ -77,7 +77,8 @@ impl Channel {
             return (shared, false);
         }
         shared.callers_waiting += 1;
-        let (mut shared, result) = wait_timeout_while(&self.to_caller, shared, timeout, |s| busy(s));
+        let (mut shared, result) =
+            wait_timeout_while(&self.to_caller, shared, timeout, |s| busy(s));
         shared.callers_waiting -= 1;
         (shared, result.timed_out())
     }
@@ -118,9 +119,8 @@ impl FileWriter {
             .name("callrec-writer".into())
             .spawn(move || {
                 let part = files.first_part();
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(files, &writer)
-                }));
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(files, &writer)));
                 if let Err(panic) = ran {
                     // Whoever waits learns at once, not after disk_timeout.
                     let text = callaudio::sync::panic_text(&*panic);

@@ -159,4 +159,3 @@ pub fn appsrc(name: &str) -> String {
         "appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec."
     )
 }
-

@@ -1,5 +1,10 @@
 //! `pipecatwsrc`: a live source of the bot's audio.
 //!
+//! Caps are set only once the format is known: at the bot's first audio, or
+//! at start when the serializer's wire fixes it (every telephony wire is
+//! 8 kHz mono). Never a placeholder fixated from the template: a stock
+//! encoder downstream would take it and then refuse the real one.
+//!
 //! `create()` waits on the connection's inbox, never on a timer: it wakes
 //! for audio, for the end of the connection (and says why), and for
 //! `unlock()`. A clean hang-up pushes everything received, then EOS.
@@ -15,12 +20,12 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
-use crate::common::LinkSettings;
+use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, Connection, End, Next, Use};
-use crate::inbox::{Chunk, Limits};
 use crate::g711::Law;
+use crate::inbox::{Chunk, Limits};
 use crate::redact;
-use crate::serializer::WireAudio;
+use crate::serializer::{self, Format};
 
 const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
 /// 5 s of 48 kHz stereo S16 with room to spare; a bot that declares more
@@ -65,14 +70,17 @@ impl Default for Settings {
 #[derive(Default)]
 struct State {
     connection: Option<std::sync::Arc<Use>>,
-    /// (rate, channels, G.711 law) of the audio the caps were last set for.
-    format: Option<(u32, u32, Option<Law>)>,
+    /// The format the caps were last set for.
+    format: Option<Format>,
     /// Whether buffers go out in the wire's G.711 rather than S16LE.
     coded_out: bool,
     /// Where the next buffer may start at the earliest: bursts play in order.
     next_pts: gst::ClockTime,
     /// A `pipecat-agent-silent` warning was posted for the current silence.
     warned_silent: bool,
+    /// Something went downstream (audio, or the GAP that lets sinks
+    /// preroll while the bot says nothing).
+    announced: bool,
 }
 
 #[derive(Default)]
@@ -98,13 +106,13 @@ impl PipecatWsSrc {
 
     /// Caps for audio of this format: the wire's own G.711 when the wire is
     /// G.711 and downstream prefers it, S16LE otherwise.
-    fn caps_for(&self, audio: &WireAudio) -> (gst::Caps, bool) {
+    fn caps_for(&self, format: Format) -> (gst::Caps, bool) {
         let raw = gst_audio::AudioCapsBuilder::new_interleaved()
             .format(gst_audio::AudioFormat::S16le)
-            .rate(audio.rate as i32)
-            .channels(audio.channels as i32)
+            .rate(format.rate as i32)
+            .channels(format.channels as i32)
             .build();
-        let Some(law) = audio.law else {
+        let Some(law) = format.law else {
             return (raw, false);
         };
         let name = match law {
@@ -112,8 +120,8 @@ impl PipecatWsSrc {
             Law::A => "audio/x-alaw",
         };
         let coded = gst::Caps::builder(name)
-            .field("rate", audio.rate as i32)
-            .field("channels", audio.channels as i32)
+            .field("rate", format.rate as i32)
+            .field("channels", format.channels as i32)
             .build();
         let peer = self.obj().src_pad().peer_query_caps(None);
         let prefers_coded =
@@ -125,10 +133,23 @@ impl PipecatWsSrc {
         }
     }
 
+    /// Sets the caps for `format`, as downstream prefers them now.
+    fn use_format(&self, format: Format) -> Result<(), gst::FlowError> {
+        let (caps, coded) = self.caps_for(format);
+        gst::debug!(CAT, imp = self, "bot audio is {caps}");
+        self.obj()
+            .set_caps(&caps)
+            .map_err(|_| gst::FlowError::NotNegotiated)?;
+        let mut state = lock(&self.state);
+        state.format = Some(format);
+        state.coded_out = coded;
+        Ok(())
+    }
+
     fn buffer_for(&self, chunk: Chunk) -> Result<gst::Buffer, gst::FlowError> {
         let duration = chunk.duration();
         let audio = chunk.audio;
-        let format = (audio.rate, audio.channels, audio.law);
+        let format = audio.format();
         let (pts, new_format) = {
             let mut state = lock(&self.state);
             let new_format = state.format != Some(format);
@@ -137,17 +158,11 @@ impl PipecatWsSrc {
             let pts = chunk.arrival.unwrap_or(state.next_pts).max(state.next_pts);
             state.next_pts = pts + duration;
             state.warned_silent = false;
+            state.announced = true;
             (pts, new_format)
         };
         if new_format {
-            let (caps, coded) = self.caps_for(&audio);
-            gst::debug!(CAT, imp = self, "bot audio is now {caps}");
-            self.obj()
-                .set_caps(&caps)
-                .map_err(|_| gst::FlowError::NotNegotiated)?;
-            let mut state = lock(&self.state);
-            state.format = Some(format);
-            state.coded_out = coded;
+            self.use_format(format)?;
         }
         let coded_out = lock(&self.state).coded_out;
         let data = if coded_out {
@@ -162,6 +177,38 @@ impl PipecatWsSrc {
             b.set_duration(duration);
         }
         Ok(buffer)
+    }
+
+    /// The bot has said nothing yet: one GAP lets synchronised sinks preroll,
+    /// so the pipeline reaches PLAYING while the bot is silent. Pushed after
+    /// the stream's segment (the base class sends its own only with the
+    /// first buffer, and the same one). Downstream that needs caps first
+    /// (an encoder) waits for the bot's first audio, which brings them.
+    /// Only once the caps are known (a telephony wire: at start): before
+    /// them a segment, and so a GAP, would be misordered.
+    fn announce_silence(&self) {
+        let known = {
+            let mut state = lock(&self.state);
+            state.announced = true;
+            state.format.is_some()
+        };
+        // Without caps a segment (and so a GAP) would be misordered.
+        if !known {
+            return;
+        }
+        let obj = self.obj();
+        let pad = obj.src_pad();
+        let Some(now) = obj.current_running_time() else {
+            return;
+        };
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        gst::debug!(
+            CAT,
+            imp = self,
+            "the bot is silent: GAP at {now} so sinks preroll"
+        );
+        let _ = pad.push_event(gst::event::Segment::new(&segment));
+        let _ = pad.push_event(gst::event::Gap::builder(now).build());
     }
 
     fn ended(&self, end: End, settings: &Settings) -> gst::FlowError {
@@ -201,6 +248,7 @@ impl ObjectSubclass for PipecatWsSrc {
     const NAME: &'static str = "GstPipecatWsSrc";
     type Type = super::PipecatWsSrc;
     type ParentType = gst_base::PushSrc;
+    type Interfaces = (gst::URIHandler,);
 }
 
 impl ObjectImpl for PipecatWsSrc {
@@ -303,8 +351,17 @@ impl ElementImpl for PipecatWsSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            // What a bot may declare (see `serializer::BOT_RATES`), and the
+            // telephony wires' G.711.
             let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
                 .format(gst_audio::AudioFormat::S16le)
+                .rate_range(
+                    *serializer::BOT_RATES.start() as i32..=*serializer::BOT_RATES.end() as i32,
+                )
+                .channels_range(
+                    *serializer::BOT_CHANNELS.start() as i32
+                        ..=*serializer::BOT_CHANNELS.end() as i32,
+                )
                 .build();
             {
                 let caps = caps.get_mut().unwrap();
@@ -386,6 +443,19 @@ impl BaseSrcImpl for PipecatWsSrc {
         Ok(())
     }
 
+    /// No caps until the format is known (see the top of this file); once
+    /// it is, a RECONFIGURE from downstream gets the caps it prefers now.
+    fn negotiate(&self) -> Result<(), gst::LoggableError> {
+        let known = lock(&self.state).format;
+        let format = known.or_else(|| self.settings().link.serializer.wire_format());
+        match format {
+            Some(format) => self
+                .use_format(format)
+                .map_err(|_| gst::loggable_error!(CAT, "downstream refused {format:?}")),
+            None => Ok(()),
+        }
+    }
+
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(conn) = self.connection() {
             conn.set_flushing(true);
@@ -416,9 +486,19 @@ impl PushSrcImpl for PipecatWsSrc {
     ) -> Result<CreateSuccess, gst::FlowError> {
         let settings = self.settings();
         let conn = self.connection().ok_or(gst::FlowError::Flushing)?;
-        let timeout = (!settings.response_timeout.is_zero())
+        let response_timeout = (!settings.response_timeout.is_zero())
             .then(|| Duration::from_nanos(settings.response_timeout.nseconds()));
         loop {
+            // Until something went downstream, wait only `latency` before
+            // announcing the silence with a GAP.
+            let announced = lock(&self.state).announced;
+            let timeout = if announced {
+                response_timeout
+            } else {
+                Some(
+                    Duration::from_nanos(settings.latency.nseconds()).max(Duration::from_millis(1)),
+                )
+            };
             let (next, dropped) = conn.next(timeout);
             if !dropped.is_empty() {
                 gst::element_imp_warning!(
@@ -440,6 +520,7 @@ impl PushSrcImpl for PipecatWsSrc {
                 Next::Audio(chunk) => return Ok(CreateSuccess::NewBuffer(self.buffer_for(chunk)?)),
                 Next::Flushing => return Err(gst::FlowError::Flushing),
                 Next::End(end) => return Err(self.ended(end, &settings)),
+                Next::TimedOut if !announced => self.announce_silence(),
                 Next::TimedOut => {
                     let mut state = lock(&self.state);
                     if !std::mem::replace(&mut state.warned_silent, true) {
@@ -464,3 +545,33 @@ impl PushSrcImpl for PipecatWsSrc {
         }
     }
 }
+
+impl URIHandlerImpl for PipecatWsSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        common::URI_PROTOCOLS
+    }
+
+    fn uri(&self) -> Option<String> {
+        common::pipecat_uri(self.settings().link.uri.as_deref())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        let settable: Vec<&str> = common::LINK_URI_PARAMETERS
+            .iter()
+            .chain(SRC_URI_PARAMETERS)
+            .copied()
+            .collect();
+        common::apply_pipecat_uri(self.obj().upcast_ref(), uri, &settable)
+    }
+}
+
+/// The source's own settings a `pipecat+` URI may carry.
+const SRC_URI_PARAMETERS: &[&str] = &[
+    "on-close",
+    "response-timeout",
+    "max-queue",
+    "max-queue-bytes",
+    "latency",
+];

@@ -10,7 +10,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use crate::common::LinkSettings;
+use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, Connection, End, Unsent, Use};
 
 #[derive(Default)]
@@ -36,6 +36,7 @@ impl ObjectSubclass for PipecatWsSink {
     const NAME: &'static str = "GstPipecatWsSink";
     type Type = super::PipecatWsSink;
     type ParentType = gst_base::BaseSink;
+    type Interfaces = (gst::URIHandler,);
 }
 
 impl ObjectImpl for PipecatWsSink {
@@ -109,7 +110,10 @@ impl BaseSinkImpl for PipecatWsSink {
         }
         let obj = self.obj();
         let element: &gst::Element = obj.upcast_ref();
-        let peer = settings.uri.as_deref().map(|uri| (uri, settings.serializer));
+        let peer = settings
+            .uri
+            .as_deref()
+            .map(|uri| (uri, settings.serializer));
         let conn = Connection::acquire(element, &settings.connection, peer)
             .map_err(|text| gst::error_msg!(gst::ResourceError::Settings, ("{}", text)))?;
         // Sinks start before sources: with its own uri the sink connects
@@ -215,5 +219,21 @@ impl BaseSinkImpl for PipecatWsSink {
                 Err(gst::FlowError::Error)
             }
         }
+    }
+}
+
+impl URIHandlerImpl for PipecatWsSink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        common::URI_PROTOCOLS
+    }
+
+    fn uri(&self) -> Option<String> {
+        common::pipecat_uri(self.settings().uri.as_deref())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        common::apply_pipecat_uri(self.obj().upcast_ref(), uri, common::LINK_URI_PARAMETERS)
     }
 }

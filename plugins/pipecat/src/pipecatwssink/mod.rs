@@ -4,14 +4,16 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct PipecatWsSink(ObjectSubclass<imp::PipecatWsSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+    pub struct PipecatWsSink(ObjectSubclass<imp::PipecatWsSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(
         Some(plugin),
         "pipecatwssink",
-        gst::Rank::NONE,
+        // Above NONE so URI-driven elements (uridecodebin, playbin) find it
+        // for pipecat+ws://; no caps-based autoplugging ever picks a source.
+        gst::Rank::MARGINAL,
         PipecatWsSink::static_type(),
     )
 }

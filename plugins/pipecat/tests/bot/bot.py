@@ -7,7 +7,7 @@ external services. What it says is chosen with --mode:
            then, with --hangup, ends the call (EndFrame: the server closes the
            socket cleanly); --message sends a transport message first
   echo     sends back every audio frame it hears
-  silent   says nothing
+  silent   says nothing; with --hangup, ends the call after --seconds
 
 It prints "READY <port>" once it listens, and "CLIENT CONNECTED" when the
 element connects.
@@ -75,6 +75,12 @@ async def main():
     p.add_argument("--rate", type=int, default=16000)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--hangup", action="store_true")
+    p.add_argument(
+        "--end-silence",
+        type=int,
+        default=2,
+        help="silence Pipecat sends after the bot's speech (audio_out_end_silence_secs)",
+    )
     p.add_argument("--message", default=None, help="JSON sent as a transport message first")
     args = p.parse_args()
 
@@ -112,6 +118,7 @@ async def main():
             audio_in_sample_rate=rate,
             audio_out_sample_rate=rate,
             audio_out_10ms_chunks=2,
+            audio_out_end_silence_secs=args.end_silence,
         ),
     )
 
@@ -131,6 +138,13 @@ async def main():
     @transport.event_handler("on_client_connected")
     async def on_connected(_transport, _ws):
         print("CLIENT CONNECTED", flush=True)
+        if args.mode == "silent" and args.hangup:
+
+            async def hang_up_later():
+                await asyncio.sleep(args.seconds)
+                await task.queue_frames([EndFrame()])
+
+            asyncio.get_running_loop().create_task(hang_up_later())
         if args.mode != "ramp":
             return
         frames = []

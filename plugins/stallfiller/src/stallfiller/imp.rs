@@ -50,6 +50,8 @@ const DEFAULT_POST_MESSAGES: bool = true;
 /// not a stall to bridge but a jump: it is resynchronised, not filled.
 pub const DEFAULT_MAX_GAP: gst::ClockTime = gst::ClockTime::from_seconds(60);
 const MAX_MAX_GAP: gst::ClockTime = gst::ClockTime::from_seconds(24 * 3600);
+/// The latest clock time a stall is filled at: 2^62 ns, about 146 years.
+const MAX_DEADLINE: gst::ClockTime = gst::ClockTime::from_nseconds(1 << 62);
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -122,6 +124,9 @@ struct State {
     /// A flow error the task met, handed to upstream on its next buffer;
     /// the task waits while one is pending.
     flow_error: Option<gst::FlowError>,
+    /// The clock is further ahead than the segment can express: no position
+    /// to fill to. Filling waits for the stream to move (data, a segment).
+    unreachable: bool,
     stats: Stats,
 }
 
@@ -139,6 +144,7 @@ impl State {
         self.stall_since = None;
         self.eos = false;
         self.flow_error = None;
+        self.unreachable = false;
     }
 
     /// Starts the timeline at `origin` if there is none yet and the format
@@ -336,11 +342,7 @@ impl StallFiller {
                 Self::emit_silence(state, settings, missing, &mut out);
             }
             Placement::Overlap(stale) if stale >= n => {
-                gst::log!(
-                    CAT,
-                    imp = self,
-                    "dropping {n} samples, all already covered"
-                );
+                gst::log!(CAT, imp = self, "dropping {n} samples, all already covered");
                 if kind == Kind::Audio {
                     state.stats.dropped_samples += n;
                 }
@@ -453,6 +455,9 @@ impl StallFiller {
             if let Some(err) = state.flow_error.take() {
                 state.wake_task(&self.cond);
                 return Err(err);
+            }
+            if std::mem::take(&mut state.unreachable) {
+                state.wake_task(&self.cond);
             }
             let buffer = match state.layout.as_ref() {
                 Some(layout) => {
@@ -657,7 +662,10 @@ impl StallFiller {
                 self,
                 gst::StreamError::NotImplemented,
                 ("Reverse playback is not supported"),
-                ["segment rate {}: a stall filler keeps time moving forward", segment.rate()]
+                [
+                    "segment rate {}: a stall filler keeps time moving forward",
+                    segment.rate()
+                ]
             );
             return false;
         }
@@ -699,7 +707,11 @@ impl StallFiller {
             CAT,
             imp = self,
             "new segment {segment:?}, timeline {}",
-            if continued.is_some() { "continues" } else { "restarts" }
+            if continued.is_some() {
+                "continues"
+            } else {
+                "restarts"
+            }
         );
         let keep_stall = state.stall_since;
         state.reset_stream();
@@ -801,6 +813,7 @@ impl StallFiller {
             || state.eos
             || state.task_stop
             || state.flow_error.is_some()
+            || state.unreachable
         {
             return None;
         }
@@ -815,10 +828,14 @@ impl StallFiller {
         };
         let running_time = segment.to_running_time(end)?;
         let base_time = self.obj().base_time()?;
-        base_time
+        let deadline = base_time
             .checked_add(running_time)?
             .checked_add(upstream.min_latency)?
-            .checked_add(settings.threshold)
+            .checked_add(settings.threshold)?;
+        // Only a hostile segment puts a deadline this far out; near the top
+        // of the range running times saturate and the deadline would stop
+        // moving as the output advances, so every turn would be overdue.
+        (deadline <= MAX_DEADLINE).then_some(deadline)
     }
 
     /// One turn of the source pad's task: sleep until the clock reports the
@@ -921,34 +938,11 @@ impl StallFiller {
                 return;
             }
             let mut out = Output::default();
-            self.resync_if_far_behind(&mut state, &settings, deadline, &mut out);
-            if state.stall_since.is_none() {
-                let since = state.timeline.as_ref().unwrap().end();
-                state.stall_since = Some(since);
-                state.stats.stalls += 1;
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "upstream stalled at {since}: filling with silence"
-                );
-                if settings.post_messages {
-                    let running_time = state
-                        .segment
-                        .as_ref()
-                        .and_then(|s| s.to_running_time(since));
-                    out.messages.push(
-                        self.element_message(
-                            "stallfiller-stall",
-                            gst::Structure::builder("x")
-                                .field("timestamp", since)
-                                .field("running-time", running_time)
-                                .build(),
-                        ),
-                    );
-                }
+            if self.resync_if_far_behind(&mut state, &settings, deadline, &mut out) {
+                self.note_stall(&mut state, &settings, &mut out);
+                let n = Self::chunk_samples(state.timeline.as_ref().unwrap().layout(), &settings);
+                Self::emit_silence(&mut state, &settings, n, &mut out);
             }
-            let n = Self::chunk_samples(state.timeline.as_ref().unwrap().layout(), &settings);
-            Self::emit_silence(&mut state, &settings, n, &mut out);
             out
         };
         let Err(err) = self.push_output(out) else {
@@ -974,45 +968,98 @@ impl StallFiller {
         }
     }
 
+    /// The first fill of a stall: counted, logged and posted.
+    fn note_stall(&self, state: &mut State, settings: &Settings, out: &mut Output) {
+        if state.stall_since.is_some() {
+            return;
+        }
+        let since = state.timeline.as_ref().unwrap().end();
+        state.stall_since = Some(since);
+        state.stats.stalls += 1;
+        gst::info!(
+            CAT,
+            imp = self,
+            "upstream stalled at {since}: filling with silence"
+        );
+        if settings.post_messages {
+            let running_time = state
+                .segment
+                .as_ref()
+                .and_then(|s| s.to_running_time(since));
+            out.messages.push(
+                self.element_message(
+                    "stallfiller-stall",
+                    gst::Structure::builder("x")
+                        .field("timestamp", since)
+                        .field("running-time", running_time)
+                        .build(),
+                ),
+            );
+        }
+    }
+
     /// A timeline more than `max-gap` behind the clock (its running time
     /// moved back, or the clock jumped) is not caught up chunk by chunk:
-    /// it resumes where the clock is, as after a jump in the timestamps.
+    /// it resumes where the clock is, as after a jump in the timestamps. If
+    /// the segment cannot express where the clock is, filling stops until
+    /// the stream moves. False if nothing is to be filled now.
     fn resync_if_far_behind(
         &self,
         state: &mut State,
         settings: &Settings,
         deadline: gst::ClockTime,
         out: &mut Output,
-    ) {
+    ) -> bool {
         let obj = self.obj();
         let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
-            return;
+            return true;
         };
         let now = clock.time();
         let behind = now.saturating_sub(deadline);
         if behind <= settings.max_gap {
-            return;
+            return true;
         }
-        let latency = state.upstream.map_or(gst::ClockTime::ZERO, |u| u.min_latency);
+        let latency = state
+            .upstream
+            .map_or(gst::ClockTime::ZERO, |u| u.min_latency);
         let due = now
             .saturating_sub(base_time)
             .saturating_sub(latency)
             .saturating_sub(settings.threshold);
-        let Some(position) = state
+        let position = state
             .segment
             .as_ref()
-            .and_then(|s| s.position_from_running_time(due))
-        else {
-            return;
-        };
+            .and_then(|s| s.position_from_running_time(due));
+        if let Some(position) = position {
+            let before = state.timeline.clone();
+            let timeline = before.as_ref().expect("ensured by the caller");
+            state.timeline = Some(timeline.continue_at(position));
+            // The segment may clamp the position (to its start or stop):
+            // a resync that does not land near the clock would repeat
+            // every turn.
+            let landed = self
+                .deadline(state, settings)
+                .is_some_and(|d| now.saturating_sub(d) <= settings.max_gap);
+            if landed {
+                out.messages.push(self.warning(
+                    "The stream fell further behind the clock than max-gap: resynchronised instead of filling",
+                    &format!("{behind} behind, max-gap is {}", settings.max_gap),
+                ));
+                state.stats.resyncs += 1;
+                state.discont = true;
+                return true;
+            }
+            state.timeline = before;
+        }
         out.messages.push(self.warning(
-            "The stream fell further behind the clock than max-gap: resynchronised instead of filling",
-            &format!("{behind} behind, max-gap is {}", settings.max_gap),
+            "The clock is beyond what the segment can express: not filling",
+            &format!(
+                "running time {due} has no position near the clock in {:?}; filling resumes with the stream",
+                state.segment
+            ),
         ));
-        state.stats.resyncs += 1;
-        let timeline = state.timeline.as_ref().expect("ensured by the caller");
-        state.timeline = Some(timeline.continue_at(position));
-        state.discont = true;
+        state.unreachable = true;
+        false
     }
 
     fn src_activate(&self, active: bool) -> Result<(), gst::LoggableError> {

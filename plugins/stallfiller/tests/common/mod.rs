@@ -87,4 +87,3 @@ pub fn crank_expecting(h: &mut Harness, deadline: ClockTime) -> gst::Buffer {
         }
     }
 }
-
