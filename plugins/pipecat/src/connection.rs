@@ -54,6 +54,10 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 /// Caller audio waiting to be sent while the bot is slow or not connected yet.
 const OUTGOING_CAPACITY: usize = 500;
+/// tungstenite zero-fills its whole read buffer before every read (128 KiB
+/// by default: 200 times a 20 ms message at 16 kHz). Sized to what a bot
+/// sends at once instead; a larger message is still read whole, in steps.
+const READ_BUFFER: usize = 8 * 1024;
 
 #[derive(Clone)]
 pub struct ConnectConfig {
@@ -283,6 +287,7 @@ impl Connection {
             secrets,
         };
         let ws_config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
         if !cfg.tls_verify {
@@ -441,7 +446,7 @@ impl Connection {
             // Nothing to play; and nothing to let pile up.
             Inbound::Audio(audio) if audio.data.is_empty() => {}
             Inbound::Audio(audio) => {
-                let arrival = self.src().and_then(|s| s.current_running_time());
+                let arrival = std::time::Instant::now();
                 self.mailbox().inbox.push(Chunk { audio, arrival });
                 self.cond.notify_all();
             }

@@ -17,8 +17,10 @@ const CHUNK_OVERHEAD: usize = 64;
 
 pub struct Chunk {
     pub audio: WireAudio,
-    /// Running time of the source when the message arrived.
-    pub arrival: Option<gst::ClockTime>,
+    /// When the message arrived. A monotonic instant, turned into running
+    /// time by the source's own thread: the reader takes no element lock
+    /// and no GLib weak reference (one process-wide lock) per message.
+    pub arrival: std::time::Instant,
 }
 
 impl Chunk {
@@ -125,7 +127,7 @@ mod tests {
                 channels: 1,
                 law: None,
             },
-            arrival: None,
+            arrival: std::time::Instant::now(),
         }
     }
 

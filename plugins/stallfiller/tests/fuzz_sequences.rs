@@ -310,3 +310,117 @@ proptest! {
         run.drain().map_err(|e| TestCaseError::fail(format!("at EOS: {e}")))?;
     }
 }
+
+/// Sequences the fuzzer found, replayed on every `cargo test`.
+#[test]
+fn replay_found_sequences() {
+    use Op::*;
+    let found: Vec<Vec<Op>> = vec![
+        // A timeline near the top of the range in a rate-0.5 segment: its
+        // running time saturated and the stall task filled without end.
+        vec![
+            Segment {
+                start_ms: 0,
+                base_ms: 0,
+                rate: 0.5,
+            },
+            Buffer {
+                jump_us: 9_192_107_962_375_307,
+                bytes: 1904,
+            },
+            Caps {
+                format: 0,
+                rate: 768_000,
+                channels: 64,
+            },
+            Gap {
+                jump_us: 0,
+                duration_us: 31_536_000_000_000,
+            },
+            Crank,
+        ],
+        // A segment based 292 years out, then one based near zero at rate
+        // 2: the clock was beyond what the segment could express.
+        vec![
+            Segment {
+                start_ms: 345,
+                base_ms: 9_223_372_036_854,
+                rate: 1.0,
+            },
+            Buffer {
+                jump_us: 36_000_000_000,
+                bytes: 853,
+            },
+            Gap {
+                jump_us: 282_213,
+                duration_us: 35_034,
+            },
+            Crank,
+            Segment {
+                start_ms: 685,
+                base_ms: 2753,
+                rate: 2.0,
+            },
+            Caps {
+                format: 1,
+                rate: 768_000,
+                channels: 64,
+            },
+            Crank,
+            Gap {
+                jump_us: 2_591_854,
+                duration_us: 17_971_651_490_740_455_004,
+            },
+            Crank,
+        ],
+        // Refused caps hold a later SEGMENT back until EOS.
+        vec![
+            Caps {
+                format: 0,
+                rate: 768_001,
+                channels: 1,
+            },
+            Segment {
+                start_ms: 0,
+                base_ms: 0,
+                rate: 2.0,
+            },
+            Caps {
+                format: 0,
+                rate: 8000,
+                channels: 1,
+            },
+            Crank,
+            Buffer {
+                jump_us: 0,
+                bytes: 0,
+            },
+        ],
+        // A hole between segments, filled in the old one.
+        vec![
+            Buffer {
+                jump_us: 1_447_875,
+                bytes: 1106,
+            },
+            Segment {
+                start_ms: 0,
+                base_ms: 1518,
+                rate: 1.0,
+            },
+            Buffer {
+                jump_us: 0,
+                bytes: 2,
+            },
+        ],
+    ];
+    for ops in found {
+        let mut run = Run::new();
+        for (i, op) in ops.iter().enumerate() {
+            run.apply(op);
+            run.drain()
+                .unwrap_or_else(|e| panic!("step {i} ({op:?}): {e}"));
+        }
+        run.h.push_event(gst::event::Eos::new());
+        run.drain().unwrap_or_else(|e| panic!("at EOS: {e}"));
+    }
+}

@@ -155,7 +155,12 @@ impl PipecatWsSrc {
             let new_format = state.format != Some(format);
             // Stamped at arrival on the pipeline clock, but never before the
             // end of the previous buffer: a burst of TTS plays out in order.
-            let pts = chunk.arrival.unwrap_or(state.next_pts).max(state.next_pts);
+            let arrival = self.obj().current_running_time().map(|now| {
+                now.saturating_sub(gst::ClockTime::from_nseconds(
+                    chunk.arrival.elapsed().as_nanos() as u64,
+                ))
+            });
+            let pts = arrival.unwrap_or(state.next_pts).max(state.next_pts);
             state.next_pts = pts + duration;
             state.warned_silent = false;
             state.announced = true;

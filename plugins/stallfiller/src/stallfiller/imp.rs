@@ -121,6 +121,11 @@ struct State {
     overdue: Option<gst::ClockTime>,
     /// Stream time at which real data stopped, while a stall is being filled.
     stall_since: Option<gst::ClockTime>,
+    /// Clock time of the stall's first fill, and the running time filled
+    /// since: the task never fills more than the clock has run, plus
+    /// `max-gap`, whatever the segments say.
+    stall_clock: Option<gst::ClockTime>,
+    stall_filled: gst::ClockTime,
     /// A flow error the task met, handed to upstream on its next buffer;
     /// the task waits while one is pending.
     flow_error: Option<gst::FlowError>,
@@ -142,6 +147,8 @@ impl State {
     fn reset_stream(&mut self) {
         self.timeline = None;
         self.stall_since = None;
+        self.stall_clock = None;
+        self.stall_filled = gst::ClockTime::ZERO;
         self.eos = false;
         self.flow_error = None;
         self.unreachable = false;
@@ -358,6 +365,10 @@ impl StallFiller {
             }
         }
 
+        if kind == Kind::Audio {
+            state.stall_clock = None;
+            state.stall_filled = gst::ClockTime::ZERO;
+        }
         if kind == Kind::Audio
             && let Some(since) = state.stall_since.take()
         {
@@ -938,10 +949,23 @@ impl StallFiller {
                 return;
             }
             let mut out = Output::default();
-            if self.resync_if_far_behind(&mut state, &settings, deadline, &mut out) {
+            if self.resync_if_far_behind(&mut state, &settings, deadline, &mut out)
+                && self.within_clock(&mut state, &settings, &mut out)
+            {
                 self.note_stall(&mut state, &settings, &mut out);
                 let n = Self::chunk_samples(state.timeline.as_ref().unwrap().layout(), &settings);
                 Self::emit_silence(&mut state, &settings, n, &mut out);
+                let rate = state
+                    .segment
+                    .as_ref()
+                    .map_or(1.0, |s| s.rate().abs().max(f64::EPSILON));
+                let filled = state.timeline.as_ref().unwrap().layout().samples_to_time(n);
+                state.stall_filled =
+                    state
+                        .stall_filled
+                        .saturating_add(gst::ClockTime::from_nseconds(
+                            (filled.nseconds() as f64 / rate) as u64,
+                        ));
             }
             out
         };
@@ -966,6 +990,31 @@ impl StallFiller {
                 ["streaming stopped while filling a stall, reason {err:?}"]
             );
         }
+    }
+
+    /// Whether the task may fill another chunk: during one stall it fills at
+    /// most the clock time that passed plus `max-gap` (in running time), as
+    /// a real stall does. Past that (segments whose running time does not
+    /// follow the clock) filling stops until the stream moves.
+    fn within_clock(&self, state: &mut State, settings: &Settings, out: &mut Output) -> bool {
+        let Some(now) = self.obj().clock().map(|c| c.time()) else {
+            return true;
+        };
+        let started = *state.stall_clock.get_or_insert(now);
+        let allowed = now.saturating_sub(started).saturating_add(settings.max_gap);
+        if state.stall_filled <= allowed {
+            return true;
+        }
+        out.messages.push(self.warning(
+            "Filling ran ahead of the clock by more than max-gap: not filling",
+            &format!(
+                "{} filled in {} of clock time; the segment's running time does not follow the clock",
+                state.stall_filled,
+                now.saturating_sub(started)
+            ),
+        ));
+        state.unreachable = true;
+        false
     }
 
     /// The first fill of a stall: counted, logged and posted.

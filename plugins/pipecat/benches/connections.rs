@@ -1,0 +1,241 @@
+//! Many bot legs in one process: N `pipecatwsrc ! fakesink` pipelines, each
+//! on its own WebSocket, fed by a server in a separate process (this same
+//! binary, started with `--server`) that sends every connection one 20 ms
+//! protobuf audio frame (16 kHz mono, 640 bytes) every 20 ms.
+//!
+//!     cargo bench -p gst-plugin-pipecat --bench connections -- 100 300 1000
+//!
+//! Per N, over a 5 s window after a 2 s warm-up: CPU of this process (share
+//! of all cores) and per message, threads, fds and RSS per connection,
+//! buffers received against sent, and the latency added between the
+//! server's send and the buffer leaving the source (CLOCK_MONOTONIC, shared
+//! by both processes, stamped in the frame's first 8 bytes).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use gst::prelude::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const FRAME: Duration = Duration::from_millis(20);
+const SAMPLES: usize = 320;
+const WARM_UP: Duration = Duration::from_secs(2);
+const WINDOW: Duration = Duration::from_secs(5);
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The server: accepts `n` connections on `port`, then sends every one a
+/// frame each 20 ms until stdin closes; prints the total sent.
+fn server(port: u16, n: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let s = sent.clone();
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        println!("READY");
+        for _ in 0..n {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let sent = s.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let mut tick = tokio::time::interval(FRAME);
+                let mut audio = vec![1u8; 2 * SAMPLES];
+                loop {
+                    tick.tick().await;
+                    audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+                    let frame = gstpipecat::protobuf::Frame::encode_audio(&audio, 16000, 1);
+                    if ws.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    // The client says when to stop (and to report) by closing stdin.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    println!("SENT {}", sent.load(Ordering::Relaxed));
+}
+
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of this process (user + system), in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+struct Leg {
+    pipeline: gst::Pipeline,
+    /// Added latency (µs) of every buffer while measuring.
+    latencies: Arc<Mutex<Vec<u32>>>,
+    received: Arc<AtomicU64>,
+}
+
+fn leg(port: u16, measuring: &Arc<std::sync::atomic::AtomicBool>) -> Leg {
+    let pipeline = gst::parse::launch(&format!(
+        "pipecatwsrc name=src uri=ws://127.0.0.1:{port}/ ! fakesink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let (l, r, m) = (latencies.clone(), received.clone(), measuring.clone());
+    pipeline
+        .by_name("src")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if !m.load(Ordering::Relaxed) {
+                return gst::PadProbeReturn::Ok;
+            }
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && let Ok(map) = b.map_readable()
+                && map.len() >= 8
+            {
+                let sent = u64::from_le_bytes(map[..8].try_into().unwrap());
+                let added = monotonic_ns().saturating_sub(sent) / 1000;
+                l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
+                r.fetch_add(1, Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    Leg {
+        pipeline,
+        latencies,
+        received,
+    }
+}
+
+fn measure(n: usize) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new(std::env::current_exe().unwrap())
+        .args(["--server", &port.to_string(), &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+
+    let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let legs: Vec<Leg> = (0..n).map(|_| leg(port, &measuring)).collect();
+    for leg in &legs {
+        leg.pipeline.set_state(gst::State::Playing).unwrap();
+    }
+    std::thread::sleep(WARM_UP);
+    let ticks0 = cpu_ticks();
+    measuring.store(true, Ordering::Relaxed);
+    std::thread::sleep(WINDOW);
+    measuring.store(false, Ordering::Relaxed);
+    let ticks = cpu_ticks() - ticks0;
+    let (rss, threads, fd_count) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let received: u64 = legs
+        .iter()
+        .map(|l| l.received.load(Ordering::Relaxed))
+        .sum();
+    let mut all: Vec<u32> = legs
+        .iter()
+        .flat_map(|l| l.latencies.lock().unwrap().clone())
+        .collect();
+    for leg in &legs {
+        leg.pipeline.set_state(gst::State::Null).unwrap();
+    }
+    drop(server.stdin.take());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = server.wait();
+    let sent_total: u64 = line.trim().strip_prefix("SENT ").unwrap().parse().unwrap();
+
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_seconds = ticks as f64 / hz;
+    let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
+    println!(
+        "N={n:>5}: CPU {:5.1}% of {cores} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
+         buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p99 {} us",
+        100.0 * cpu_seconds / WINDOW.as_secs_f64() / cores,
+        cpu_seconds * 1e6 / received.max(1) as f64,
+        threads,
+        (threads as f64 - threads0 as f64) / n as f64,
+        (fd_count as f64 - fds0 as f64) / n as f64,
+        (rss as f64 - rss0 as f64) / n as f64,
+        received as f64 / n as f64 / WINDOW.as_secs_f64(),
+        expected / n as f64 / WINDOW.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("--server") {
+        return server(args[1].parse().unwrap(), args[2].parse().unwrap());
+    }
+    gst::init().unwrap();
+    gstpipecat::plugin_register_static().unwrap();
+    let counts: Vec<usize> = if args.is_empty() {
+        vec![100, 300, 1000]
+    } else {
+        args.iter().filter_map(|a| a.parse().ok()).collect()
+    };
+    for n in counts {
+        measure(n);
+    }
+}
