@@ -29,6 +29,28 @@ struct Options {
     jitter_latency_ms: u32,
 }
 
+const USAGE: &str = "\
+Usage: agent_call --bot-uri URI [options]
+
+A phone call with a Pipecat bot: the caller's RTP (PCMU) goes to the bot,
+the bot's audio goes back as RTP, and both legs are recorded.
+
+Options:
+  --bot-uri URI            ws:// or wss:// address of the bot (required)
+  --serializer NAME        protobuf, twilio, telnyx, telnyx-pcma, plivo or exotel
+                           (default protobuf)
+  --rtp-in PORT            UDP port the caller's RTP arrives on (default 5004)
+  --rtp-out HOST:PORT      where the bot's RTP goes (default 127.0.0.1:5006)
+  --output FILE            the recording, caller left, bot right (default call.wav)
+  --no-media-timeout SECS  end the call when the caller's RTP stops this long
+                           (default 5)
+  --jitter-latency MS      rtpjitterbuffer latency (default 40)
+  -h, --help               this text
+
+Exit status: 0 when the recording was finalized, 1 when it failed, 2 for bad
+arguments.
+";
+
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
         bot_uri: String::new(),
@@ -52,7 +74,8 @@ fn parse_args() -> Result<Options, String> {
                 let secs: f64 = value()?
                     .parse()
                     .map_err(|e| format!("--no-media-timeout: {e}"))?;
-                o.no_media_timeout = Duration::from_secs_f64(secs);
+                o.no_media_timeout = Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("--no-media-timeout: {secs} is not a duration"))?;
             }
             "--jitter-latency" => {
                 o.jitter_latency_ms = value()?
@@ -117,6 +140,10 @@ enum Ending {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {

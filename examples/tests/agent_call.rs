@@ -492,3 +492,32 @@ fn sigterm_stops_the_call_and_keeps_the_recording() {
     assert!(data[0].len() > RATE, "only {} frames", data[0].len());
     let _ = caller.join();
 }
+
+#[test]
+fn help_prints_the_options_and_bad_values_are_refused() {
+    let help = std::process::Command::new(example())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--bot-uri",
+        "--serializer",
+        "--rtp-in",
+        "--output",
+        "--no-media-timeout",
+    ] {
+        assert!(
+            text.contains(option),
+            "{option} missing from --help:\n{text}"
+        );
+    }
+    // A negative duration used to panic; now it is a usage error (exit 2).
+    let bad = std::process::Command::new(example())
+        .args(["--bot-uri", "ws://127.0.0.1:9/", "--no-media-timeout", "-1"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+}

@@ -11,6 +11,8 @@ use crate::serializer::Serializer;
 
 pub const DEFAULT_CONNECT_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
+pub const DEFAULT_KEEPALIVE_INTERVAL: gst::ClockTime = gst::ClockTime::from_seconds(10);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(5);
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
@@ -23,6 +25,8 @@ pub struct LinkSettings {
     pub stream_sid: String,
     pub call_sid: String,
     pub tls_verify: bool,
+    pub keepalive_interval: gst::ClockTime,
+    pub keepalive_timeout: gst::ClockTime,
 }
 
 impl Default for LinkSettings {
@@ -37,6 +41,8 @@ impl Default for LinkSettings {
             stream_sid: "MZ00000000000000000000000000000000".into(),
             call_sid: "CA00000000000000000000000000000000".into(),
             tls_verify: true,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
         }
     }
 }
@@ -75,6 +81,21 @@ impl LinkSettings {
                 .blurb("Longest wait (ns) for the WebSocket to open")
                 .minimum(gst::ClockTime::MSECOND.nseconds())
                 .default_value(DEFAULT_CONNECT_TIMEOUT.nseconds())
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("keepalive-interval")
+                .nick("Keepalive interval")
+                .blurb("How often (ns) a WebSocket ping goes to the bot while it sends nothing else; 0 = never")
+                .maximum(gst::ClockTime::from_seconds(3600).nseconds())
+                .default_value(DEFAULT_KEEPALIVE_INTERVAL.nseconds())
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("keepalive-timeout")
+                .nick("Keepalive timeout")
+                .blurb("A bot that answers nothing this long (ns) after a ping is frozen: an ERROR ends the call")
+                .minimum(gst::ClockTime::MSECOND.nseconds())
+                .maximum(gst::ClockTime::from_seconds(3600).nseconds())
+                .default_value(DEFAULT_KEEPALIVE_TIMEOUT.nseconds())
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("max-message-size")
@@ -119,6 +140,12 @@ impl LinkSettings {
                 self.call_sid = value.get::<Option<String>>().unwrap().unwrap_or_default()
             }
             "tls-verify" => self.tls_verify = value.get().unwrap(),
+            "keepalive-interval" => {
+                self.keepalive_interval = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
+            "keepalive-timeout" => {
+                self.keepalive_timeout = gst::ClockTime::from_nseconds(value.get().unwrap())
+            }
             _ => return false,
         }
         true
@@ -135,6 +162,8 @@ impl LinkSettings {
             "stream-sid" => self.stream_sid.to_value(),
             "call-sid" => self.call_sid.to_value(),
             "tls-verify" => self.tls_verify.to_value(),
+            "keepalive-interval" => self.keepalive_interval.nseconds().to_value(),
+            "keepalive-timeout" => self.keepalive_timeout.nseconds().to_value(),
             _ => return None,
         })
     }
@@ -157,6 +186,12 @@ impl LinkSettings {
             stream_sid: self.stream_sid.clone(),
             call_sid: self.call_sid.clone(),
             tls_verify: self.tls_verify,
+            keepalive: (!self.keepalive_interval.is_zero()).then(|| {
+                (
+                    Duration::from_nanos(self.keepalive_interval.nseconds()),
+                    Duration::from_nanos(self.keepalive_timeout.nseconds()),
+                )
+            }),
         }
     }
 }
@@ -173,6 +208,8 @@ pub const LINK_URI_PARAMETERS: &[&str] = &[
     "tls-verify",
     "connect-timeout",
     "max-message-size",
+    "keepalive-interval",
+    "keepalive-timeout",
 ];
 
 /// Applies `pipecat+ws[s]://host/path?serializer=twilio&token=...` to

@@ -69,6 +69,8 @@ pub struct ConnectConfig {
     pub stream_sid: String,
     pub call_sid: String,
     pub tls_verify: bool,
+    /// (ping every, answer within), or `None` for no pings of ours.
+    pub keepalive: Option<(Duration, Duration)>,
 }
 
 /// Why a message for the bot was not queued.
@@ -278,9 +280,10 @@ impl Connection {
         }
         link.generation += 1;
         link.started = true;
-        link.outgoing = Some(tx);
+        link.outgoing = Some(tx.clone());
         gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
         let run = Run {
+            pings: tx.clone(),
             conn: self.clone(),
             generation: link.generation,
             shown,
@@ -524,6 +527,8 @@ fn failure(shown: &str, secrets: &[String], cause: String, debug: String) -> End
 
 /// One connect-and-read of a connection, as a task on the runtime.
 struct Run {
+    /// For the keepalive pings (the writer sends them in order).
+    pings: mpsc::Sender<Message>,
     conn: Arc<Connection>,
     generation: u64,
     shown: String,
@@ -573,7 +578,9 @@ impl Run {
             self.conn.name,
             self.shown
         );
-        let end = self.read_loop(read, cfg.serializer, last_close).await;
+        let end = self
+            .read_loop(read, cfg.serializer, last_close, cfg.keepalive)
+            .await;
         self.end(end);
     }
 
@@ -581,14 +588,43 @@ impl Run {
         self.conn.finish(self.generation, end);
     }
 
+    /// Reads until the connection ends. With `keepalive`, a ping goes out
+    /// whenever the bot has been quiet for the interval; a bot that then
+    /// sends nothing at all, not even the pong, within the timeout is frozen
+    /// (stopped, or its host gone without closing TCP) and the call ends.
     async fn read_loop(
         &self,
         mut read: futures_util::stream::SplitStream<Socket>,
         serializer: Serializer,
         last_close: LastClose,
+        keepalive: Option<(Duration, Duration)>,
     ) -> End {
+        use tokio::time::{Instant, sleep_until};
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let (every, within) = keepalive.unwrap_or((far, far));
+        let mut next_ping = Instant::now() + every;
+        let mut pong_due: Option<Instant> = None;
         loop {
-            match read.next().await {
+            let received = tokio::select! {
+                received = read.next() => received,
+                _ = sleep_until(pong_due.unwrap_or(next_ping)) => {
+                    if pong_due.is_some() {
+                        return End::Failed {
+                            text: format!(
+                                "Pipecat bot connection lost: the bot did not answer a ping for {within:?} (frozen, or its host is gone)"
+                            ),
+                            debug: format!("keepalive-interval {every:?}, keepalive-timeout {within:?}: nothing received after the ping"),
+                        };
+                    }
+                    let _ = self.pings.try_send(Message::Ping(Vec::new().into()));
+                    pong_due = Some(Instant::now() + within);
+                    continue;
+                }
+            };
+            // Anything from the bot shows it is alive.
+            pong_due = None;
+            next_ping = Instant::now() + every;
+            match received {
                 // The frame as the bot sent it: tungstenite's may be its own.
                 Some(Ok(Message::Close(_))) => {
                     let sent = lock(&last_close).take().unwrap_or_default();

@@ -208,3 +208,42 @@ fn close_codes_are_reported_as_the_bot_sent_them() {
     // A close frame without a code is a hang-up like any other: EOS.
     assert_eq!(error_text_from(raw_bytes_server(vec![0x88, 0]), ""), None);
 }
+
+#[test]
+fn a_frozen_bot_ends_the_call_with_an_error_that_says_so() {
+    init();
+    // A real Pipecat bot talking, then stopped (SIGSTOP): its TCP connection
+    // stays up, so only our pings can tell.
+    let bot = Bot::start(&["--mode", "ramp", "--seconds", "30"]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} keepalive-interval=1000000000 keepalive-timeout=1000000000 ! fakesink sync=false",
+        bot.uri()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = bot.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(6),
+    );
+    let took = stopped.elapsed();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    pipeline.set_state(gst::State::Null).unwrap();
+    // Before: nothing, ever; the call hung.
+    let (msg, _) = end.expect("a frozen bot went unnoticed");
+    let (text, _) = error_of(&msg).expect("an ERROR");
+    println!("frozen bot detected after {took:?}: {text}");
+    assert!(text.contains("did not answer a ping"), "{text}");
+    // Within one interval plus the timeout (and a little scheduling slack).
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
+#[test]
+fn the_source_is_named_after_its_factory() {
+    init();
+    let src = gst::ElementFactory::make("pipecatwsrc").build().unwrap();
+    assert!(src.name().starts_with("pipecatwsrc"), "{}", src.name());
+}

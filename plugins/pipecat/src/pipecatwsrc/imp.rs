@@ -250,7 +250,8 @@ impl PipecatWsSrc {
 
 #[glib::object_subclass]
 impl ObjectSubclass for PipecatWsSrc {
-    const NAME: &'static str = "GstPipecatWsSrc";
+    // The default object name comes from the type name: pipecatwsrc0.
+    const NAME: &'static str = "GstPipecatWsrc";
     type Type = super::PipecatWsSrc;
     type ParentType = gst_base::PushSrc;
     type Interfaces = (gst::URIHandler,);

@@ -738,10 +738,9 @@ impl StallFiller {
     }
 
     /// Where the tail must reach at EOS. In a live pipeline: the running
-    /// time of EOS plus the latency the tracks' data may run ahead of the
-    /// clock, which every track of the pipeline shares (the pipeline latency
-    /// less our threshold), so parallel tracks end together; otherwise the
-    /// segment stop.
+    /// time of EOS plus how far the tracks' data may run ahead of the clock
+    /// (the upstream latency, or the pipeline's less our threshold when
+    /// larger), so parallel tracks end together; otherwise the segment stop.
     fn eos_target(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
         let segment = state.segment.as_ref()?;
         let upstream = state.upstream?;
@@ -749,10 +748,16 @@ impl StallFiller {
             let obj = self.obj();
             let now = obj.clock()?.time();
             let running_time = now.checked_sub(obj.base_time()?)?;
-            let ahead = match state.pipeline_latency {
-                Some(latency) => latency.saturating_sub(settings.threshold),
-                None => upstream.min_latency,
-            };
+            // At least this track's own upstream latency; the pipeline's
+            // (less our threshold) when larger, which every track shares.
+            // Sinks that do not sync report none, so the LATENCY event may
+            // carry 0: it only ever raises the target.
+            let ahead = state
+                .pipeline_latency
+                .map_or(gst::ClockTime::ZERO, |l| {
+                    l.saturating_sub(settings.threshold)
+                })
+                .max(upstream.min_latency);
             segment.position_from_running_time(running_time.saturating_add(ahead))
         } else {
             segment.stop()
