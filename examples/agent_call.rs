@@ -97,18 +97,21 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
         .rsplit_once(':')
         .unwrap_or(("127.0.0.1", o.rtp_out.as_str()));
     let leg = "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=8000,channels=1";
-    // RTP timestamps jitter by a few samples: the caller's stallfiller
-    // re-stamps up to 20 ms of it instead of trimming or filling samples.
+    // callrecsink keeps each track on its timeline itself (a stallfiller per
+    // track); the stallfillers here are for the live legs that leave: the
+    // caller's audio to the bot and the bot's audio back as RTP. RTP
+    // timestamps jitter by a few samples: the caller's audio is re-stamped up
+    // to 20 ms (tolerance) instead of being trimmed or filled.
     let desc = format!(
-        "callrecsink name=rec location={output} \
+        "callrecsink name=rec location={output} tolerance=20000000 \
          udpsrc name=rtp_in port={rtp_in} timeout={timeout} \
              caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
-           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! stallfiller name=caller_fill tolerance=20000000 ! tee name=caller \
-         caller. ! queue ! pipecatwssink connection=call serializer={serializer} \
+           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! tee name=caller \
+         caller. ! queue ! stallfiller name=caller_fill tolerance=20000000 ! pipecatwssink connection=call serializer={serializer} \
          caller. ! queue ! rec.sink_0 \
          pipecatwsrc name=bot connection=call serializer={serializer} \
-           ! {leg} ! stallfiller name=bot_fill ! tee name=bot_out \
-         bot_out. ! queue ! mulawenc ! rtppcmupay ! udpsink host={out_host} port={out_port} sync=false async=false \
+           ! {leg} ! tee name=bot_out \
+         bot_out. ! queue ! stallfiller name=bot_fill ! mulawenc ! rtppcmupay ! udpsink host={out_host} port={out_port} sync=false async=false \
          bot_out. ! queue ! rec.sink_1",
         output = o.output,
         rtp_in = o.rtp_in,

@@ -43,12 +43,7 @@ fn record(location: &Path, props: &str) -> Vec<gst::Message> {
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 50, 1);
-    let messages = messages_until(
-        &pipeline,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-        Duration::from_secs(10),
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = finish(&pipeline);
     messages
 }
 
@@ -214,12 +209,7 @@ fn a_file_appearing_during_the_call_fails_publishing_of_every_track() {
     std::fs::write(&taken, b"theirs").unwrap();
     feed_ramp(&pipeline, "caller", 50, 1);
     feed_ramp(&pipeline, "agent", 50, -1);
-    let messages = messages_until(
-        &pipeline,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-        Duration::from_secs(10),
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = finish(&pipeline);
     let failed = element_message(&messages, "callrecsink-failed").expect("callrecsink-failed");
     let reason = failed.get::<String>("reason").unwrap();
     assert!(reason.contains("call-1.wav"), "{reason}");

@@ -91,12 +91,7 @@ fn releasing_a_middle_pad_before_start_records_the_others_by_pad_order() {
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 50, 1);
     feed_ramp(&pipeline, "agent", 50, -1);
-    let messages = messages_until(
-        &pipeline,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-        Duration::from_secs(10),
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = finish(&pipeline);
     assert!(
         error_text(&messages).is_none(),
         "{:?}",
@@ -213,12 +208,7 @@ fn a_track_requested_while_playing_is_refused_with_a_warning_and_a_message() {
     pipeline.set_state(gst::State::Playing).unwrap();
     assert!(rec.request_pad_simple("sink_%u").is_none());
     feed_ramp(&pipeline, "caller", 50, 1);
-    let messages = messages_until(
-        &pipeline,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-        Duration::from_secs(10),
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    let messages = finish(&pipeline);
     let refused = element_message(&messages, "callrecsink-track-refused").expect("refused message");
     assert!(
         refused

@@ -85,6 +85,24 @@ fn end_of(seen: &[Seen]) -> ClockTime {
     last.pts + last.duration
 }
 
+type Recorded = Arc<Mutex<Vec<Seen>>>;
+
+/// Two live tracks, caller and agent, each behind a valve, recorded.
+fn caller_and_agent() -> (gst::Pipeline, Recorded, Recorded) {
+    let desc = format!(
+        "{} {}",
+        live_branch("caller", 440),
+        live_branch("agent", 660)
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let caller = record(&pipeline, "sink_caller");
+    let agent = record(&pipeline, "sink_agent");
+    (pipeline, caller, agent)
+}
+
 fn live_branch(name: &str, freq: u32) -> String {
     format!(
         "audiotestsrc is-live=true samplesperbuffer=160 freq={freq} ! audio/x-raw,format=S16LE,rate={RATE},channels=1 \
@@ -177,17 +195,7 @@ fn live_stall_is_filled_while_it_lasts() {
 fn two_tracks_one_stalls_14_s_and_both_end_together() {
     const STALL_SECS: u64 = 14;
     init();
-    let desc = format!(
-        "{} {}",
-        live_branch("caller", 440),
-        live_branch("agent", 660)
-    );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let caller = record(&pipeline, "sink_caller");
-    let agent = record(&pipeline, "sink_agent");
+    let (pipeline, caller, agent) = caller_and_agent();
     let clock = gst_check::TestClock::new();
     pipeline.use_clock(Some(&clock));
 
@@ -413,17 +421,7 @@ fn one_elements_huge_threshold_never_stops_another_pipeline_from_filling() {
 fn live_tracks_end_together_on_a_free_running_clock() {
     init();
     // Two live tracks, the agent's dropped from 1 s; EOS at 4 s.
-    let desc = format!(
-        "{} {}",
-        live_branch("caller", 440),
-        live_branch("agent", 660)
-    );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let caller = record(&pipeline, "sink_caller");
-    let agent = record(&pipeline, "sink_agent");
+    let (pipeline, caller, agent) = caller_and_agent();
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     pipeline

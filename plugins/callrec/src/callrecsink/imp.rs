@@ -113,6 +113,7 @@ struct Settings {
     pause_mode: CallRecPauseMode,
     mode: CallRecMode,
     overwrite: bool,
+    tolerance: gst::ClockTime,
 }
 
 impl Default for Settings {
@@ -128,6 +129,7 @@ impl Default for Settings {
             pause_mode: CallRecPauseMode::Silence,
             mode: CallRecMode::Interleaved,
             overwrite: false,
+            tolerance: gst::ClockTime::ZERO,
         }
     }
 }
@@ -478,6 +480,7 @@ impl CallRecSink {
             for track in state.tracks.values_mut() {
                 // Every recording learns its tracks' caps and rate anew.
                 track.reset();
+                track.set_tolerance(settings.tolerance);
                 let weak = self.obj().downgrade();
                 track
                     .ghost
@@ -767,6 +770,13 @@ impl ObjectImpl for CallRecSink {
                     .blurb("What the pause/resume action signals do to the file: write silence or cut")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("tolerance")
+                    .nick("Tolerance")
+                    .blurb("Timestamp jitter (ns) each track absorbs without filling or trimming (its stallfiller's tolerance); about 20 ms on RTP legs")
+                    .maximum(gst::ClockTime::SECOND.nseconds())
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("overwrite")
                     .nick("Overwrite")
                     .blurb("Replace a file already at location when publishing; false refuses it at PAUSED (and a file that appears there during the call fails the recording), so a recording is never silently replaced")
@@ -799,6 +809,7 @@ impl ObjectImpl for CallRecSink {
             "pause-mode" => s.pause_mode = value.get().unwrap(),
             "mode" => s.mode = value.get().unwrap(),
             "overwrite" => s.overwrite = value.get().unwrap(),
+            "tolerance" => s.tolerance = ns(value),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -819,6 +830,7 @@ impl ObjectImpl for CallRecSink {
             "pause-mode" => s.pause_mode.to_value(),
             "mode" => s.mode.to_value(),
             "overwrite" => s.overwrite.to_value(),
+            "tolerance" => s.tolerance.nseconds().to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }

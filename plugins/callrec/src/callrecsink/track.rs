@@ -121,6 +121,11 @@ impl Track {
         self.capsfilter.set_property("caps", track_caps(None));
     }
 
+    /// The timestamp jitter the track's stallfiller absorbs.
+    pub fn set_tolerance(&self, tolerance: gst::ClockTime) {
+        self.filler.set_property("tolerance", tolerance.nseconds());
+    }
+
     /// Converts to the recording's rate from now on.
     pub fn set_rate(&self, rate: u32) {
         self.capsfilter.set_property("caps", track_caps(Some(rate)));

@@ -159,3 +159,15 @@ pub fn appsrc(name: &str) -> String {
         "appsrc name={name} format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec."
     )
 }
+
+/// Waits (at most 10 s) for the recording to end, stops the pipeline and
+/// returns every bus message.
+pub fn finish(pipeline: &gst::Pipeline) -> Vec<gst::Message> {
+    let messages = messages_until(
+        pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(10),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    messages
+}

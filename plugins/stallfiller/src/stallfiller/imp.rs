@@ -104,9 +104,6 @@ struct State {
     /// The next buffer out starts a discontinuity (a new timeline or a resync).
     discont: bool,
     upstream: Option<Upstream>,
-    /// The pipeline latency from the LATENCY event: what every track of the
-    /// pipeline shares, so their tails can end at one running time.
-    pipeline_latency: Option<gst::ClockTime>,
     playing: bool,
     flushing: bool,
     eos: bool,
@@ -573,7 +570,7 @@ impl StallFiller {
                 let out = {
                     let mut state = self.state();
                     let mut out = Output::default();
-                    if let Some(target) = self.eos_target(&state, &settings)
+                    if let Some(target) = self.eos_target(&state)
                         && state.ensure_timeline(None)
                     {
                         let timeline = state.timeline.as_ref().unwrap();
@@ -738,26 +735,20 @@ impl StallFiller {
     }
 
     /// Where the tail must reach at EOS. In a live pipeline: the running
-    /// time of EOS plus how far the tracks' data may run ahead of the clock
-    /// (the upstream latency, or the pipeline's less our threshold when
-    /// larger), so parallel tracks end together; otherwise the segment stop.
-    fn eos_target(&self, state: &State, settings: &Settings) -> Option<gst::ClockTime> {
+    /// time of EOS plus how far the data may run ahead of the clock (the
+    /// upstream latency), so parallel tracks with alike sources end
+    /// together; otherwise the segment stop.
+    fn eos_target(&self, state: &State) -> Option<gst::ClockTime> {
         let segment = state.segment.as_ref()?;
         let upstream = state.upstream?;
         if upstream.live && state.playing {
             let obj = self.obj();
             let now = obj.clock()?.time();
             let running_time = now.checked_sub(obj.base_time()?)?;
-            // At least this track's own upstream latency; the pipeline's
-            // (less our threshold) when larger, which every track shares.
-            // Sinks that do not sync report none, so the LATENCY event may
-            // carry 0: it only ever raises the target.
-            let ahead = state
-                .pipeline_latency
-                .map_or(gst::ClockTime::ZERO, |l| {
-                    l.saturating_sub(settings.threshold)
-                })
-                .max(upstream.min_latency);
+            // How far a live source's data may run ahead of the clock is
+            // its latency upstream of us. (Not the pipeline latency: that
+            // also counts what is downstream, and overshoots.)
+            let ahead = upstream.min_latency;
             segment.position_from_running_time(running_time.saturating_add(ahead))
         } else {
             segment.stop()
@@ -792,13 +783,6 @@ impl StallFiller {
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
-    }
-
-    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        if let gst::EventView::Latency(l) = event.view() {
-            self.state().pipeline_latency = Some(l.latency());
-        }
-        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     /// Nobody may have asked for latency yet (no synchronised sink downstream,
@@ -1194,13 +1178,6 @@ impl ObjectSubclass for StallFiller {
                             Err(gst::loggable_error!(CAT, "only push mode is supported"))
                         }
                     },
-                )
-            })
-            .event_function(|pad, parent, event| {
-                StallFiller::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |imp| imp.src_event(pad, event),
                 )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
