@@ -204,10 +204,10 @@ fn uridecodebin_records_a_bot_from_a_pipecat_uri() {
 #[test]
 fn a_silent_bot_keeps_the_pipeline_playing_until_it_hangs_up() {
     init();
-    // A wire whose format is fixed: its caps are known before the bot says
-    // anything. (Protobuf carries the rate only with audio, so there the
-    // caps, and a synchronised sink's preroll, wait for the first audio.)
-    let bot = Bot::start(&[
+    // Two bots that say nothing for 10 s, then hang up: one on a wire whose
+    // format is fixed (Twilio), one on protobuf, which carries the rate only
+    // with audio, so the application states the format it expects (`caps`).
+    let twilio = Bot::start(&[
         "--mode",
         "silent",
         "--serializer",
@@ -216,30 +216,60 @@ fn a_silent_bot_keeps_the_pipeline_playing_until_it_hangs_up() {
         "10",
         "--hangup",
     ]);
-    let pipeline = launch(&format!(
-        "pipecatwsrc uri={} serializer=twilio ! fakesink sync=true",
-        bot.uri()
-    ));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    // For 10 s the bot says nothing: PLAYING, no ERROR, latency answered.
-    let (seen, end) = wait_for(
-        &pipeline,
-        &[gst::MessageType::Error, gst::MessageType::Eos],
-        Duration::from_secs(9),
-    );
-    assert!(end.is_none(), "ended while the bot was silent: {seen:?}");
-    assert_eq!(pipeline.current_state(), gst::State::Playing);
-    let mut q = gst::query::Latency::new();
-    assert!(pipeline.query(&mut q));
-    assert!(q.result().0, "not live");
-    // Then it hangs up: EOS.
+    let protobuf = Bot::start(&["--mode", "silent", "--seconds", "10", "--hangup"]);
+    let pipelines = [
+        launch(&format!(
+            "pipecatwsrc uri={} serializer=twilio ! fakesink sync=true",
+            twilio.uri()
+        )),
+        launch(&format!(
+            "pipecatwsrc uri={} caps=audio/x-raw,rate=16000,channels=1 ! fakesink sync=true",
+            protobuf.uri()
+        )),
+    ];
+    for p in &pipelines {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    for p in &pipelines {
+        // For 10 s the bot says nothing: PLAYING, no ERROR, latency answered.
+        let (seen, end) = wait_for(
+            p,
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+            Duration::from_millis(100),
+        );
+        assert!(end.is_none(), "ended while the bot was silent: {seen:?}");
+        assert_eq!(p.current_state(), gst::State::Playing);
+        let mut q = gst::query::Latency::new();
+        assert!(p.query(&mut q));
+        assert!(q.result().0, "not live");
+    }
+    for p in &pipelines {
+        // Then it hangs up: EOS.
+        let (_, end) = wait_for(
+            p,
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+            Duration::from_secs(10),
+        );
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(end.unwrap().0.type_(), gst::MessageType::Eos);
+    }
+}
+
+#[test]
+fn caps_that_no_bot_may_send_are_refused_at_start() {
+    init();
+    let pipeline =
+        launch("pipecatwsrc uri=ws://127.0.0.1:9/ caps=audio/x-raw,rate=1,channels=1 ! fakesink");
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
     let (_, end) = wait_for(
         &pipeline,
-        &[gst::MessageType::Error, gst::MessageType::Eos],
-        Duration::from_secs(10),
+        &[gst::MessageType::Error],
+        Duration::from_secs(2),
     );
     pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(end.unwrap().0.type_(), gst::MessageType::Eos);
+    let (text, _) = error_of(&end.expect("an ERROR").0).unwrap();
+    assert!(text.contains("not audio a bot may send"), "{text}");
 }
 
 #[test]

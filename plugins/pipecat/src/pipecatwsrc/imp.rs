@@ -52,6 +52,8 @@ struct Settings {
     max_queue: gst::ClockTime,
     max_queue_bytes: u32,
     latency: gst::ClockTime,
+    /// The bot's format when the application knows it in advance.
+    expected: Option<gst::Caps>,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             max_queue: DEFAULT_MAX_QUEUE,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             latency: DEFAULT_LATENCY,
+            expected: None,
         }
     }
 }
@@ -287,6 +290,11 @@ impl ObjectImpl for PipecatWsSrc {
                     .default_value(DEFAULT_MAX_QUEUE_BYTES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
+                    .nick("Caps")
+                    .blurb("The bot's audio when known in advance, e.g. audio/x-raw,rate=16000,channels=1: set at start, so sinks preroll before the bot speaks (protobuf carries the rate only with audio); audio in another format still renegotiates")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("latency")
                     .nick("Latency")
                     .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
@@ -311,6 +319,7 @@ impl ObjectImpl for PipecatWsSrc {
             "max-queue" => s.max_queue = ns(),
             "max-queue-bytes" => s.max_queue_bytes = value.get().unwrap(),
             "latency" => s.latency = ns(),
+            "caps" => s.expected = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -326,6 +335,7 @@ impl ObjectImpl for PipecatWsSrc {
             "max-queue" => s.max_queue.nseconds().to_value(),
             "max-queue-bytes" => s.max_queue_bytes.to_value(),
             "latency" => s.latency.nseconds().to_value(),
+            "caps" => s.expected.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -409,6 +419,17 @@ impl BaseSrcImpl for PipecatWsSrc {
             "starting with {}",
             redact::redact_uri(&uri)
         );
+        if let Some(caps) = settings.expected.as_ref()
+            && expected_format(caps).is_none()
+        {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "caps {} is not audio a bot may send: audio/x-raw with a rate in 8000..=192000 Hz and 1..=8 channels",
+                    caps
+                )
+            ));
+        }
         let obj = self.obj();
         let element: &gst::Element = obj.upcast_ref();
         let conn = Connection::acquire(
@@ -453,7 +474,10 @@ impl BaseSrcImpl for PipecatWsSrc {
     /// it is, a RECONFIGURE from downstream gets the caps it prefers now.
     fn negotiate(&self) -> Result<(), gst::LoggableError> {
         let known = lock(&self.state).format;
-        let format = known.or_else(|| self.settings().link.serializer.wire_format());
+        let settings = self.settings();
+        let format = known
+            .or_else(|| settings.link.serializer.wire_format())
+            .or_else(|| settings.expected.as_ref().and_then(expected_format));
         match format {
             Some(format) => self
                 .use_format(format)
@@ -581,3 +605,20 @@ const SRC_URI_PARAMETERS: &[&str] = &[
     "max-queue-bytes",
     "latency",
 ];
+
+/// The format `caps` names, if it is raw audio a bot may send: S16LE
+/// (protobuf's audio) within the bounds a bot may declare.
+fn expected_format(caps: &gst::Caps) -> Option<Format> {
+    let s = caps.structure(0)?;
+    if s.name() != "audio/x-raw" {
+        return None;
+    }
+    let rate = s.get::<i32>("rate").ok()? as u32;
+    let channels = s.get::<i32>("channels").unwrap_or(1) as u32;
+    (serializer::BOT_RATES.contains(&rate) && serializer::BOT_CHANNELS.contains(&channels))
+        .then_some(Format {
+            rate,
+            channels,
+            law: None,
+        })
+}
