@@ -10,6 +10,11 @@
 //! buffers received against sent, and the latency added between the
 //! server's send and the buffer leaving the source (CLOCK_MONOTONIC, shared
 //! by both processes, stamped in the frame's first 8 bytes).
+//!
+//! Then the same the other way: N `appsrc ! pipecatwssink` legs, fed 20 ms
+//! buffers in real time by one thread, each sending to its own connection
+//! of a server that counts what arrives and measures the latency from the
+//! buffer's push to the message's arrival.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -38,6 +43,65 @@ fn monotonic_ns() -> u64 {
 
 /// The server: accepts `n` connections on `port`, then sends every one a
 /// frame each 20 ms until stdin closes; prints the total sent.
+/// The sink's bot: accepts `n` connections and reads; between two lines on
+/// stdin it measures, then prints how many audio messages arrived and their
+/// added latency.
+fn receiving_server(port: u16, n: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (l, m) = (latencies.clone(), measuring.clone());
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        println!("READY");
+        for _ in 0..n {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let (l, m) = (l.clone(), m.clone());
+            tokio::spawn(async move {
+                use futures_util::StreamExt;
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if !m.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if let Message::Binary(data) = msg
+                        && let Ok(gstpipecat::protobuf::Frame::Audio { audio, .. }) =
+                            gstpipecat::protobuf::Frame::decode(&data)
+                        && audio.len() >= 8
+                    {
+                        let sent = u64::from_le_bytes(audio[..8].try_into().unwrap());
+                        let added = monotonic_ns().saturating_sub(sent) / 1000;
+                        l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
+                    }
+                }
+            });
+        }
+    });
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    measuring.store(true, Ordering::Relaxed);
+    line.clear();
+    let _ = std::io::stdin().read_line(&mut line);
+    measuring.store(false, Ordering::Relaxed);
+    let mut all = latencies.lock().unwrap().clone();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!("RECEIVED {} {} {}", all.len(), pct(0.5), pct(0.99));
+}
+
 fn server(port: u16, n: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -220,6 +284,118 @@ fn measure(n: usize) {
     );
 }
 
+/// N `appsrc ! pipecatwssink` legs sending to a receiving server.
+fn measure_sinks(n: usize) {
+    use std::io::Write;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new(std::env::current_exe().unwrap())
+        .args(["--receiving-server", &port.to_string(), &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let legs: Vec<(gst::Pipeline, gst_app::AppSrc)> = (0..n)
+        .map(|_| {
+            let p = gst::parse::launch(&format!(
+                "appsrc name=src is-live=true format=time \
+                 caps=audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1 \
+                 ! pipecatwssink uri=ws://127.0.0.1:{port}/"
+            ))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+            let src = p
+                .by_name("src")
+                .unwrap()
+                .downcast::<gst_app::AppSrc>()
+                .unwrap();
+            (p, src)
+        })
+        .collect();
+    for (p, _) in &legs {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    // One feeder thread, in real time, as a media server hands on caller audio.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushed = Arc::new(AtomicU64::new(0));
+    let srcs: Vec<gst_app::AppSrc> = legs.iter().map(|(_, s)| s.clone()).collect();
+    let (st, pu) = (stop.clone(), pushed.clone());
+    let feeder = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut k = 0u32;
+        while !st.load(Ordering::Relaxed) {
+            if let Some(wait) =
+                (start + FRAME * k).checked_duration_since(std::time::Instant::now())
+            {
+                std::thread::sleep(wait);
+            }
+            for src in &srcs {
+                let mut audio = vec![1u8; 2 * SAMPLES];
+                audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+                let mut buffer = gst::Buffer::from_mut_slice(audio);
+                buffer
+                    .get_mut()
+                    .unwrap()
+                    .set_pts(gst::ClockTime::from_nseconds((FRAME * k).as_nanos() as u64));
+                let _ = src.push_buffer(buffer);
+                pu.fetch_add(1, Ordering::Relaxed);
+            }
+            k += 1;
+        }
+    });
+    let mut stdin = server.stdin.take().unwrap();
+    std::thread::sleep(WARM_UP);
+    writeln!(stdin).unwrap();
+    let (ticks0, pushed0) = (cpu_ticks(), pushed.load(Ordering::Relaxed));
+    std::thread::sleep(WINDOW);
+    writeln!(stdin).unwrap();
+    let ticks = cpu_ticks() - ticks0;
+    let pushed_window = pushed.load(Ordering::Relaxed) - pushed0;
+    let (rss, threads, fd_count) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    for (p, _) in &legs {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    drop(stdin);
+    let _ = server.wait();
+    let fields: Vec<u64> = line
+        .trim()
+        .strip_prefix("RECEIVED ")
+        .unwrap()
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_seconds = ticks as f64 / hz;
+    println!(
+        "sinks N={n:>5}: CPU {:5.1}% of {cores} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
+         fds +{:.2}/conn, RSS +{:.0} KB/conn; messages/s per conn received {:.1} of {:.1} pushed; \
+         added latency p50 {} us, p99 {} us",
+        100.0 * cpu_seconds / WINDOW.as_secs_f64() / cores,
+        cpu_seconds * 1e6 / pushed_window.max(1) as f64,
+        threads,
+        (threads as f64 - threads0 as f64) / n as f64,
+        (fd_count as f64 - fds0 as f64) / n as f64,
+        (rss as f64 - rss0 as f64) / n as f64,
+        fields[0] as f64 / n as f64 / WINDOW.as_secs_f64(),
+        pushed_window as f64 / n as f64 / WINDOW.as_secs_f64(),
+        fields[1],
+        fields[2],
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -228,6 +404,9 @@ fn main() {
     if args.first().map(String::as_str) == Some("--server") {
         return server(args[1].parse().unwrap(), args[2].parse().unwrap());
     }
+    if args.first().map(String::as_str) == Some("--receiving-server") {
+        return receiving_server(args[1].parse().unwrap(), args[2].parse().unwrap());
+    }
     gst::init().unwrap();
     gstpipecat::plugin_register_static().unwrap();
     let counts: Vec<usize> = if args.is_empty() {
@@ -235,7 +414,10 @@ fn main() {
     } else {
         args.iter().filter_map(|a| a.parse().ok()).collect()
     };
-    for n in counts {
+    for &n in &counts {
         measure(n);
+    }
+    for &n in &counts {
+        measure_sinks(n);
     }
 }
