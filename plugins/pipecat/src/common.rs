@@ -326,3 +326,81 @@ mod tests {
         }
     }
 }
+
+/// The action signals both elements have: `send-message(json)` and
+/// `send-text(text)`, true when the message was queued for the bot.
+pub fn send_signals<T: glib::object::ObjectType + IsA<gst::Element>>(
+    send: fn(&T, Outgoing) -> bool,
+) -> Vec<glib::subclass::Signal> {
+    ["send-message", "send-text"]
+        .into_iter()
+        .map(|name| {
+            glib::subclass::Signal::builder(name)
+                .param_types([String::static_type()])
+                .return_type::<bool>()
+                .action()
+                .class_handler(move |args| {
+                    let obj = args[0].get::<T>().unwrap();
+                    let value = args[1].get::<String>().unwrap_or_default();
+                    let what = if name == "send-message" {
+                        Outgoing::Message(value)
+                    } else {
+                        Outgoing::Text(value)
+                    };
+                    Some(send(&obj, what).to_value())
+                })
+                .build()
+        })
+        .collect()
+}
+
+/// What an application sends the bot besides audio.
+pub enum Outgoing {
+    /// JSON text (an RTVI message, say).
+    Message(String),
+    Text(String),
+}
+
+/// Queues `what` on `conn` for the bot speaking `serializer`; false, with
+/// a warning that says why, when it cannot go.
+pub fn send_outgoing(
+    element: &gst::Element,
+    conn: Option<&crate::connection::Use>,
+    serializer: Serializer,
+    what: Outgoing,
+) -> bool {
+    let (msg, kind) = match &what {
+        Outgoing::Message(json) => {
+            if serde_json::from_str::<serde_json::Value>(json).is_err() {
+                gst::warning!(
+                    crate::connection::CAT,
+                    obj = element,
+                    "send-message: not JSON"
+                );
+                return false;
+            }
+            (serializer.encode_message(json), "a message")
+        }
+        Outgoing::Text(text) => (serializer.encode_text(text), "text"),
+    };
+    let Some(msg) = msg else {
+        gst::warning!(
+            crate::connection::CAT,
+            obj = element,
+            "serializer {} has no way to send {kind} to the bot",
+            serializer.nick()
+        );
+        return false;
+    };
+    match conn {
+        Some(conn) => conn.send(msg).is_ok(),
+        None => {
+            gst::warning!(
+                crate::connection::CAT,
+                obj = element,
+                "not started: nothing sent"
+            );
+            false
+        }
+    }
+}

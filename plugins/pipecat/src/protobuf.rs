@@ -153,6 +153,25 @@ impl Frame {
     }
 
     /// Encodes an audio frame, the only kind this plugin sends.
+    /// A `MessageFrame` (JSON text; Pipecat reads it as an
+    /// `InputTransportMessageFrame`).
+    pub fn encode_message(json: &str) -> Vec<u8> {
+        let mut inner = Vec::with_capacity(json.len() + 4);
+        put_bytes(&mut inner, 1, json.as_bytes());
+        let mut out = Vec::with_capacity(inner.len() + 6);
+        put_bytes(&mut out, 4, &inner);
+        out
+    }
+
+    /// A `TextFrame`.
+    pub fn encode_text(text: &str) -> Vec<u8> {
+        let mut inner = Vec::with_capacity(text.len() + 4);
+        put_bytes(&mut inner, 3, text.as_bytes());
+        let mut out = Vec::with_capacity(inner.len() + 6);
+        put_bytes(&mut out, 1, &inner);
+        out
+    }
+
     pub fn encode_audio(audio: &[u8], sample_rate: u32, num_channels: u32) -> Vec<u8> {
         let mut inner = Vec::with_capacity(audio.len() + 16);
         put_bytes(&mut inner, 3, audio);
@@ -209,6 +228,18 @@ fn put_bytes(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_and_texts_round_trip() {
+        assert_eq!(
+            Frame::decode(&Frame::encode_message(r#"{"a":1}"#)).unwrap(),
+            Frame::Message(r#"{"a":1}"#.into())
+        );
+        assert_eq!(
+            Frame::decode(&Frame::encode_text("héllo")).unwrap(),
+            Frame::Text("héllo".into())
+        );
+    }
 
     #[test]
     fn audio_round_trips() {

@@ -237,6 +237,24 @@ impl Serializer {
         Message::Text(json.to_string().into())
     }
 
+    /// A JSON message for the bot, where the wire has a way to carry one
+    /// (protobuf's `MessageFrame`); `None` where it has none.
+    pub fn encode_message(self, json: &str) -> Option<Message> {
+        match self {
+            Serializer::Protobuf => Some(Message::Binary(Frame::encode_message(json).into())),
+            _ => None,
+        }
+    }
+
+    /// Text for the bot (protobuf's `TextFrame`); `None` where the wire
+    /// has no way to carry it.
+    pub fn encode_text(self, text: &str) -> Option<Message> {
+        match self {
+            Serializer::Protobuf => Some(Message::Binary(Frame::encode_text(text).into())),
+            _ => None,
+        }
+    }
+
     /// What the client says first. Pipecat's runner reads Twilio's `connected`
     /// and `start` events before it starts the bot.
     pub fn handshake(self, stream_sid: &str, call_sid: &str) -> Vec<Message> {

@@ -642,3 +642,43 @@ fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
         "stopping the sink must close the WebSocket with a close frame"
     );
 }
+
+#[test]
+fn messages_and_text_reach_the_bot() {
+    init();
+    let bot = Bot::start(&["--mode", "silent", "--log-input"]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc name=src uri={} ! fakesink sync=false",
+        bot.uri()
+    ));
+    let src = pipeline.by_name("src").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    bot.line("CLIENT CONNECTED", Duration::from_secs(5))
+        .expect("the element connected");
+    let sent = src.emit_by_name::<bool>(
+        "send-message",
+        &[&r#"{"label": "rtvi-ai", "type": "client-message", "data": {"n": 7}}"#],
+    );
+    assert!(sent);
+    assert!(src.emit_by_name::<bool>("send-text", &[&"hello bot"]));
+    // Not JSON: refused here, nothing sent.
+    assert!(!src.emit_by_name::<bool>("send-message", &[&"{not json"]));
+    let message = bot
+        .line("MESSAGE", Duration::from_secs(5))
+        .expect("the bot got the message");
+    assert_eq!(
+        message,
+        r#"MESSAGE {"data": {"n": 7}, "label": "rtvi-ai", "type": "client-message"}"#
+    );
+    let text = bot
+        .line("TEXT", Duration::from_secs(5))
+        .expect("the bot got the text");
+    assert_eq!(text, "TEXT hello bot");
+    pipeline.set_state(gst::State::Null).unwrap();
+    // A wire that carries no messages says so instead of pretending.
+    let twilio = gst::ElementFactory::make("pipecatwssink")
+        .property_from_str("serializer", "twilio")
+        .build()
+        .unwrap();
+    assert!(!twilio.emit_by_name::<bool>("send-message", &[&"{}"]));
+}

@@ -93,6 +93,17 @@ pub struct PipecatWsSrc {
 }
 
 impl PipecatWsSrc {
+    /// `send-message` and `send-text`.
+    fn send(&self, what: common::Outgoing) -> bool {
+        let conn = lock(&self.state).connection.clone();
+        common::send_outgoing(
+            self.obj().upcast_ref(),
+            conn.as_deref(),
+            self.settings().link.serializer,
+            what,
+        )
+    }
+
     fn settings(&self) -> Settings {
         lock(&self.settings).clone()
     }
@@ -338,6 +349,13 @@ impl ObjectImpl for PipecatWsSrc {
             "caps" => s.expected.to_value(),
             name => unreachable!("unknown property {name}"),
         }
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            common::send_signals::<super::PipecatWsSrc>(|obj, what| obj.imp().send(what))
+        });
+        SIGNALS.as_ref()
     }
 
     fn constructed(&self) {

@@ -26,6 +26,17 @@ pub struct PipecatWsSink {
 }
 
 impl PipecatWsSink {
+    /// `send-message` and `send-text`.
+    fn send(&self, what: common::Outgoing) -> bool {
+        let conn = lock(&self.state).connection.clone();
+        common::send_outgoing(
+            self.obj().upcast_ref(),
+            conn.as_deref(),
+            self.settings().serializer,
+            what,
+        )
+    }
+
     fn settings(&self) -> LinkSettings {
         lock(&self.settings).clone()
     }
@@ -53,6 +64,13 @@ impl ObjectImpl for PipecatWsSink {
         self.settings()
             .get(pspec.name())
             .expect("every property is a link setting")
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            common::send_signals::<super::PipecatWsSink>(|obj, what| obj.imp().send(what))
+        });
+        SIGNALS.as_ref()
     }
 
     fn constructed(&self) {

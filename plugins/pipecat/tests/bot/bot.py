@@ -20,6 +20,8 @@ import sys
 
 from pipecat.frames.frames import (
     EndFrame,
+    InputTransportMessageFrame,
+    TextFrame,
     InputAudioRawFrame,
     OutputAudioRawFrame,
     OutputTransportMessageUrgentFrame,
@@ -52,6 +54,18 @@ def ramp(rate: int, seconds: float) -> list[bytes]:
     return chunks
 
 
+class LogInput(FrameProcessor):
+    """Prints what the client sent besides audio, for the tests to read."""
+
+    async def process_frame(self, frame, direction):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputTransportMessageFrame):
+            print(f"MESSAGE {json.dumps(frame.message, sort_keys=True)}", flush=True)
+        elif isinstance(frame, TextFrame):
+            print(f"TEXT {frame.text}", flush=True)
+        await self.push_frame(frame, direction)
+
+
 class Echo(FrameProcessor):
     async def process_frame(self, frame, direction):
         await super().process_frame(frame, direction)
@@ -75,6 +89,7 @@ async def main():
     p.add_argument("--rate", type=int, default=16000)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--hangup", action="store_true")
+    p.add_argument("--log-input", action="store_true", help="print messages and text the client sends")
     p.add_argument(
         "--end-silence",
         type=int,
@@ -123,6 +138,8 @@ async def main():
     )
 
     processors = [transport.input()]
+    if args.log_input:
+        processors.append(LogInput())
     if args.mode == "echo":
         processors.append(Echo())
     processors.append(transport.output())

@@ -31,6 +31,8 @@ pub fn free_port() -> u16 {
 pub struct Bot {
     pub child: Child,
     pub port: u16,
+    /// What the bot prints after READY.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Bot {
@@ -71,7 +73,25 @@ impl Bot {
                 Err(_) => panic!("the Pipecat bot did not start within 60 s"),
             }
         }
-        Bot { child, port }
+        Bot {
+            child,
+            port,
+            lines: rx,
+        }
+    }
+
+    /// The next line the bot prints that starts with `prefix`, waiting at
+    /// most `timeout`.
+    pub fn line(&self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     pub fn uri(&self) -> String {
