@@ -589,10 +589,15 @@ impl CallRecSink {
             let Some(obj) = weak.upgrade() else { return };
             let imp = obj.imp();
             imp.guarded((), || {
-                let silent = imp
-                    .recording()
-                    .as_ref()
-                    .is_some_and(|r| r.rate_fixed().is_none() && !r.is_done());
+                // Decided here, once: nothing was recorded, so nothing is
+                // kept, and a later stop finds the recording already done.
+                let silent = imp.recording().as_mut().is_some_and(|r| {
+                    let silent = r.rate_fixed().is_none() && !r.is_done();
+                    if silent {
+                        r.discard();
+                    }
+                    silent
+                });
                 if silent {
                     report::post_failed(
                         &imp.element(),
@@ -855,6 +860,14 @@ impl ObjectImpl for CallRecSink {
                         })
                         .build()
                 })
+                .chain([
+                    // finished(outcome): `callrecsink-finalized` or
+                    // `callrecsink-failed`, as on the bus; emitted from the
+                    // thread that decided it, once per recording.
+                    glib::subclass::Signal::builder("finished")
+                        .param_types([gst::Structure::static_type()])
+                        .build(),
+                ])
                 .collect()
         });
         SIGNALS.as_ref()

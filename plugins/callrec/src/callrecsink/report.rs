@@ -1,6 +1,9 @@
 //! How a recording's outcome reaches the application: always a bus message
 //! (`callrecsink-finalized`, or `callrecsink-failed` with an ERROR or a
-//! WARNING), naming each track's pad and channel.
+//! WARNING), naming each track's pad and channel, and the same structure
+//! through the `finished` signal, emitted from the finalizing thread: an
+//! application that stops with `set_state(NULL)` (which flushes the bus by
+//! default) still learns the outcome.
 
 use gst::prelude::*;
 
@@ -49,6 +52,7 @@ pub fn post(element: &gst::Element, report: Report) {
                 .field("rate", report.rate)
                 .field("tracks", tracks)
                 .build();
+            finished(element, &s);
             post_element_message(element, s);
         }
         Outcome::NoAudio => {
@@ -98,7 +102,13 @@ pub fn post_failed(element: &gst::Element, reason: &str, tracks: gst::Array) {
         .field("reason", reason)
         .field("tracks", tracks)
         .build();
+    finished(element, &s);
     post_element_message(element, s);
+}
+
+/// The `finished` signal, with the outcome as the bus message carries it.
+fn finished(element: &gst::Element, outcome: &gst::Structure) {
+    element.emit_by_name::<()>("finished", &[outcome]);
 }
 
 /// A track asked for once the recording has started: a WARNING, and a
