@@ -34,7 +34,7 @@ use gst::subclass::prelude::*;
 
 use super::files::{self, RecordingFiles};
 use super::mixer::PauseMode;
-use super::recording::{FALLBACK_RATE, Recording, Refusal, Setup, TrackId};
+use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
 use super::report;
 use super::track::{self, Track};
 use super::writer::FileWriter;
@@ -109,6 +109,7 @@ struct Settings {
     finalize_timeout: gst::ClockTime,
     header_interval: gst::ClockTime,
     min_duration: gst::ClockTime,
+    max_duration: gst::ClockTime,
     file_mode: u32,
     pause_mode: CallRecPauseMode,
     mode: CallRecMode,
@@ -125,6 +126,7 @@ impl Default for Settings {
             finalize_timeout: DEFAULT_FINALIZE_TIMEOUT,
             header_interval: DEFAULT_HEADER_INTERVAL,
             min_duration: DEFAULT_MIN_DURATION,
+            max_duration: gst::ClockTime::ZERO,
             file_mode: DEFAULT_FILE_MODE,
             pause_mode: CallRecPauseMode::Silence,
             mode: CallRecMode::Interleaved,
@@ -365,12 +367,30 @@ impl CallRecSink {
                     rec.record(channel, running_time(segment.as_ref(), buffer), buffer)
                 }
                 // Not part of this recording: nothing to do with its audio.
-                None => Ok(gst::FlowSuccess::Ok),
+                None => Ok(None),
             },
             None => Err(Refusal::Flow(gst::FlowError::Flushing)),
         };
         drop(recording);
-        result.map_err(|refusal| self.refused(number, refusal))
+        self.recorded(number, result)
+    }
+
+    /// What recording a buffer came to, for upstream: a report to post (the
+    /// recording reached `max-duration`), or why it was refused.
+    fn recorded(
+        &self,
+        number: u32,
+        result: Result<Option<Report>, Refusal>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match result {
+            Ok(report) => {
+                if let Some(report) = report {
+                    report::post(&self.element(), report);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(refusal) => Err(self.refused(number, refusal)),
+        }
     }
 
     /// Watches what reaches the track's `audioconvert` and records buffers
@@ -427,7 +447,7 @@ impl CallRecSink {
             };
             let imp = obj.imp();
             info.flow_res = match result {
-                Ok(result) => result.map_err(|refusal| imp.refused(number, refusal)),
+                Ok(result) => imp.recorded(number, result),
                 Err(panic) => imp.guarded(Err(gst::FlowError::Error), || {
                     std::panic::resume_unwind(panic)
                 }),
@@ -550,6 +570,7 @@ impl CallRecSink {
             header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
             min_duration: settings.min_duration,
             pause_mode: settings.pause_mode.into(),
+            max_duration: settings.max_duration,
         };
         *self.recording() = Some(Recording::new(writer, tracks, setup));
         Ok(())
@@ -637,7 +658,7 @@ impl CallRecSink {
             .name("callrec-finalize".into())
             .spawn(move || {
                 let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    lock(&recording).as_mut().and_then(|r| r.finalize())
+                    lock(&recording).as_mut().and_then(|r| r.finalize("stopped"))
                 }));
                 let _ = tx.send(report.map_err(|p| panic_text(&*p)));
             });
@@ -765,6 +786,13 @@ impl ObjectImpl for CallRecSink {
                     .default_value(DEFAULT_MIN_DURATION.nseconds())
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-duration")
+                    .nick("Maximum duration")
+                    .blurb("The recording finalizes by itself at this length (ns), exactly (reason max-duration); the pipeline keeps running and what follows is not recorded. 0 = no limit")
+                    .maximum(MAX_TIMEOUT.nseconds())
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", CallRecMode::Interleaved)
                     .nick("Mode")
                     .blurb("One interleaved file, or one mono file per track (location then holds %u)")
@@ -810,6 +838,7 @@ impl ObjectImpl for CallRecSink {
             "finalize-timeout" => s.finalize_timeout = ns(value),
             "header-interval" => s.header_interval = ns(value),
             "min-duration" => s.min_duration = ns(value),
+            "max-duration" => s.max_duration = ns(value),
             "file-mode" => s.file_mode = value.get().unwrap(),
             "pause-mode" => s.pause_mode = value.get().unwrap(),
             "mode" => s.mode = value.get().unwrap(),
@@ -831,6 +860,7 @@ impl ObjectImpl for CallRecSink {
             "finalize-timeout" => s.finalize_timeout.nseconds().to_value(),
             "header-interval" => s.header_interval.nseconds().to_value(),
             "min-duration" => s.min_duration.nseconds().to_value(),
+            "max-duration" => s.max_duration.nseconds().to_value(),
             "file-mode" => s.file_mode.to_value(),
             "pause-mode" => s.pause_mode.to_value(),
             "mode" => s.mode.to_value(),

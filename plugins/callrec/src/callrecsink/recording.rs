@@ -39,7 +39,12 @@ pub struct Report {
 }
 
 pub enum Outcome {
-    Finalized { files: Vec<PathBuf>, frames: u64 },
+    /// `reason`: `eos`, `stopped` or `max-duration`.
+    Finalized {
+        files: Vec<PathBuf>,
+        frames: u64,
+        reason: &'static str,
+    },
     NoAudio,
     TooShort { frames: u64 },
     Failed(String),
@@ -69,6 +74,8 @@ pub struct Setup {
     pub header_interval: Duration,
     pub min_duration: gst::ClockTime,
     pub pause_mode: PauseMode,
+    /// Zero: no limit.
+    pub max_duration: gst::ClockTime,
 }
 
 pub struct Recording {
@@ -86,6 +93,11 @@ pub struct Recording {
     pending_pauses: Vec<(bool, gst::ClockTime)>,
     /// Set once the outcome is decided; nothing is written after it.
     done: bool,
+    /// `max-duration` in frames, once the rate is known.
+    max_frames: Option<u64>,
+    /// The recording reached `max-duration`: what comes after is dropped
+    /// and the pipeline goes on.
+    at_limit: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
     /// Per channel: what the track's converter input looks like.
@@ -108,6 +120,8 @@ impl Recording {
             scratch: Vec::new(),
             pending_pauses: Vec::new(),
             done: false,
+            max_frames: None,
+            at_limit: false,
             abandoned: Arc::new(AtomicBool::new(false)),
             taps,
         }
@@ -157,6 +171,8 @@ impl Recording {
             return;
         }
         self.rate = Some(rate);
+        self.max_frames = (!self.setup.max_duration.is_zero())
+            .then(|| callaudio::time_to_samples(self.setup.max_duration, rate));
         let mut mixer = Mixer::new(rate, self.tracks.len());
         mixer.set_pause_mode(self.setup.pause_mode);
         for (pause, at) in self.pending_pauses.drain(..) {
@@ -189,15 +205,21 @@ impl Recording {
     /// Places one buffer of `channel`; on a write failure or a track that
     /// jumped, the recording ends here, keeping what is on disk under the
     /// partial name.
+    /// Records one buffer; the report when it brought the recording to its
+    /// end (`max-duration`).
     pub fn record(
         &mut self,
         channel: usize,
         running_time: Option<gst::ClockTime>,
         buffer: &gst::BufferRef,
-    ) -> Result<gst::FlowSuccess, Refusal> {
+    ) -> Result<Option<Report>, Refusal> {
         #[cfg(test)]
         if self.tracks[channel].number == PANIC_TRACK {
             panic!("test: track {PANIC_TRACK} panics");
+        }
+        if self.at_limit {
+            // Recorded in full: the call may go on, the file does not.
+            return Ok(None);
         }
         let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
         if self.done {
@@ -210,7 +232,10 @@ impl Recording {
         if let Err(reason) = self.push(channel, running_time, &map, silence) {
             return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
         }
-        Ok(gst::FlowSuccess::Ok)
+        if self.at_limit {
+            return Ok(self.finalize("max-duration"));
+        }
+        Ok(None)
     }
 
     /// Feeds S16LE samples of one channel and writes whatever all channels
@@ -229,9 +254,10 @@ impl Recording {
             .files
             .as_mut()
             .expect("files live as long as the recording is not done");
+        let max = self.max_frames;
         // One track continuing exactly: its bytes are already the file's.
-        if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
-            files.write(s16le).map_err(|e| e.to_string())?;
+        let at_limit = if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
+            write_capped(files, s16le, 2, max).map_err(|e| e.to_string())?
         } else {
             self.samples.clear();
             self.samples.extend(
@@ -244,8 +270,10 @@ impl Recording {
                 .map_err(|jump| describe_jump(&self.tracks, jump))?;
             self.scratch.clear();
             mixer.drain_ready(&mut self.scratch);
-            files.write(&self.scratch).map_err(|e| e.to_string())?;
-        }
+            let frame = 2 * self.tracks.len();
+            write_capped(files, &self.scratch, frame, max).map_err(|e| e.to_string())?
+        };
+        self.at_limit = at_limit;
         if self.last_header.elapsed() >= self.setup.header_interval {
             files.update_header().map_err(|e| e.to_string())?;
             self.last_header = Instant::now();
@@ -263,7 +291,7 @@ impl Recording {
         if !mixer.all_eos() {
             return None;
         }
-        self.finalize()
+        self.finalize("eos")
     }
 
     /// Ends the recording as failed, keeping what is on disk under the
@@ -288,12 +316,12 @@ impl Recording {
     }
 
     /// Decides the outcome: publish, or discard and say why. Once.
-    pub fn finalize(&mut self) -> Option<Report> {
+    pub fn finalize(&mut self, reason: &'static str) -> Option<Report> {
         if self.done {
             return None;
         }
         self.done = true;
-        let outcome = self.finish_file();
+        let outcome = self.finish_file(reason);
         Some(self.report(outcome))
     }
 
@@ -315,7 +343,7 @@ impl Recording {
         }
     }
 
-    fn finish_file(&mut self) -> Outcome {
+    fn finish_file(&mut self, reason: &'static str) -> Outcome {
         let Some(files) = self.files.take() else {
             return Outcome::Failed("the recording file was never opened".into());
         };
@@ -328,7 +356,8 @@ impl Recording {
         self.scratch.clear();
         mixer.drain_all(&mut self.scratch);
         let mut files = files;
-        if let Err(err) = files.write(&self.scratch) {
+        let frame = 2 * self.tracks.len();
+        if let Err(err) = write_capped(&mut files, &self.scratch, frame, self.max_frames) {
             return Outcome::Failed(err.to_string());
         }
         let frames = files.frames();
@@ -340,10 +369,32 @@ impl Recording {
             return Outcome::Failed("finalization was abandoned after its timeout".into());
         }
         match files.finish() {
-            Ok(files) => Outcome::Finalized { files, frames },
+            Ok(files) => Outcome::Finalized {
+                files,
+                frames,
+                reason,
+            },
             Err(err) => Outcome::Failed(err.to_string()),
         }
     }
+}
+
+/// Writes `bytes` (frames of `frame` bytes), no further than `max` frames
+/// in all; true once the recording holds `max` frames.
+fn write_capped(
+    files: &mut FileWriter,
+    bytes: &[u8],
+    frame: usize,
+    max: Option<u64>,
+) -> Result<bool, super::files::FileError> {
+    let Some(max) = max else {
+        files.write(bytes)?;
+        return Ok(false);
+    };
+    let room = max.saturating_sub(files.frames());
+    let take = ((bytes.len() / frame) as u64).min(room) as usize * frame;
+    files.write(&bytes[..take])?;
+    Ok(files.frames() >= max)
 }
 
 fn describe_jump(tracks: &[TrackId], jump: Jump) -> String {
@@ -388,6 +439,7 @@ mod tests {
             header_interval: Duration::from_secs(1),
             min_duration: gst::ClockTime::ZERO,
             pause_mode: PauseMode::Silence,
+            max_duration: gst::ClockTime::ZERO,
         };
         (Recording::new(writer, tracks, setup), location)
     }

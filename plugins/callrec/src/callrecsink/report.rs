@@ -33,7 +33,11 @@ pub fn post_element_message(element: &gst::Element, s: gst::Structure) {
 pub fn post(element: &gst::Element, report: Report) {
     let tracks = track_structures(&report.tracks);
     match report.outcome {
-        Outcome::Finalized { files, frames } => {
+        Outcome::Finalized {
+            files,
+            frames,
+            reason,
+        } => {
             let duration = callaudio::samples_to_time(frames, report.rate);
             gst::info!(
                 CAT,
@@ -49,6 +53,7 @@ pub fn post(element: &gst::Element, report: Report) {
                 )
                 .field("duration", duration)
                 .field("frames", frames)
+                .field("reason", reason)
                 .field("rate", report.rate)
                 .field("tracks", tracks)
                 .build();
