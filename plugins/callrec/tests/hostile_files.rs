@@ -43,8 +43,7 @@ fn record(location: &Path, props: &str) -> Vec<gst::Message> {
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
     feed_ramp(&pipeline, "caller", 50, 1);
-    let messages = finish(&pipeline);
-    messages
+    finish(&pipeline)
 }
 
 fn precious(dir: &Path) -> PathBuf {

@@ -391,7 +391,9 @@ fn the_outcome_reaches_the_application_even_when_the_bus_is_flushed() {
         .by_name("rec")
         .unwrap()
         .connect("finished", false, move |args| {
-            o.lock().unwrap().push(args[1].get::<gst::Structure>().unwrap());
+            o.lock()
+                .unwrap()
+                .push(args[1].get::<gst::Structure>().unwrap());
             None
         });
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -411,7 +413,8 @@ fn the_outcome_reaches_the_application_even_when_the_bus_is_flushed() {
 fn max_duration_ends_the_recording_at_the_exact_frame_and_the_call_goes_on() {
     init();
     let dir = tmp_dir("max-duration");
-    let branch = "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! rec.";
+    let branch =
+        "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! rec.";
     // One track (written as it comes) and two (through the mixer).
     for tracks in [1, 2] {
         let location = dir.join(format!("call-{tracks}.wav"));
@@ -429,7 +432,11 @@ fn max_duration_ends_the_recording_at_the_exact_frame_and_the_call_goes_on() {
         // The call is still up: no EOS, no ERROR, still PLAYING.
         assert_eq!(pipeline.current_state(), gst::State::Playing);
         pipeline.set_state(gst::State::Null).unwrap();
-        assert!(error_text(&messages).is_none(), "{:?}", error_text(&messages));
+        assert!(
+            error_text(&messages).is_none(),
+            "{:?}",
+            error_text(&messages)
+        );
         assert!(!messages.iter().any(|m| m.type_() == gst::MessageType::Eos));
         let finalized =
             element_message(&messages, "callrecsink-finalized").expect("finalized at the limit");

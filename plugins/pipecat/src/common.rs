@@ -287,46 +287,6 @@ pub fn pipecat_uri(ws: Option<&str>) -> Option<String> {
     ws.map(|ws| format!("pipecat+{ws}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pipecat_uri_sets_properties_and_keeps_the_bots_own_parameters() {
-        gst::init().unwrap();
-        crate::plugin_register_static().unwrap();
-        let src = gst::ElementFactory::make("pipecatwsrc").build().unwrap();
-        apply_pipecat_uri(
-            &src,
-            "pipecat+wss://bot.example/ws?serializer=twilio&token=abc&connection=call7&max-queue=1000000000",
-            &[LINK_URI_PARAMETERS, &["max-queue"]].concat(),
-        )
-        .unwrap();
-        assert_eq!(
-            src.property::<String>("uri"),
-            "wss://bot.example/ws?token=abc"
-        );
-        assert_eq!(src.property::<String>("connection"), "call7");
-        assert_eq!(src.property::<u64>("max-queue"), 1_000_000_000);
-        let serializer = src.property_value("serializer");
-        assert_eq!(
-            glib::EnumValue::from_value(&serializer).unwrap().1.nick(),
-            "twilio"
-        );
-        for bad in [
-            "pipecat+ws://h/?connect-timeout=0",
-            "pipecat+ws://h/?serializer=nope",
-            "pipecat+http://h/",
-            "ws://h/",
-        ] {
-            assert!(
-                apply_pipecat_uri(&src, bad, LINK_URI_PARAMETERS).is_err(),
-                "{bad}"
-            );
-        }
-    }
-}
-
 /// The action signals both elements have: `send-message(json)` and
 /// `send-text(text)`, true when the message was queued for the bot.
 pub fn send_signals<T: glib::object::ObjectType + IsA<gst::Element>>(
@@ -401,6 +361,46 @@ pub fn send_outgoing(
                 "not started: nothing sent"
             );
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipecat_uri_sets_properties_and_keeps_the_bots_own_parameters() {
+        gst::init().unwrap();
+        crate::plugin_register_static().unwrap();
+        let src = gst::ElementFactory::make("pipecatwsrc").build().unwrap();
+        apply_pipecat_uri(
+            &src,
+            "pipecat+wss://bot.example/ws?serializer=twilio&token=abc&connection=call7&max-queue=1000000000",
+            &[LINK_URI_PARAMETERS, &["max-queue"]].concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            src.property::<String>("uri"),
+            "wss://bot.example/ws?token=abc"
+        );
+        assert_eq!(src.property::<String>("connection"), "call7");
+        assert_eq!(src.property::<u64>("max-queue"), 1_000_000_000);
+        let serializer = src.property_value("serializer");
+        assert_eq!(
+            glib::EnumValue::from_value(&serializer).unwrap().1.nick(),
+            "twilio"
+        );
+        for bad in [
+            "pipecat+ws://h/?connect-timeout=0",
+            "pipecat+ws://h/?serializer=nope",
+            "pipecat+http://h/",
+            "ws://h/",
+        ] {
+            assert!(
+                apply_pipecat_uri(&src, bad, LINK_URI_PARAMETERS).is_err(),
+                "{bad}"
+            );
         }
     }
 }

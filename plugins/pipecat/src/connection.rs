@@ -450,7 +450,7 @@ impl Connection {
             let mut registry = lock(&REGISTRY);
             if registry
                 .get(key)
-                .is_some_and(|w| w.as_ptr() == self as *const _)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
             {
                 registry.remove(key);
             }

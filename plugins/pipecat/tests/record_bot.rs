@@ -86,8 +86,7 @@ fn record(desc: &str, file: &Path) -> Vec<gst::Caps> {
     pipeline.set_state(gst::State::Null).unwrap();
     let (msg, _) = end.expect("neither EOS nor an error");
     assert_eq!(msg.type_(), gst::MessageType::Eos, "{:?}", error_of(&msg));
-    let seen = seen.lock().unwrap().clone();
-    seen
+    seen.lock().unwrap().clone()
 }
 
 /// Decodes `file` with a pipeline of stock elements: its duration and

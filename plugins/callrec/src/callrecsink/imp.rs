@@ -658,7 +658,9 @@ impl CallRecSink {
             .name("callrec-finalize".into())
             .spawn(move || {
                 let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    lock(&recording).as_mut().and_then(|r| r.finalize("stopped"))
+                    lock(&recording)
+                        .as_mut()
+                        .and_then(|r| r.finalize("stopped"))
                 }));
                 let _ = tx.send(report.map_err(|p| panic_text(&*p)));
             });

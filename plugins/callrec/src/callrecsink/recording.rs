@@ -46,7 +46,9 @@ pub enum Outcome {
         reason: &'static str,
     },
     NoAudio,
-    TooShort { frames: u64 },
+    TooShort {
+        frames: u64,
+    },
     Failed(String),
 }
 
