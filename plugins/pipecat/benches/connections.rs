@@ -212,13 +212,22 @@ fn leg(port: u16, measuring: &Arc<std::sync::atomic::AtomicBool>) -> Leg {
     }
 }
 
-fn measure(n: usize) {
+/// Starts this binary as the server (`mode`) for `n` connections on a free
+/// port, once it listens.
+fn start_server(
+    mode: &str,
+    n: usize,
+) -> (
+    u16,
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let mut server = Command::new(std::env::current_exe().unwrap())
-        .args(["--server", &port.to_string(), &n.to_string()])
+        .args([mode, &port.to_string(), &n.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -227,6 +236,12 @@ fn measure(n: usize) {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "READY");
+    (port, server, out)
+}
+
+fn measure(n: usize) {
+    let (port, mut server, mut out) = start_server("--server", n);
+    let mut line = String::new();
 
     let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -287,20 +302,8 @@ fn measure(n: usize) {
 /// N `appsrc ! pipecatwssink` legs sending to a receiving server.
 fn measure_sinks(n: usize) {
     use std::io::Write;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut server = Command::new(std::env::current_exe().unwrap())
-        .args(["--receiving-server", &port.to_string(), &n.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let (port, mut server, mut out) = start_server("--receiving-server", n);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "READY");
     let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
     let legs: Vec<(gst::Pipeline, gst_app::AppSrc)> = (0..n)
         .map(|_| {
