@@ -321,13 +321,13 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
         gst::ClockTime::from_nseconds(data[0].len() as u64 * 1_000_000_000 / RATE as u64);
     println!("recorded {duration}, stopped at running time {stopped_at}");
     // A live audiotestsrc hands out each buffer when its start time comes,
-    // so what was recorded runs up to one buffer (its latency, 20 ms) ahead
-    // of the clock read just before the stop.
-    let expected = stopped_at + gst::ClockTime::from_mseconds(20);
-    let diff = duration.nseconds().abs_diff(expected.nseconds());
+    // so what was recorded ends within one buffer (20 ms) of the clock read
+    // just before the stop, either side, depending on whether the next
+    // buffer had gone out; plus a little scheduling slack.
+    let diff = duration.nseconds().abs_diff(stopped_at.nseconds());
     assert!(
-        diff <= 20_000_000,
-        "recorded {duration} vs wall time {stopped_at} + one buffer"
+        diff <= 25_000_000,
+        "recorded {duration} vs wall time {stopped_at}"
     );
     // The agent spoke for about 1 s, then silence to the end. (Under load a
     // live source's first buffers come late; stallfiller fills from the
