@@ -43,18 +43,20 @@ fn monotonic_ns() -> u64 {
 
 /// The server: accepts `n` connections on `port`, then sends every one a
 /// frame each 20 ms until stdin closes; prints the total sent.
-/// The sink's bot: accepts `n` connections and reads; between two lines on
-/// stdin it measures, then prints how many audio messages arrived and their
-/// added latency.
-fn receiving_server(port: u16, n: usize) {
+type BotSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A bot server in its own runtime: listens on `port`, says READY, then
+/// hands each of `n` upgraded connections to `each`.
+fn serve_bots<F, Fut>(port: u16, n: usize, each: F) -> tokio::runtime::Runtime
+where
+    F: Fn(BotSocket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (l, m) = (latencies.clone(), measuring.clone());
     runtime.spawn(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
@@ -63,27 +65,48 @@ fn receiving_server(port: u16, n: usize) {
         for _ in 0..n {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = stream.set_nodelay(true);
-            let (l, m) = (l.clone(), m.clone());
-            tokio::spawn(async move {
-                use futures_util::StreamExt;
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if !m.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    if let Message::Binary(data) = msg
-                        && let Ok(gstpipecat::protobuf::Frame::Audio { audio, .. }) =
-                            gstpipecat::protobuf::Frame::decode(&data)
-                        && audio.len() >= 8
-                    {
-                        let sent = u64::from_le_bytes(audio[..8].try_into().unwrap());
-                        let added = monotonic_ns().saturating_sub(sent) / 1000;
-                        l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
-                    }
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                continue;
+            };
+            tokio::spawn(each(ws));
+        }
+    });
+    runtime
+}
+
+/// The `p` quantile of sorted values (0 when there are none).
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The sink's bot: reads every connection; between two lines on stdin it
+/// measures, then prints how many audio messages arrived and their added
+/// latency.
+fn receiving_server(port: u16, n: usize) {
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (l, m) = (latencies.clone(), measuring.clone());
+    let _runtime = serve_bots(port, n, move |mut ws| {
+        let (l, m) = (l.clone(), m.clone());
+        async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(msg)) = ws.next().await {
+                if !m.load(Ordering::Relaxed) {
+                    continue;
                 }
-            });
+                if let Message::Binary(data) = msg
+                    && let Ok(gstpipecat::protobuf::Frame::Audio { audio, .. }) =
+                        gstpipecat::protobuf::Frame::decode(&data)
+                    && audio.len() >= 8
+                {
+                    let sent = u64::from_le_bytes(audio[..8].try_into().unwrap());
+                    let added = monotonic_ns().saturating_sub(sent) / 1000;
+                    l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
+                }
+            }
         }
     });
     let mut line = String::new();
@@ -94,47 +117,33 @@ fn receiving_server(port: u16, n: usize) {
     measuring.store(false, Ordering::Relaxed);
     let mut all = latencies.lock().unwrap().clone();
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    println!("RECEIVED {} {} {}", all.len(), pct(0.5), pct(0.99));
+    println!(
+        "RECEIVED {} {} {}",
+        all.len(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    );
 }
 
+/// The source's bot: sends every connection a frame each 20 ms until stdin
+/// closes; prints the total sent.
 fn server(port: u16, n: usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let sent = Arc::new(AtomicU64::new(0));
     let s = sent.clone();
-    runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        println!("READY");
-        for _ in 0..n {
-            let (stream, _) = listener.accept().await.unwrap();
-            let _ = stream.set_nodelay(true);
-            let sent = s.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    let _runtime = serve_bots(port, n, move |mut ws| {
+        let sent = s.clone();
+        async move {
+            let mut tick = tokio::time::interval(FRAME);
+            let mut audio = vec![1u8; 2 * SAMPLES];
+            loop {
+                tick.tick().await;
+                audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+                let frame = gstpipecat::protobuf::Frame::encode_audio(&audio, 16000, 1);
+                if ws.send(Message::Binary(frame.into())).await.is_err() {
                     return;
-                };
-                let mut tick = tokio::time::interval(FRAME);
-                let mut audio = vec![1u8; 2 * SAMPLES];
-                loop {
-                    tick.tick().await;
-                    audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
-                    let frame = gstpipecat::protobuf::Frame::encode_audio(&audio, 16000, 1);
-                    if ws.send(Message::Binary(frame.into())).await.is_err() {
-                        return;
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
                 }
-            });
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
     });
     // The client says when to stop (and to report) by closing stdin.
@@ -274,11 +283,6 @@ fn measure(n: usize) {
     let sent_total: u64 = line.trim().strip_prefix("SENT ").unwrap().parse().unwrap();
 
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cpu_seconds = ticks as f64 / hz;
@@ -294,8 +298,8 @@ fn measure(n: usize) {
         (rss as f64 - rss0 as f64) / n as f64,
         received as f64 / n as f64 / WINDOW.as_secs_f64(),
         expected / n as f64 / WINDOW.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
     );
 }
 

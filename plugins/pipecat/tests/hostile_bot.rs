@@ -156,20 +156,13 @@ fn one_connection_name_in_two_pipelines_is_two_sockets() {
 #[test]
 fn two_bots_under_one_connection_name_in_one_pipeline_are_refused() {
     init();
-    let pipeline = launch(&format!(
+    let text = start_error(&format!(
         "pipecatwsrc uri=ws://127.0.0.1:{}/a connection=c ! fakesink \
          audiotestsrc ! audio/x-raw,rate=16000 ! pipecatwssink uri=ws://127.0.0.1:{}/b connection=c",
         free_port(),
         free_port()
     ));
-    assert!(pipeline.set_state(gst::State::Playing).is_err());
-    let (_, end) = wait_for(
-        &pipeline,
-        &[gst::MessageType::Error],
-        Duration::from_secs(2),
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
-    let (text, _) = error_of(&end.expect("an ERROR").0).unwrap();
+
     assert!(text.contains("already used in this pipeline"), "{text}");
 }
 

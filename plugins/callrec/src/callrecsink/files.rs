@@ -23,8 +23,8 @@ impl std::fmt::Display for FileError {
 }
 
 pub struct RecordingFiles {
+    /// One per file: one in all, or one per track (`separate`).
     writers: Vec<WavWriter>,
-    separate: bool,
     overwrite: bool,
     /// Reused when splitting interleaved frames into per-track files.
     split: Vec<u8>,
@@ -71,9 +71,6 @@ impl RecordingFiles {
         rate: u32,
         overwrite: bool,
     ) -> Result<Self, FileError> {
-        // One file per track is told apart by having more than one file;
-        // with one track both modes write the same single file.
-        let separate = locations.len() > 1;
         let mut writers = Vec::with_capacity(locations.len());
         for location in locations {
             match WavWriter::create(location, mode, channels, rate) {
@@ -92,7 +89,6 @@ impl RecordingFiles {
         }
         Ok(RecordingFiles {
             writers,
-            separate,
             overwrite,
             split: Vec::new(),
         })
@@ -107,7 +103,9 @@ impl RecordingFiles {
 
     /// Writes interleaved S16LE frames of every track.
     pub fn write(&mut self, interleaved: &[u8]) -> Result<(), FileError> {
-        if !self.separate {
+        // One file per track shows as more than one file; with one track
+        // both modes write the same single file.
+        if self.writers.len() == 1 {
             let w = &mut self.writers[0];
             return w.write(interleaved).map_err(|err| FileError {
                 what: "writing",

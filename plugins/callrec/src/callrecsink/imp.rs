@@ -177,24 +177,30 @@ impl CallRecSink {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(v) => v,
             Err(panic) => {
-                let text = panic_text(&*panic);
-                gst::error!(CAT, imp = self, "panic: {text}");
-                let reason = format!("internal error in callrecsink ({text}); this is a bug");
-                let report = self
-                    .recording()
-                    .as_mut()
-                    .and_then(|r| r.fail(reason.clone()));
-                match report {
-                    Some(report) => report::post(&self.element(), report),
-                    None => gst::element_imp_error!(
-                        self,
-                        gst::CoreError::Failed,
-                        ("Internal error in callrecsink"),
-                        ["{reason}"]
-                    ),
-                }
+                self.failed_by_panic(&*panic);
                 fallback
             }
+        }
+    }
+
+    /// A panic of ours was caught: the recording fails with an ERROR that
+    /// says so, keeping what was written.
+    fn failed_by_panic(&self, panic: &(dyn std::any::Any + Send)) {
+        let text = panic_text(panic);
+        gst::error!(CAT, imp = self, "panic: {text}");
+        let reason = format!("internal error in callrecsink ({text}); this is a bug");
+        let report = self
+            .recording()
+            .as_mut()
+            .and_then(|r| r.fail(reason.clone()));
+        match report {
+            Some(report) => report::post(&self.element(), report),
+            None => gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ("Internal error in callrecsink"),
+                ["{reason}"]
+            ),
         }
     }
 
@@ -448,9 +454,10 @@ impl CallRecSink {
             let imp = obj.imp();
             info.flow_res = match result {
                 Ok(result) => imp.recorded(number, result),
-                Err(panic) => imp.guarded(Err(gst::FlowError::Error), || {
-                    std::panic::resume_unwind(panic)
-                }),
+                Err(panic) => {
+                    imp.failed_by_panic(&*panic);
+                    Err(gst::FlowError::Error)
+                }
             };
             gst::PadProbeReturn::Handled
         });

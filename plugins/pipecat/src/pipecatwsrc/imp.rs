@@ -164,16 +164,16 @@ impl PipecatWsSrc {
         let duration = chunk.duration();
         let audio = chunk.audio;
         let format = audio.format();
+        // Stamped at arrival on the pipeline clock, but never before the end
+        // of the previous buffer: a burst of TTS plays out in order.
+        let arrival = self.obj().current_running_time().map(|now| {
+            now.saturating_sub(gst::ClockTime::from_nseconds(
+                chunk.arrival.elapsed().as_nanos() as u64,
+            ))
+        });
         let (pts, new_format) = {
             let mut state = lock(&self.state);
             let new_format = state.format != Some(format);
-            // Stamped at arrival on the pipeline clock, but never before the
-            // end of the previous buffer: a burst of TTS plays out in order.
-            let arrival = self.obj().current_running_time().map(|now| {
-                now.saturating_sub(gst::ClockTime::from_nseconds(
-                    chunk.arrival.elapsed().as_nanos() as u64,
-                ))
-            });
             let pts = arrival.unwrap_or(state.next_pts).max(state.next_pts);
             state.next_pts = pts + duration;
             state.warned_silent = false;

@@ -279,3 +279,19 @@ pub fn silent_server() -> u16 {
     });
     port
 }
+
+/// Starts `desc`, which must fail to start; the text of its ERROR.
+pub fn start_error(desc: &str) -> String {
+    let pipeline = launch(desc);
+    assert!(
+        pipeline.set_state(gst::State::Playing).is_err(),
+        "{desc} started"
+    );
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(2),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    error_of(&end.expect("an ERROR").0).unwrap().0
+}

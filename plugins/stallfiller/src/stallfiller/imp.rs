@@ -276,13 +276,7 @@ impl StallFiller {
     /// Places one input on the timeline: fills a hole before it, trims
     /// what overlaps output already sent, stamps what is left. A forward
     /// jump past `max-gap` resynchronises instead of filling.
-    fn place(
-        &self,
-        state: &mut State,
-        settings: &Settings,
-        input: Input,
-        kind: Kind,
-    ) -> Result<Output, gst::FlowError> {
+    fn place(&self, state: &mut State, input: Input, kind: Kind) -> Result<Output, gst::FlowError> {
         let Some(layout) = state.layout.clone() else {
             gst::element_imp_error!(
                 self,
@@ -302,8 +296,20 @@ impl StallFiller {
             return Err(gst::FlowError::Error);
         }
         let mut out = Output::default();
-        let (pts, n) = match &input {
-            Input::Buffer(buffer) => (buffer.pts(), layout.samples_in_bytes(buffer.size())),
+        let mut input = input;
+        let (pts, n) = match &mut input {
+            Input::Buffer(buffer) => {
+                let size = buffer.size();
+                let stray = size % layout.bpf;
+                if stray > 0 {
+                    // A stray byte would put every later sample off by it.
+                    gst::debug!(CAT, imp = self, "cut {stray} stray bytes off a buffer");
+                    state.stats.partial_frame_bytes += stray as u64;
+                    let whole = std::mem::replace(buffer, gst::Buffer::new());
+                    *buffer = callaudio::whole_frames(whole, &layout).0;
+                }
+                (buffer.pts(), (size / layout.bpf) as u64)
+            }
             Input::Silence { pts, n } => (Some(*pts), *n),
         };
         if kind == Kind::Audio {
@@ -315,22 +321,26 @@ impl StallFiller {
         state.ensure_timeline(pts);
         let timeline = state.timeline.as_ref().expect("layout and segment are set");
         let mut placement = timeline.place(pts, 0);
+        // Settings are read only off the steady path (a contiguous buffer is
+        // contiguous under any tolerance), and then once.
+        let mut cached: Option<Settings> = None;
+        let mut settings = || *cached.get_or_insert_with(|| self.settings());
         if placement != Placement::Contiguous {
-            let tolerance = layout.time_to_samples(settings.tolerance);
+            let tolerance = layout.time_to_samples(settings().tolerance);
             placement = timeline.place(pts, tolerance);
         }
         let mut kept = n;
         let mut trim = 0;
         match placement {
             Placement::Contiguous => {}
-            Placement::Gap(missing) if missing > layout.time_to_samples(settings.max_gap) => {
+            Placement::Gap(missing) if missing > layout.time_to_samples(settings().max_gap) => {
                 let jump = layout.samples_to_time(missing);
                 let pts = pts.expect("a gap needs a timestamp");
                 out.messages.push(self.warning(
                     "Timestamps jumped ahead by more than max-gap: resynchronised instead of filling",
                     &format!(
                         "jump of {jump} at {pts}, max-gap is {}; the output is discontinuous here",
-                        settings.max_gap
+                        settings().max_gap
                     ),
                 ));
                 state.stats.resyncs += 1;
@@ -343,7 +353,7 @@ impl StallFiller {
                     imp = self,
                     "{missing} samples missing before {pts:?}: filling"
                 );
-                Self::emit_silence(state, settings, missing, &mut out);
+                Self::emit_silence(state, &settings(), missing, &mut out);
             }
             Placement::Overlap(stale) if stale >= n => {
                 gst::log!(CAT, imp = self, "dropping {n} samples, all already covered");
@@ -377,7 +387,7 @@ impl StallFiller {
                 imp = self,
                 "real audio resumed after a stall of {duration}"
             );
-            if settings.post_messages {
+            if settings().post_messages {
                 out.messages.push(
                     self.element_message(
                         "stallfiller-resumed",
@@ -392,7 +402,7 @@ impl StallFiller {
         let buffer = match input {
             Input::Silence { .. } => {
                 // The silence kept continues whatever hole was filled before it.
-                Self::emit_silence(state, settings, kept, &mut out);
+                Self::emit_silence(state, &settings(), kept, &mut out);
                 return Ok(out);
             }
             Input::Buffer(buffer) if trim > 0 => {
@@ -456,7 +466,6 @@ impl StallFiller {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings();
         let _push = self.push_guard();
         let out = {
             let mut state = self.state();
@@ -467,20 +476,9 @@ impl StallFiller {
             if std::mem::take(&mut state.unreachable) {
                 state.wake_task(&self.cond);
             }
-            let buffer = match state.layout.as_ref() {
-                Some(layout) => {
-                    let (buffer, stray) = callaudio::whole_frames(buffer, layout);
-                    if stray > 0 {
-                        gst::debug!(CAT, imp = self, "cut {stray} stray bytes off a buffer");
-                        state.stats.partial_frame_bytes += stray as u64;
-                    }
-                    buffer
-                }
-                None => buffer,
-            };
             // Real data moves the end and so the task's deadline later; the
             // task finds that out when it wakes, so it is not disturbed here.
-            self.place(&mut state, &settings, Input::Buffer(buffer), Kind::Audio)?
+            self.place(&mut state, Input::Buffer(buffer), Kind::Audio)?
         };
         self.push_output(out)
     }
@@ -550,7 +548,6 @@ impl StallFiller {
                     }
                     self.place(
                         &mut state,
-                        &settings,
                         Input::Silence { pts: timestamp, n },
                         Kind::Silence,
                     )
