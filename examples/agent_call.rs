@@ -1,6 +1,8 @@
 //! A whole call, as a SIP or media server runs one: the caller's RTP audio
 //! (PCMU, 8 kHz) goes to a Pipecat bot, the bot's audio goes back to the
-//! caller as RTP, and both legs (caller left, bot right) are recorded.
+//! caller as RTP, and both legs (caller left, bot right) are recorded. Keys
+//! the caller presses (RFC 2833 telephone-events on the same RTP port) go to
+//! the bot as DTMF.
 //!
 //!     cargo run --example agent_call -- --bot-uri ws://127.0.0.1:8765/ \
 //!         --rtp-in 5004 --rtp-out 127.0.0.1:5006 --output /tmp/call.wav \
@@ -27,6 +29,7 @@ struct Options {
     output: String,
     no_media_timeout: Duration,
     jitter_latency_ms: u32,
+    dtmf_pt: u32,
 }
 
 const USAGE: &str = "\
@@ -37,14 +40,16 @@ the bot's audio goes back as RTP, and both legs are recorded.
 
 Options:
   --bot-uri URI            ws:// or wss:// address of the bot (required)
-  --serializer NAME        protobuf, twilio, telnyx, telnyx-pcma, plivo or exotel
-                           (default protobuf)
+  --serializer NAME        protobuf, twilio, telnyx, telnyx-pcma, plivo, exotel,
+                           vonage or genesys (default protobuf)
   --rtp-in PORT            UDP port the caller's RTP arrives on (default 5004)
   --rtp-out HOST:PORT      where the bot's RTP goes (default 127.0.0.1:5006)
   --output FILE            the recording, caller left, bot right (default call.wav)
   --no-media-timeout SECS  end the call when the caller's RTP stops this long
                            (default 5)
   --jitter-latency MS      rtpjitterbuffer latency (default 40)
+  --dtmf-pt PT             RTP payload type of the caller's telephone-events,
+                           sent to the bot as DTMF (default 101)
   -h, --help               this text
 
 Exit status: 0 when the recording was finalized, 1 when it failed, 2 for bad
@@ -60,6 +65,7 @@ fn parse_args() -> Result<Options, String> {
         output: "call.wav".into(),
         no_media_timeout: Duration::from_secs(5),
         jitter_latency_ms: 40,
+        dtmf_pt: 101,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -82,6 +88,13 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--jitter-latency: {e}"))?
             }
+            "--dtmf-pt" => {
+                o.dtmf_pt = value()?
+                    .parse()
+                    .ok()
+                    .filter(|pt| (96..=127).contains(pt))
+                    .ok_or("--dtmf-pt: a dynamic payload type, 96 to 127")?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -102,12 +115,16 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
     // caller's audio to the bot and the bot's audio back as RTP. RTP
     // timestamps jitter by a few samples: the caller's audio is re-stamped up
     // to 20 ms (tolerance) instead of being trimmed or filled.
+    // The caller's RTP carries audio (PT 0) and keys (--dtmf-pt) in one
+    // sequence: the jitterbuffer orders it whole, then rtpptdemux parts it
+    // (see `part_payload_types`).
     let desc = format!(
         "callrecsink name=rec location={output} tolerance=20000000 \
-         udpsrc name=rtp_in port={rtp_in} timeout={timeout} \
-             caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
-           ! rtpjitterbuffer latency={jitter} ! rtppcmudepay ! mulawdec ! {leg} ! tee name=caller \
-         caller. ! queue ! stallfiller name=caller_fill tolerance=20000000 ! pipecatwssink connection=call serializer={serializer} \
+         udpsrc name=rtp_in port={rtp_in} timeout={timeout} caps=\"application/x-rtp,media=audio,clock-rate=8000\" \
+           ! rtpjitterbuffer name=jitter latency={jitter} ! rtpptdemux name=pt \
+         pt.src_0 ! rtppcmudepay ! mulawdec ! {leg} ! tee name=caller \
+         caller. ! queue ! stallfiller name=caller_fill tolerance=20000000 ! audioresample \
+           ! pipecatwssink name=to_bot connection=call serializer={serializer} \
          caller. ! queue ! rec.sink_0 \
          pipecatwsrc name=bot connection=call serializer={serializer} \
            ! {leg} ! tee name=bot_out \
@@ -122,6 +139,7 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
     let pipeline = gst::parse::launch(&desc)?
         .downcast::<gst::Pipeline>()
         .unwrap();
+    part_payload_types(&pipeline, o.dtmf_pt);
     // Set as a property, never in the launch string: GStreamer's parser logs
     // launch strings whole, and bot URIs may carry tokens.
     pipeline
@@ -201,6 +219,7 @@ fn main() -> ExitCode {
         let end_call = end_call.clone();
         let main_loop = main_loop.clone();
         let outcome = outcome.clone();
+        let pipeline = pipeline.clone();
         bus.add_watch_local(move |_, msg| {
             use gst::MessageView;
             match msg.view() {
@@ -218,6 +237,7 @@ fn main() -> ExitCode {
                 MessageView::Element(e) => match e.structure().map(|s| s.name().as_str()) {
                     Some("pipecat-closed") => end_call(Ending::BotHungUp),
                     Some("GstUDPSrcTimeout") => end_call(Ending::CallerSilent),
+                    Some("dtmf-event") => forward_dtmf(&pipeline, e.structure().unwrap()),
                     Some("callrecsink-finalized" | "callrecsink-failed") => {
                         *outcome.borrow_mut() = e.structure().map(|s| s.to_owned());
                     }
@@ -264,6 +284,67 @@ fn main() -> ExitCode {
     }
     let outcome = outcome.borrow_mut().take();
     report(outcome, ending)
+}
+
+/// Tells the jitterbuffer and rtpptdemux what each payload type of the
+/// caller's RTP is, and
+/// gives the keys a branch of their own once the first one comes:
+/// rtpdtmfdepay posts each key as a `dtmf-event` message (see
+/// `forward_dtmf`). Built on demand, so a call without keys has no branch
+/// that never sees EOS.
+fn part_payload_types(pipeline: &gst::Pipeline, dtmf_pt: u32) {
+    let caps_of = move |args: &[glib::Value]| {
+        let pt = args[1].get::<u32>().ok()?;
+        let encoding = match pt {
+            0 => "PCMU",
+            pt if pt == dtmf_pt => "TELEPHONE-EVENT",
+            _ => return None,
+        };
+        let caps = gst::Caps::builder("application/x-rtp")
+            .field("media", "audio")
+            .field("clock-rate", 8000i32)
+            .field("encoding-name", encoding)
+            .field("payload", pt as i32)
+            .build();
+        Some(caps.to_value())
+    };
+    for name in ["jitter", "pt"] {
+        let element = pipeline.by_name(name).unwrap();
+        element.connect("request-pt-map", false, caps_of);
+    }
+    let demux = pipeline.by_name("pt").unwrap();
+    let weak = pipeline.downgrade();
+    demux.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        if pad.name() != format!("src_{dtmf_pt}").as_str() {
+            return;
+        }
+        let keys = gst::parse::bin_from_description(
+            "rtpdtmfdepay ! fakesink sync=false async=false",
+            true,
+        )
+        .expect("the dtmf plugin of gst-plugins-good");
+        pipeline.add(&keys).unwrap();
+        let _ = keys.sync_state_with_parent();
+        let _ = pad.link(&keys.static_pad("sink").unwrap());
+    });
+}
+
+/// A key the caller pressed, to the bot: pipecatwssink takes the
+/// `dtmf-event` as `rtpdtmfdepay` posts it, in stream order with the audio.
+fn forward_dtmf(pipeline: &gst::Pipeline, event: &gst::StructureRef) {
+    println!(
+        "caller pressed key {}",
+        event.get::<i32>("number").unwrap_or(-1)
+    );
+    let sink = pipeline
+        .by_name("to_bot")
+        .and_then(|s| s.static_pad("sink"));
+    if let Some(pad) = sink {
+        pad.send_event(gst::event::CustomDownstream::new(event.to_owned()));
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and all it spawns later).

@@ -521,3 +521,63 @@ fn help_prints_the_options_and_bad_values_are_refused() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
 }
+
+/// RFC 2833 keys on the caller's RTP (GStreamer's own `rtpdtmfsrc`, muxed
+/// with the audio by `rtpdtmfmux`, payload type 101) reach the bot as
+/// `InputDTMFFrame`s, in the order pressed, while the audio goes on.
+#[test]
+fn caller_keys_reach_the_bot_in_order() {
+    init();
+    let bot = bot::Bot::start(&["--mode", "echo", "--rate", "8000", "--log-input"]);
+    let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "dtmf");
+    let caller = gst::parse::launch(&format!(
+        "audiotestsrc is-live=true wave=sine volume=0.2 samplesperbuffer=160 \
+           ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0 ! rtpdtmfmux name=mux \
+           ! udpsink host=127.0.0.1 port={rtp_in} sync=false \
+         rtpdtmfsrc name=keys pt=101 clock-rate=8000 ! mux.priority_sink_0"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    caller.set_state(gst::State::Playing).unwrap();
+    call.wait_for_line("call started", Duration::from_secs(10));
+    bot.line("CLIENT CONNECTED", Duration::from_secs(10))
+        .expect("the call connected to the bot");
+    // Each key held 120 ms, as a caller presses it.
+    let pressed = [1, 2, 3, 11, 0, 10];
+    for number in pressed {
+        for start in [true, false] {
+            let mut event = gst::Structure::builder("dtmf-event")
+                .field("type", 1i32)
+                .field("method", 1i32)
+                .field("number", number)
+                .field("start", start);
+            if start {
+                event = event.field("volume", 25i32);
+            }
+            // As rtpdtmfsrc's documentation has it: sent to the pipeline,
+            // it travels upstream from the sink to the source.
+            assert!(caller.send_event(gst::event::CustomUpstream::new(event.build())));
+            std::thread::sleep(Duration::from_millis(120));
+        }
+    }
+    let mut heard = String::new();
+    while heard.len() < pressed.len() {
+        let Some(line) = bot.line("DTMF", Duration::from_secs(5)) else {
+            break;
+        };
+        heard.push_str(line.trim_start_matches("DTMF "));
+    }
+    caller.set_state(gst::State::Null).unwrap();
+    assert_eq!(call.wait(Duration::from_secs(10)), 0, "{}", call.text());
+    assert_eq!(
+        heard,
+        "123#0*",
+        "the bot heard other keys; the call said:\n{}",
+        call.text()
+    );
+    let said = call.text();
+    assert!(said.contains("caller pressed key 11"), "{said}");
+    assert!(said.contains("recording finalized"), "{said}");
+}

@@ -8,6 +8,7 @@ use gst::prelude::*;
 
 use crate::connection::ConnectConfig;
 use crate::serializer::Serializer;
+use crate::session::DTMF_KEYS;
 
 pub const DEFAULT_CONNECT_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
@@ -287,12 +288,15 @@ pub fn pipecat_uri(ws: Option<&str>) -> Option<String> {
     ws.map(|ws| format!("pipecat+{ws}"))
 }
 
-/// The action signals both elements have: `send-message(json)` and
-/// `send-text(text)`, true when the message was queued for the bot.
+/// The action signals both elements have, each true when what it names
+/// was queued for the bot:
+/// - `send-message(json)`: a JSON (RTVI) message;
+/// - `send-text(text)`: a `TextFrame`;
+/// - `send-dtmf(keys)`: one DTMF event per key, in order.
 pub fn send_signals<T: glib::object::ObjectType + IsA<gst::Element>>(
     send: fn(&T, Outgoing) -> bool,
 ) -> Vec<glib::subclass::Signal> {
-    ["send-message", "send-text"]
+    ["send-message", "send-text", "send-dtmf"]
         .into_iter()
         .map(|name| {
             glib::subclass::Signal::builder(name)
@@ -300,12 +304,12 @@ pub fn send_signals<T: glib::object::ObjectType + IsA<gst::Element>>(
                 .return_type::<bool>()
                 .action()
                 .class_handler(move |args| {
-                    let obj = args[0].get::<T>().unwrap();
+                    let obj = args[0].get::<T>().ok()?;
                     let value = args[1].get::<String>().unwrap_or_default();
-                    let what = if name == "send-message" {
-                        Outgoing::Message(value)
-                    } else {
-                        Outgoing::Text(value)
+                    let what = match name {
+                        "send-message" => Outgoing::Message(value),
+                        "send-text" => Outgoing::Text(value),
+                        _ => Outgoing::Dtmf(value),
                     };
                     Some(send(&obj, what).to_value())
                 })
@@ -319,50 +323,49 @@ pub enum Outgoing {
     /// JSON text (an RTVI message, say).
     Message(String),
     Text(String),
+    /// Keys the caller pressed, each one of `session::DTMF_KEYS`.
+    Dtmf(String),
 }
 
-/// Queues `what` on `conn` for the bot speaking `serializer`; false, with
-/// a warning that says why, when it cannot go.
+/// Queues `what` on `conn` for the bot; false, with a warning that says
+/// why, when it cannot go.
 pub fn send_outgoing(
     element: &gst::Element,
     conn: Option<&crate::connection::Use>,
-    serializer: Serializer,
     what: Outgoing,
 ) -> bool {
-    let (msg, kind) = match &what {
+    let refuse = |why: &str| {
+        gst::warning!(crate::connection::CAT, obj = element, "{why}: nothing sent");
+        false
+    };
+    let Some((conn, session)) = conn.and_then(|c| Some((c, c.session()?))) else {
+        return refuse("not started");
+    };
+    let nick = session.serializer().nick();
+    let msgs = match &what {
         Outgoing::Message(json) => {
             if serde_json::from_str::<serde_json::Value>(json).is_err() {
-                gst::warning!(
-                    crate::connection::CAT,
-                    obj = element,
-                    "send-message: not JSON"
-                );
-                return false;
+                return refuse("send-message: not JSON");
             }
-            (serializer.encode_message(json), "a message")
+            match session.message(json) {
+                Some(msg) => vec![msg],
+                None => return refuse(&format!("serializer {nick} has no way to send a message")),
+            }
         }
-        Outgoing::Text(text) => (serializer.encode_text(text), "text"),
-    };
-    let Some(msg) = msg else {
-        gst::warning!(
-            crate::connection::CAT,
-            obj = element,
-            "serializer {} has no way to send {kind} to the bot",
-            serializer.nick()
-        );
-        return false;
-    };
-    match conn {
-        Some(conn) => conn.send(msg).is_ok(),
-        None => {
-            gst::warning!(
-                crate::connection::CAT,
-                obj = element,
-                "not started: nothing sent"
-            );
-            false
+        Outgoing::Text(text) => match session.text_frame(text) {
+            Some(msg) => vec![msg],
+            None => return refuse(&format!("serializer {nick} has no way to send text")),
+        },
+        Outgoing::Dtmf(keys) => {
+            if keys.is_empty() || !keys.chars().all(|k| DTMF_KEYS.contains(k)) {
+                return refuse(&format!(
+                    "send-dtmf: '{keys}' is not keys of {DTMF_KEYS} (Pipecat takes no others)"
+                ));
+            }
+            keys.chars().map(|key| session.dtmf(key)).collect()
         }
-    }
+    };
+    msgs.into_iter().all(|msg| conn.send(msg).is_ok())
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::dial::{self, Socket};
 use crate::inbox::{Chunk, Dropped, Inbox, Limits};
 use crate::redact;
 use crate::serializer::{Inbound, Serializer};
+use crate::session::{CallIds, Session};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -119,6 +120,8 @@ struct Link {
     /// Counts connects, so a reader of an earlier socket cannot touch this one.
     generation: u64,
     outgoing: Option<mpsc::Sender<Message>>,
+    /// What the client says on this socket, from the config that opened it.
+    session: Option<Arc<Session>>,
     task: Option<tokio::task::JoinHandle<()>>,
     dropped_outgoing: u64,
 }
@@ -272,8 +275,15 @@ impl Connection {
         let request = dial::request(&cfg.uri, &cfg.headers)
             .map_err(|cause| failure(&shown, &secrets, cause, String::new()))?;
         let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
+        let session = Arc::new(Session::new(
+            cfg.serializer,
+            CallIds {
+                stream_sid: cfg.stream_sid.clone(),
+                call_sid: cfg.call_sid.clone(),
+            },
+        ));
         // What the client says first goes first, before any audio.
-        for msg in cfg.serializer.handshake(&cfg.stream_sid, &cfg.call_sid) {
+        for msg in session.handshake() {
             let _ = tx.try_send(msg);
         }
         {
@@ -286,9 +296,11 @@ impl Connection {
         link.generation += 1;
         link.started = true;
         link.outgoing = Some(tx.clone());
+        link.session = Some(session.clone());
         gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
         let run = Run {
             pings: tx.clone(),
+            session,
             conn: self.clone(),
             generation: link.generation,
             shown,
@@ -308,6 +320,22 @@ impl Connection {
         let cfg = cfg.clone();
         link.task = Some(RUNTIME.spawn(run.run(request, ws_config, cfg, rx)));
         Ok(())
+    }
+
+    /// What the client says on this connection, once it is started.
+    pub fn session(&self) -> Option<Arc<Session>> {
+        lock(&self.link).session.clone()
+    }
+
+    /// Queues what `make` builds with the connection's session.
+    pub fn send_with(&self, make: impl FnOnce(&Session) -> Message) -> Result<(), Unsent> {
+        let Some(session) = self.session() else {
+            return Err(match self.mailbox().end.clone() {
+                Some(end) => Unsent::Ended(end),
+                None => Unsent::NotConnected,
+            });
+        };
+        self.send(make(&session))
     }
 
     /// Queues a message for the bot.
@@ -434,6 +462,7 @@ impl Connection {
         }
         // Dropping the sender lets the writer send its close frame and stop.
         link.outgoing = None;
+        link.session = None;
         link.started = false;
         link.peer = None;
         drop(link);
@@ -484,7 +513,8 @@ impl Connection {
                     .field("timestamp", timestamp)
             }),
             Inbound::Message(data) => self.post("pipecat-message", |s| s.field("data", data)),
-            Inbound::Nothing => {}
+            // The read loop answers these itself.
+            Inbound::HangUpRequested | Inbound::SessionClosed | Inbound::Nothing => {}
         }
     }
 
@@ -543,8 +573,10 @@ fn failure(shown: &str, secrets: &[String], cause: String, debug: String) -> End
 
 /// One connect-and-read of a connection, as a task on the runtime.
 struct Run {
-    /// For the keepalive pings (the writer sends them in order).
+    /// For the keepalive pings and protocol answers (the writer sends them
+    /// in order).
     pings: mpsc::Sender<Message>,
+    session: Arc<Session>,
     conn: Arc<Connection>,
     generation: u64,
     shown: String,
@@ -648,6 +680,22 @@ impl Run {
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(msg)) => match serializer.decode(&msg) {
+                    Ok(Inbound::HangUpRequested) => {
+                        gst::info!(
+                            CAT,
+                            "connection '{}': the bot ends the session",
+                            self.conn.name
+                        );
+                        if let Some(close) = self.session.close() {
+                            let _ = self.pings.try_send(close);
+                        }
+                    }
+                    Ok(Inbound::SessionClosed) => {
+                        return End::Closed {
+                            code: 1000,
+                            reason: "the bot closed the session".into(),
+                        };
+                    }
                     Ok(inbound) => self.conn.deliver(inbound),
                     Err(why) => {
                         let data = msg.into_data();

@@ -14,14 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::close::CloseSniffer;
 use crate::serializer::{BOT_CHANNELS, BOT_RATES, Inbound, Serializer};
 
-const SERIALIZERS: [Serializer; 6] = [
-    Serializer::Protobuf,
-    Serializer::Twilio,
-    Serializer::Telnyx,
-    Serializer::TelnyxPcma,
-    Serializer::Plivo,
-    Serializer::Exotel,
-];
+const SERIALIZERS: [Serializer; 8] = crate::serializer::ALL;
 
 fn corpus() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus");

@@ -16,7 +16,9 @@ mod pipecatwssink;
 pub mod protobuf;
 mod redact;
 mod serializer;
+mod session;
 mod tls;
+mod trim;
 
 pub use pipecatwsrc::PipecatWsSrc;
 pub use pipecatwssink::PipecatWsSink;

@@ -1,5 +1,6 @@
 //! Pipecat's wire formats, as `pipecat-ai` 1.14 implements them
-//! (`pipecat/serializers/protobuf.py`, `twilio.py`).
+//! (`pipecat/serializers/*.py`): what a bot's message means. What the client
+//! says to the bot is in `session.rs`.
 
 use base64::Engine;
 use gst::glib;
@@ -43,19 +44,44 @@ pub enum Serializer {
         nick = "exotel"
     )]
     Exotel,
+    #[enum_value(
+        name = "Vonage: VonageFrameSerializer (Audio Connector), binary S16LE 16 kHz, JSON events",
+        nick = "vonage"
+    )]
+    Vonage,
+    #[enum_value(
+        name = "Genesys: GenesysAudioHookSerializer (AudioHook v2), binary mu-law 8 kHz, JSON control",
+        nick = "genesys"
+    )]
+    Genesys,
 }
 
-/// How a telephony provider's JSON carries audio, as Pipecat's serializer
-/// for it writes and reads it.
-struct Telephony {
-    /// The event carrying the bot's audio.
-    bot_media: &'static str,
-    /// The event telling the client to drop queued audio (an interruption).
-    bot_clear: &'static str,
+/// How a wire carries the bot's audio and its interruptions, as Pipecat's
+/// serializer for it writes them.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    /// Protobuf frames: the bot declares rate and channels per message.
+    Protobuf,
+    /// JSON events with base64 audio in `media.payload`.
+    Json {
+        /// The event carrying the bot's audio.
+        media: &'static str,
+        /// The event telling the client to drop queued audio.
+        clear: &'static str,
+    },
+    /// Vonage: binary audio; `{"action": "clear"}` interrupts.
+    VonageBinary,
+    /// Genesys AudioHook: binary audio; JSON control messages.
+    AudioHook,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WireSpec {
+    carrier: Carrier,
     /// `None`: raw S16LE.
     law: Option<Law>,
-    /// The key of the stream id in a media message to the bot, if any.
-    sid_key: Option<&'static str>,
+    /// The rate of both directions, where the wire fixes it.
+    rate: Option<u32>,
 }
 
 /// Audio as it came off the wire.
@@ -118,12 +144,20 @@ pub enum Inbound {
     /// JSON text: RTVI and other transport messages.
     Message(String),
     Interruption,
-    /// A message of the protocol that carries nothing for us (e.g. a ping text).
+    /// The bot asks to end the session (AudioHook `disconnect`): the client
+    /// answers with its `close`.
+    HangUpRequested,
+    /// The bot confirmed the end of the session (AudioHook `closed`): the
+    /// call is over, cleanly.
+    SessionClosed,
+    /// A message of the protocol that carries nothing for us (e.g. a pong).
     Nothing,
 }
 
-/// Every telephony wire carries 8 kHz mono.
+/// The rate of the telephony wires that fix one (all but Vonage's 16 kHz).
 pub const TELEPHONY_RATE: u32 = 8000;
+/// Vonage's Audio Connector, as Pipecat's serializer defaults to it.
+pub const VONAGE_RATE: u32 = 16000;
 /// The rates a bot may declare: every rate a voice pipeline uses, and no
 /// value that would make a buffer's duration or size absurd (a declared
 /// rate of 1 Hz put each 20 ms of audio 160 s long; 2^31 made downstream
@@ -131,6 +165,19 @@ pub const TELEPHONY_RATE: u32 = 8000;
 pub const BOT_RATES: std::ops::RangeInclusive<u32> = 8000..=192_000;
 /// The channel counts a bot may declare.
 pub const BOT_CHANNELS: std::ops::RangeInclusive<u32> = 1..=8;
+
+/// Every serializer, for tests and fuzzing.
+#[cfg(test)]
+pub const ALL: [Serializer; 8] = [
+    Serializer::Protobuf,
+    Serializer::Twilio,
+    Serializer::Telnyx,
+    Serializer::TelnyxPcma,
+    Serializer::Plivo,
+    Serializer::Exotel,
+    Serializer::Vonage,
+    Serializer::Genesys,
+];
 
 impl Serializer {
     /// The name `serializer=` takes.
@@ -142,191 +189,196 @@ impl Serializer {
             Serializer::TelnyxPcma => "telnyx-pcma",
             Serializer::Plivo => "plivo",
             Serializer::Exotel => "exotel",
+            Serializer::Vonage => "vonage",
+            Serializer::Genesys => "genesys",
         }
     }
 
-    fn telephony(self) -> Option<Telephony> {
-        let (bot_media, bot_clear, law, sid_key) = match self {
-            Serializer::Protobuf => return None,
-            Serializer::Twilio => ("media", "clear", Some(Law::Mu), Some("streamSid")),
-            Serializer::Telnyx => ("media", "clear", Some(Law::Mu), None),
-            Serializer::TelnyxPcma => ("media", "clear", Some(Law::A), None),
-            Serializer::Plivo => ("playAudio", "clearAudio", Some(Law::Mu), None),
-            Serializer::Exotel => ("media", "clear", None, Some("stream_sid")),
+    fn spec(self) -> WireSpec {
+        let json = |media, clear| Carrier::Json { media, clear };
+        let (carrier, law, rate) = match self {
+            Serializer::Protobuf => (Carrier::Protobuf, None, None),
+            Serializer::Twilio => (json("media", "clear"), Some(Law::Mu), Some(TELEPHONY_RATE)),
+            Serializer::Telnyx => (json("media", "clear"), Some(Law::Mu), Some(TELEPHONY_RATE)),
+            Serializer::TelnyxPcma => (json("media", "clear"), Some(Law::A), Some(TELEPHONY_RATE)),
+            Serializer::Plivo => (
+                json("playAudio", "clearAudio"),
+                Some(Law::Mu),
+                Some(TELEPHONY_RATE),
+            ),
+            Serializer::Exotel => (json("media", "clear"), None, Some(TELEPHONY_RATE)),
+            Serializer::Vonage => (Carrier::VonageBinary, None, Some(VONAGE_RATE)),
+            Serializer::Genesys => (Carrier::AudioHook, Some(Law::Mu), Some(TELEPHONY_RATE)),
         };
-        Some(Telephony {
-            bot_media,
-            bot_clear,
-            law,
-            sid_key,
-        })
+        WireSpec { carrier, law, rate }
+    }
+
+    /// The G.711 law of the wire's audio, both ways; `None` for S16LE.
+    pub fn law(self) -> Option<Law> {
+        self.spec().law
     }
 
     pub fn decode(self, msg: &Message) -> Result<Inbound, String> {
-        let telephony = self.telephony();
-        match (telephony, msg) {
-            (None, Message::Binary(data)) => Ok(match Frame::decode(data).map_err(|e| e.0)? {
-                Frame::Audio {
-                    audio,
-                    sample_rate,
-                    num_channels,
-                } => {
-                    if !BOT_RATES.contains(&sample_rate) {
-                        return Err(format!(
-                            "the bot declared sample_rate={sample_rate}, outside {}..={} Hz",
-                            BOT_RATES.start(),
-                            BOT_RATES.end()
-                        ));
-                    }
-                    if !BOT_CHANNELS.contains(&num_channels) {
-                        return Err(format!(
-                            "the bot declared num_channels={num_channels}, outside {}..={}",
-                            BOT_CHANNELS.start(),
-                            BOT_CHANNELS.end()
-                        ));
-                    }
-                    if audio.len() % (2 * num_channels as usize) != 0 {
-                        return Err(format!(
-                            "audio of {} bytes is not whole S16 frames of {num_channels} channel(s)",
-                            audio.len()
-                        ));
-                    }
-                    Inbound::Audio(WireAudio {
-                        data: audio,
-                        rate: sample_rate,
-                        channels: num_channels,
-                        law: None,
-                    })
-                }
-                Frame::Text(text) => Inbound::Text(text),
-                Frame::Transcription {
-                    text,
-                    user_id,
-                    timestamp,
-                } => Inbound::Transcription {
-                    text,
-                    user_id,
-                    timestamp,
-                },
-                Frame::Message(data) => Inbound::Message(data),
-                Frame::Interruption => Inbound::Interruption,
-            }),
-            (None, Message::Text(_)) => Err("a text message where protobuf expects binary".into()),
-            (Some(t), Message::Text(text)) => t.decode(text),
-            (Some(_), Message::Binary(_)) => {
+        let spec = self.spec();
+        match (spec.carrier, msg) {
+            (Carrier::Protobuf, Message::Binary(data)) => decode_protobuf(data),
+            (Carrier::Protobuf, Message::Text(_)) => {
+                Err("a text message where protobuf expects binary".into())
+            }
+            (Carrier::Json { media, clear }, Message::Text(text)) => {
+                decode_json_event(text, media, clear, spec.law)
+            }
+            (Carrier::Json { .. }, Message::Binary(_)) => {
                 Err("a binary message where telephony JSON was expected".into())
             }
+            (Carrier::VonageBinary | Carrier::AudioHook, Message::Binary(data)) => {
+                let law = spec.law;
+                if law.is_none() && data.len() % 2 != 0 {
+                    return Err(format!("S16LE audio of odd length {}", data.len()));
+                }
+                Ok(Inbound::Audio(WireAudio {
+                    data: data.to_vec(),
+                    rate: spec.rate.unwrap_or(TELEPHONY_RATE),
+                    channels: 1,
+                    law,
+                }))
+            }
+            (Carrier::VonageBinary, Message::Text(text)) => {
+                let json = parse_json(text)?;
+                Ok(match json.get("action").and_then(|a| a.as_str()) {
+                    Some("clear") => Inbound::Interruption,
+                    _ => Inbound::Message(text.to_string()),
+                })
+            }
+            (Carrier::AudioHook, Message::Text(text)) => decode_audiohook(text),
             _ => Ok(Inbound::Nothing),
         }
     }
 
-    /// Caller audio (mono S16LE at `rate`) as the bot expects it.
-    pub fn encode_audio(self, pcm: &[u8], rate: u32, stream_sid: &str) -> Message {
-        let Some(t) = self.telephony() else {
-            return Message::Binary(Frame::encode_audio(pcm, rate, 1).into());
-        };
-        let coded = match t.law {
-            Some(law) => g711::encode_law(law, pcm),
-            None => pcm.to_vec(),
-        };
-        let payload = base64::engine::general_purpose::STANDARD.encode(coded);
-        let mut json = serde_json::json!({"event": "media", "media": {"payload": payload}});
-        if let Some(key) = t.sid_key {
-            json[key] = stream_sid.into();
-        }
-        Message::Text(json.to_string().into())
-    }
-
-    /// A JSON message for the bot, where the wire has a way to carry one
-    /// (protobuf's `MessageFrame`); `None` where it has none.
-    pub fn encode_message(self, json: &str) -> Option<Message> {
-        match self {
-            Serializer::Protobuf => Some(Message::Binary(Frame::encode_message(json).into())),
-            _ => None,
-        }
-    }
-
-    /// Text for the bot (protobuf's `TextFrame`); `None` where the wire
-    /// has no way to carry it.
-    pub fn encode_text(self, text: &str) -> Option<Message> {
-        match self {
-            Serializer::Protobuf => Some(Message::Binary(Frame::encode_text(text).into())),
-            _ => None,
-        }
-    }
-
-    /// What the client says first. Pipecat's runner reads Twilio's `connected`
-    /// and `start` events before it starts the bot.
-    pub fn handshake(self, stream_sid: &str, call_sid: &str) -> Vec<Message> {
-        match self {
-            Serializer::Twilio => {
-                let connected = serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
-                let start = serde_json::json!({
-                    "event": "start",
-                    "sequenceNumber": "1",
-                    "streamSid": stream_sid,
-                    "start": {
-                        "streamSid": stream_sid,
-                        "callSid": call_sid,
-                        "accountSid": "",
-                        "tracks": ["inbound"],
-                        "customParameters": {},
-                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": TELEPHONY_RATE, "channels": 1},
-                    },
-                });
-                vec![
-                    Message::Text(connected.to_string().into()),
-                    Message::Text(start.to_string().into()),
-                ]
-            }
-            _ => Vec::new(),
-        }
-    }
-
     /// The format of the bot's audio, if the wire fixes it (every
-    /// telephony wire is 8 kHz mono).
+    /// telephony wire is mono at one rate).
     pub fn wire_format(self) -> Option<Format> {
-        self.telephony().map(|t| Format {
-            rate: TELEPHONY_RATE,
+        let spec = self.spec();
+        spec.rate.map(|rate| Format {
+            rate,
             channels: 1,
-            law: t.law,
+            law: spec.law,
         })
     }
 
     /// The rate the bot must be sent audio at, if the wire fixes it.
     pub fn fixed_rate(self) -> Option<u32> {
-        self.telephony().map(|_| TELEPHONY_RATE)
+        self.spec().rate
     }
 }
 
-impl Telephony {
-    fn decode(&self, text: &str) -> Result<Inbound, String> {
-        let json: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("telephony message is not JSON: {e}"))?;
-        let event = json.get("event").and_then(|e| e.as_str());
-        if event == Some(self.bot_media) {
-            let payload = json
-                .pointer("/media/payload")
-                .and_then(|p| p.as_str())
-                .ok_or_else(|| format!("{} event without media.payload", self.bot_media))?;
-            let coded = base64::engine::general_purpose::STANDARD
-                .decode(payload)
-                .map_err(|e| format!("media payload is not base64: {e}"))?;
-            if self.law.is_none() && coded.len() % 2 != 0 {
-                return Err(format!("S16LE payload of odd length {}", coded.len()));
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("telephony message is not JSON: {e}"))
+}
+
+fn decode_protobuf(data: &[u8]) -> Result<Inbound, String> {
+    Ok(match Frame::decode(data).map_err(|e| e.0)? {
+        Frame::Audio {
+            audio,
+            sample_rate,
+            num_channels,
+        } => {
+            if !BOT_RATES.contains(&sample_rate) {
+                return Err(format!(
+                    "the bot declared sample_rate={sample_rate}, outside {}..={} Hz",
+                    BOT_RATES.start(),
+                    BOT_RATES.end()
+                ));
             }
-            return Ok(Inbound::Audio(WireAudio {
-                data: coded,
-                rate: TELEPHONY_RATE,
-                channels: 1,
-                law: self.law,
-            }));
+            if !BOT_CHANNELS.contains(&num_channels) {
+                return Err(format!(
+                    "the bot declared num_channels={num_channels}, outside {}..={}",
+                    BOT_CHANNELS.start(),
+                    BOT_CHANNELS.end()
+                ));
+            }
+            if audio.len() % (2 * num_channels as usize) != 0 {
+                return Err(format!(
+                    "audio of {} bytes is not whole S16 frames of {num_channels} channel(s)",
+                    audio.len()
+                ));
+            }
+            Inbound::Audio(WireAudio {
+                data: audio,
+                rate: sample_rate,
+                channels: num_channels,
+                law: None,
+            })
         }
-        if event == Some(self.bot_clear) {
-            return Ok(Inbound::Interruption);
+        Frame::Text(text) => Inbound::Text(text),
+        Frame::Transcription {
+            text,
+            user_id,
+            timestamp,
+        } => Inbound::Transcription {
+            text,
+            user_id,
+            timestamp,
+        },
+        Frame::Message(data) => Inbound::Message(data),
+        Frame::Interruption => Inbound::Interruption,
+    })
+}
+
+/// Twilio, Telnyx, Plivo and Exotel: every message is a JSON event.
+fn decode_json_event(
+    text: &str,
+    media: &str,
+    clear: &str,
+    law: Option<Law>,
+) -> Result<Inbound, String> {
+    let json = parse_json(text)?;
+    let event = json.get("event").and_then(|e| e.as_str());
+    if event == Some(media) {
+        let payload = json
+            .pointer("/media/payload")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| format!("{media} event without media.payload"))?;
+        let coded = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .map_err(|e| format!("media payload is not base64: {e}"))?;
+        if law.is_none() && coded.len() % 2 != 0 {
+            return Err(format!("S16LE payload of odd length {}", coded.len()));
         }
-        Ok(Inbound::Message(text.to_owned()))
+        return Ok(Inbound::Audio(WireAudio {
+            data: coded,
+            rate: TELEPHONY_RATE,
+            channels: 1,
+            law,
+        }));
     }
+    if event == Some(clear) {
+        return Ok(Inbound::Interruption);
+    }
+    Ok(Inbound::Message(text.to_owned()))
+}
+
+/// Genesys AudioHook control messages, as Pipecat's server side sends them.
+fn decode_audiohook(text: &str) -> Result<Inbound, String> {
+    let json = parse_json(text)?;
+    Ok(match json.get("type").and_then(|t| t.as_str()) {
+        Some("opened" | "pong" | "resumed") => Inbound::Nothing,
+        Some("disconnect") => Inbound::HangUpRequested,
+        Some("closed") => Inbound::SessionClosed,
+        Some("event")
+            if json
+                .pointer("/parameters/entities")
+                .and_then(|e| e.as_array())
+                .is_some_and(|entities| {
+                    entities
+                        .iter()
+                        .any(|e| e.get("type").and_then(|t| t.as_str()) == Some("barge_in"))
+                }) =>
+        {
+            Inbound::Interruption
+        }
+        _ => Inbound::Message(text.to_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -406,10 +458,12 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_audio_round_trips() {
-        let msg = Serializer::Protobuf.encode_audio(&[1, 0, 2, 0], 16000, "");
+    fn vonage_is_binary_audio_and_json_events() {
+        let audio = Serializer::Vonage
+            .decode(&Message::Binary(vec![1, 0, 2, 0].into()))
+            .unwrap();
         assert_eq!(
-            Serializer::Protobuf.decode(&msg).unwrap(),
+            audio,
             Inbound::Audio(WireAudio {
                 data: vec![1, 0, 2, 0],
                 rate: 16000,
@@ -417,5 +471,47 @@ mod tests {
                 law: None
             })
         );
+        assert!(
+            Serializer::Vonage
+                .decode(&Message::Binary(vec![1, 0, 2].into()))
+                .unwrap_err()
+                .contains("odd length")
+        );
+        let clear = Message::Text(r#"{"action":"clear"}"#.into());
+        assert_eq!(
+            Serializer::Vonage.decode(&clear).unwrap(),
+            Inbound::Interruption
+        );
+    }
+
+    #[test]
+    fn audiohook_control_messages_mean_what_pipecat_means() {
+        let decode = |text: &str| Serializer::Genesys.decode(&Message::Text(text.into()));
+        assert_eq!(
+            decode(r#"{"version":"2","type":"opened","seq":1,"parameters":{}}"#).unwrap(),
+            Inbound::Nothing
+        );
+        assert_eq!(
+            decode(
+                r#"{"version":"2","type":"event","seq":2,"parameters":{"entities":[{"type":"barge_in","data":{}}]}}"#
+            )
+            .unwrap(),
+            Inbound::Interruption
+        );
+        assert_eq!(
+            decode(
+                r#"{"version":"2","type":"disconnect","seq":3,"parameters":{"reason":"completed"}}"#
+            )
+            .unwrap(),
+            Inbound::HangUpRequested
+        );
+        assert_eq!(
+            decode(r#"{"version":"2","type":"closed","seq":4,"parameters":{}}"#).unwrap(),
+            Inbound::SessionClosed
+        );
+        let audio = Serializer::Genesys
+            .decode(&Message::Binary(vec![0xFF; 160].into()))
+            .unwrap();
+        assert!(matches!(audio, Inbound::Audio(a) if a.law == Some(Law::Mu) && a.rate == 8000));
     }
 }

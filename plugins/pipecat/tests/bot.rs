@@ -11,27 +11,10 @@ use gst::prelude::*;
 use gstpipecat::g711;
 use tokio_tungstenite::tungstenite::Message;
 
-/// What the bot's ramp looks like after the wire: exact for protobuf,
-/// through mu-law (Pipecat's `audioop.lin2ulaw`) for Twilio.
-fn over_the_wire(serializer: &str, samples: Vec<i16>) -> Vec<i16> {
-    match serializer {
-        "twilio" | "telnyx" | "plivo" => samples
-            .into_iter()
-            .map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s)))
-            .collect(),
-        "telnyx-pcma" => samples
-            .into_iter()
-            .map(|s| g711::alaw_to_linear(g711::linear_to_alaw(s)))
-            .collect(),
-        _ => samples,
-    }
-}
-
 fn rate_of(serializer: &str) -> usize {
-    if serializer == "protobuf" {
-        16000
-    } else {
-        8000
+    match serializer {
+        "protobuf" | "vonage" => 16000,
+        _ => 8000,
     }
 }
 
@@ -138,70 +121,7 @@ fn full_duplex_echo(serializer: &str) {
         "--rate",
         "8000",
     ]);
-    let connection = format!("echo-{serializer}");
-    let pipeline = launch(&format!(
-        "appsrc name=caller is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 \
-           ! pipecatwssink connection={connection} serializer={serializer} \
-         pipecatwsrc connection={connection} uri={} serializer={serializer} ! appsink name=sink sync=false",
-        bot.uri()
-    ));
-    let received = record(&pipeline, "sink");
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let caller = pipeline
-        .by_name("caller")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    // 1 s of a ramp that starts at 1, so its first sample is easy to find.
-    let sent: Vec<i16> = (0..8000).map(|k| 1 + (k % 20000) as i16).collect();
-    for (i, chunk) in sent.chunks(160).enumerate() {
-        let mut buffer = gst::Buffer::from_mut_slice(
-            chunk
-                .iter()
-                .flat_map(|s| s.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        );
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
-        caller.push_buffer(buffer).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let expected = over_the_wire(serializer, sent);
-    // Align on the first sample the wire leaves non-zero (mu-law rounds the
-    // smallest ramp values to 0).
-    let lead = expected.iter().position(|&s| s != 0).unwrap();
-    let start_of = |samples: &[i16]| samples.iter().position(|&s| s != 0).map(|p| p - lead);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let r = received.lock().unwrap();
-        if start_of(&r.samples).is_some_and(|start| r.samples.len() >= start + expected.len()) {
-            break;
-        }
-        drop(r);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let errors = std::iter::from_fn(|| {
-        pipeline
-            .bus()
-            .unwrap()
-            .pop_filtered(&[gst::MessageType::Error])
-    })
-    .count();
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(errors, 0);
-    let r = received.lock().unwrap();
-    let start = start_of(&r.samples).expect("nothing came back");
-    let back = &r.samples[start..(start + expected.len()).min(r.samples.len())];
-    assert_eq!(
-        back.len(),
-        expected.len(),
-        "only {} of {} samples came back",
-        back.len(),
-        expected.len()
-    );
-    assert_eq!(back, &expected[..], "the echo differs from what was sent");
+    echo_round_trip(&bot.uri(), serializer, "", 0);
 }
 
 #[test]
@@ -380,6 +300,32 @@ fn connect_error(uri: &str) -> String {
     .expect("an ERROR");
     pipeline.set_state(gst::State::Null).unwrap();
     error_of(&msg).unwrap().0
+}
+
+/// A connect that fails once the pipeline plays (here: no answer within
+/// `connect-timeout`) is one ERROR, the one with the cause: downstream gets
+/// its EOS, and the base class adds no generic "Internal data stream
+/// error" before it.
+#[test]
+fn a_failed_connect_is_one_error_then_eos() {
+    init();
+    let port = silent_server();
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ connect-timeout=1000000000 ! fakesink async=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, error) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
+    let (text, _) = error_of(&error.expect("an ERROR").0).unwrap();
+    assert!(text.contains("connect-timeout"), "{text}");
+    let (between, eos) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(3));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos.is_some(), "downstream got no EOS after the failure");
+    let more: Vec<_> = between.iter().filter_map(error_of).collect();
+    assert!(more.is_empty(), "a second ERROR: {more:?}");
 }
 
 #[test]
@@ -681,4 +627,96 @@ fn messages_and_text_reach_the_bot() {
         .build()
         .unwrap();
     assert!(!twilio.emit_by_name::<bool>("send-message", &[&"{}"]));
+}
+
+#[test]
+fn vonage_full_duplex_echo() {
+    full_duplex_echo("vonage");
+}
+
+#[test]
+fn genesys_full_duplex_echo() {
+    full_duplex_echo("genesys");
+}
+
+#[test]
+fn vonage_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("vonage");
+}
+
+/// AudioHook ends with the bot's `disconnect`, our `close` and its
+/// `closed`: a clean end, so EOS.
+#[test]
+fn genesys_bot_audio_arrives_then_hang_up_is_eos() {
+    bot_audio_arrives_then_hang_up_is_eos("genesys");
+}
+
+/// DTMF on the wires the runner does not serve: protobuf (as the RTVI
+/// `dtmf` client message, which the bot's RTVI processor turns into
+/// `InputDTMFFrame`s), Vonage and Genesys AudioHook.
+#[test]
+fn dtmf_reaches_bots_on_protobuf_vonage_and_genesys() {
+    init();
+    for serializer in ["protobuf", "vonage", "genesys"] {
+        let bot = Bot::start(&[
+            "--serializer",
+            serializer,
+            "--mode",
+            "silent",
+            "--log-input",
+        ]);
+        send_dtmf_through_the_sink(&bot.uri(), serializer, &bot);
+    }
+}
+
+/// With `trim-end-silence`, the bot's speech arrives whole and Pipecat's
+/// 2 s of end silence (audio_out_end_silence_secs) does not: a 0.5 s answer
+/// is 0.5 s, and `pipecat-closed` says what was trimmed.
+fn trim_end_silence_keeps_only_the_speech(serializer: &str) {
+    init();
+    let bot = Bot::start(&[
+        "--serializer",
+        serializer,
+        "--mode",
+        "ramp",
+        "--seconds",
+        "0.5",
+        "--hangup",
+    ]);
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri={} serializer={serializer} trim-end-silence=3000000000 ! appsink name=sink sync=false",
+        bot.uri()
+    ));
+    let received = record(&pipeline, "sink");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (seen, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(20),
+    );
+    let (msg, _) = end.expect("no EOS after the bot hung up");
+    assert_eq!(error_of(&msg), None);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let closed = structures(&seen)
+        .into_iter()
+        .find(|s| s.name() == "pipecat-closed")
+        .expect("pipecat-closed");
+    assert_eq!(
+        closed.get::<gst::ClockTime>("trimmed").unwrap(),
+        gst::ClockTime::from_seconds(2)
+    );
+    let rate = rate_of(serializer);
+    let n = rate / 2;
+    let r = received.lock().unwrap();
+    assert_eq!(r.samples, over_the_wire(serializer, ramp(n)));
+}
+
+#[test]
+fn trim_end_silence_keeps_only_the_speech_protobuf() {
+    trim_end_silence_keeps_only_the_speech("protobuf");
+}
+
+#[test]
+fn trim_end_silence_keeps_only_the_speech_twilio() {
+    trim_end_silence_keeps_only_the_speech("twilio");
 }

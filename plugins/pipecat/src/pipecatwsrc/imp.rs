@@ -26,12 +26,16 @@ use crate::g711::Law;
 use crate::inbox::{Chunk, Limits};
 use crate::redact;
 use crate::serializer::{self, Format};
+use crate::trim::SilenceHold;
 
 const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
 /// 5 s of 48 kHz stereo S16 with room to spare; a bot that declares more
 /// bytes per second than that is bounded by bytes before duration.
 const DEFAULT_MAX_QUEUE_BYTES: u32 = 2 << 20;
 const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+/// Longer than Pipecat's default end silence (2 s), and a hold that long
+/// is what bounds how late silence may be.
+const MAX_TRIM_END_SILENCE: gst::ClockTime = gst::ClockTime::from_seconds(10);
 
 #[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -52,6 +56,7 @@ struct Settings {
     max_queue: gst::ClockTime,
     max_queue_bytes: u32,
     latency: gst::ClockTime,
+    trim_end_silence: gst::ClockTime,
     /// The bot's format when the application knows it in advance.
     expected: Option<gst::Caps>,
 }
@@ -65,14 +70,16 @@ impl Default for Settings {
             max_queue: DEFAULT_MAX_QUEUE,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             latency: DEFAULT_LATENCY,
+            trim_end_silence: gst::ClockTime::ZERO,
             expected: None,
         }
     }
 }
 
-#[derive(Default)]
 struct State {
     connection: Option<std::sync::Arc<Use>>,
+    /// Pure silence held back for `trim-end-silence`.
+    hold: SilenceHold,
     /// The format the caps were last set for.
     format: Option<Format>,
     /// Whether buffers go out in the wire's G.711 rather than S16LE.
@@ -86,6 +93,20 @@ struct State {
     announced: bool,
 }
 
+impl Default for State {
+    fn default() -> Self {
+        State {
+            connection: None,
+            hold: SilenceHold::new(gst::ClockTime::ZERO),
+            format: None,
+            coded_out: false,
+            next_pts: gst::ClockTime::ZERO,
+            warned_silent: false,
+            announced: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PipecatWsSrc {
     settings: Mutex<Settings>,
@@ -96,12 +117,7 @@ impl PipecatWsSrc {
     /// `send-message` and `send-text`.
     fn send(&self, what: common::Outgoing) -> bool {
         let conn = lock(&self.state).connection.clone();
-        common::send_outgoing(
-            self.obj().upcast_ref(),
-            conn.as_deref(),
-            self.settings().link.serializer,
-            what,
-        )
+        common::send_outgoing(self.obj().upcast_ref(), conn.as_deref(), what)
     }
 
     fn settings(&self) -> Settings {
@@ -233,6 +249,8 @@ impl PipecatWsSrc {
     fn ended(&self, end: End, settings: &Settings) -> gst::FlowError {
         match end {
             End::Closed { code, reason } => {
+                // What is still held is the bot's end silence.
+                let trimmed = lock(&self.state).hold.trim();
                 gst::info!(
                     CAT,
                     imp = self,
@@ -243,6 +261,7 @@ impl PipecatWsSrc {
                         .field("code", code as u32)
                         .field("reason", reason.as_str())
                         .field("clean", true)
+                        .field("trimmed", trimmed)
                         .build(),
                 );
                 if settings.on_close == OnClose::Error {
@@ -252,13 +271,22 @@ impl PipecatWsSrc {
                         ("The Pipecat bot hung up (close code {})", code),
                         ["on-close=error; reason: {reason:?}"]
                     );
-                    return gst::FlowError::Error;
+                    return self.failed_with_error_posted();
                 }
                 gst::FlowError::Eos
             }
             // Already on the bus, posted by the connection when it happened.
-            End::Failed { .. } => gst::FlowError::Error,
+            End::Failed { .. } => self.failed_with_error_posted(),
         }
+    }
+
+    /// Ends the stream after our ERROR, which names the cause, is on the
+    /// bus: downstream gets its EOS (a recorder finalizes), and the base
+    /// class is told "flushing", so it stops without posting a second,
+    /// generic "Internal data stream error" that says nothing.
+    fn failed_with_error_posted(&self) -> gst::FlowError {
+        self.obj().src_pad().push_event(gst::event::Eos::new());
+        gst::FlowError::Flushing
     }
 }
 
@@ -306,6 +334,13 @@ impl ObjectImpl for PipecatWsSrc {
                     .blurb("The bot's audio when known in advance, e.g. audio/x-raw,rate=16000,channels=1: set at start, so sinks preroll before the bot speaks (protobuf carries the rate only with audio); audio in another format still renegotiates")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("trim-end-silence")
+                    .nick("Trim end silence")
+                    .blurb("Hold back pure silence up to this long (ns, 0 = off, at most 10 s) and drop it when the bot then closes cleanly: Pipecat's end silence (audio_out_end_silence_secs) stays out of a recording. Silence is late by up to this long: for recording legs, not live playback")
+                    .maximum(MAX_TRIM_END_SILENCE.nseconds())
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("latency")
                     .nick("Latency")
                     .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
@@ -330,6 +365,7 @@ impl ObjectImpl for PipecatWsSrc {
             "max-queue" => s.max_queue = ns(),
             "max-queue-bytes" => s.max_queue_bytes = value.get().unwrap(),
             "latency" => s.latency = ns(),
+            "trim-end-silence" => s.trim_end_silence = ns(),
             "caps" => s.expected = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
@@ -346,6 +382,7 @@ impl ObjectImpl for PipecatWsSrc {
             "max-queue" => s.max_queue.nseconds().to_value(),
             "max-queue-bytes" => s.max_queue_bytes.to_value(),
             "latency" => s.latency.nseconds().to_value(),
+            "trim-end-silence" => s.trim_end_silence.nseconds().to_value(),
             "caps" => s.expected.to_value(),
             name => unreachable!("unknown property {name}"),
         }
@@ -477,6 +514,7 @@ impl BaseSrcImpl for PipecatWsSrc {
             })?;
         *lock(&self.state) = State {
             connection: Some(std::sync::Arc::new(conn)),
+            hold: SilenceHold::new(settings.trim_end_silence),
             ..State::default()
         };
         Ok(())
@@ -537,16 +575,26 @@ impl PushSrcImpl for PipecatWsSrc {
         let response_timeout = (!settings.response_timeout.is_zero())
             .then(|| Duration::from_nanos(settings.response_timeout.nseconds()));
         loop {
+            let (announced, ready, hold_left) = {
+                let mut state = lock(&self.state);
+                (state.announced, state.hold.next(), state.hold.wait_left())
+            };
+            if let Some(chunk) = ready {
+                return Ok(CreateSuccess::NewBuffer(self.buffer_for(chunk)?));
+            }
             // Until something went downstream, wait only `latency` before
-            // announcing the silence with a GAP.
-            let announced = lock(&self.state).announced;
+            // announcing the silence with a GAP; held silence waits no
+            // longer than its hold.
             let timeout = if announced {
                 response_timeout
             } else {
-                Some(
-                    Duration::from_nanos(settings.latency.nseconds()).max(Duration::from_millis(1)),
-                )
+                Some(Duration::from_nanos(settings.latency.nseconds()))
             };
+            let timeout = match (timeout, hold_left) {
+                (Some(t), Some(h)) => Some(t.min(h)),
+                (t, h) => t.or(h),
+            }
+            .map(|t| t.max(Duration::from_millis(1)));
             let (next, dropped) = conn.next(timeout);
             if !dropped.is_empty() {
                 gst::element_imp_warning!(
@@ -565,9 +613,12 @@ impl PushSrcImpl for PipecatWsSrc {
                 );
             }
             match next {
-                Next::Audio(chunk) => return Ok(CreateSuccess::NewBuffer(self.buffer_for(chunk)?)),
+                Next::Audio(chunk) => lock(&self.state).hold.push(chunk),
                 Next::Flushing => return Err(gst::FlowError::Flushing),
                 Next::End(end) => return Err(self.ended(end, &settings)),
+                Next::TimedOut if hold_left.is_some() => {
+                    lock(&self.state).hold.expire(std::time::Instant::now())
+                }
                 Next::TimedOut if !announced => self.announce_silence(),
                 Next::TimedOut => {
                     let mut state = lock(&self.state);

@@ -12,6 +12,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, Connection, End, Unsent, Use};
+use crate::session::dtmf_key_of_event;
 
 #[derive(Default)]
 struct State {
@@ -29,12 +30,7 @@ impl PipecatWsSink {
     /// `send-message` and `send-text`.
     fn send(&self, what: common::Outgoing) -> bool {
         let conn = lock(&self.state).connection.clone();
-        common::send_outgoing(
-            self.obj().upcast_ref(),
-            conn.as_deref(),
-            self.settings().serializer,
-            what,
-        )
+        common::send_outgoing(self.obj().upcast_ref(), conn.as_deref(), what)
     }
 
     fn settings(&self) -> LinkSettings {
@@ -191,6 +187,24 @@ impl BaseSinkImpl for PipecatWsSink {
         Ok(())
     }
 
+    /// A `dtmf-event` (as `rtpdtmfdepay` posts it and `dtmfsrc` takes it)
+    /// sent downstream to this sink goes to the bot as DTMF, in stream order.
+    fn event(&self, event: gst::Event) -> bool {
+        let is_custom = matches!(
+            event.type_(),
+            gst::EventType::CustomDownstream
+                | gst::EventType::CustomDownstreamOob
+                | gst::EventType::CustomBoth
+        );
+        if let Some(s) = event
+            .structure()
+            .filter(|s| is_custom && s.name() == "dtmf-event")
+        {
+            self.dtmf_event(s);
+        }
+        self.parent_event(event)
+    }
+
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (conn, rate) = {
             let state = lock(&self.state);
@@ -199,18 +213,16 @@ impl BaseSinkImpl for PipecatWsSink {
                 state.rate,
             )
         };
-        let settings = self.settings();
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let msg = settings
-            .serializer
-            .encode_audio(&map, rate, &settings.stream_sid);
         gst::trace!(
             CAT,
             imp = self,
             "sending {} bytes of caller audio",
             map.len()
         );
-        let sent = conn.wait_connected().and_then(|()| conn.send(msg));
+        let sent = conn
+            .wait_connected()
+            .and_then(|()| conn.send_with(|session| session.audio(&map, rate)));
         match sent {
             Err(Unsent::Flushing) => Err(gst::FlowError::Flushing),
             Ok(()) => Ok(gst::FlowSuccess::Ok),
@@ -231,11 +243,31 @@ impl BaseSinkImpl for PipecatWsSink {
                     ("Not connected to a Pipecat bot"),
                     [
                         "connection '{}' has not been opened by a pipecatwsrc; set uri on the sink or start the source",
-                        settings.connection
+                        self.settings().connection
                     ]
                 );
                 Err(gst::FlowError::Error)
             }
+        }
+    }
+}
+
+impl PipecatWsSink {
+    fn dtmf_event(&self, s: &gst::StructureRef) {
+        // The end of a tone carries nothing new: one key is one event.
+        if !s.get::<bool>("start").unwrap_or(true) {
+            return;
+        }
+        match s.get::<i32>("number").ok().and_then(dtmf_key_of_event) {
+            Some(key) => {
+                gst::debug!(CAT, imp = self, "DTMF {key} for the bot");
+                self.send(common::Outgoing::Dtmf(key.to_string()));
+            }
+            None => gst::warning!(
+                CAT,
+                imp = self,
+                "dtmf-event {s} is not a key Pipecat takes (0-9, *, #): not sent"
+            ),
         }
     }
 }

@@ -9,6 +9,9 @@ external services. What it says is chosen with --mode:
   echo     sends back every audio frame it hears
   silent   says nothing; with --hangup, ends the call after --seconds
 
+--log-input prints what the client sends besides audio: MESSAGE <json>,
+TEXT <text>, DTMF <key>.
+
 It prints "READY <port>" once it listens, and "CLIENT CONNECTED" when the
 element connects.
 """
@@ -20,6 +23,7 @@ import sys
 
 from pipecat.frames.frames import (
     EndFrame,
+    InputDTMFFrame,
     InputTransportMessageFrame,
     TextFrame,
     InputAudioRawFrame,
@@ -32,6 +36,8 @@ from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.serializers.exotel import ExotelFrameSerializer
+from pipecat.serializers.genesys import GenesysAudioHookSerializer
+from pipecat.serializers.vonage import VonageFrameSerializer
 from pipecat.serializers.plivo import PlivoFrameSerializer
 from pipecat.serializers.telnyx import TelnyxFrameSerializer
 from pipecat.serializers.twilio import TwilioFrameSerializer
@@ -63,6 +69,8 @@ class LogInput(FrameProcessor):
             print(f"MESSAGE {json.dumps(frame.message, sort_keys=True)}", flush=True)
         elif isinstance(frame, TextFrame):
             print(f"TEXT {frame.text}", flush=True)
+        elif isinstance(frame, InputDTMFFrame):
+            print(f"DTMF {frame.button.value}", flush=True)
         await self.push_frame(frame, direction)
 
 
@@ -82,7 +90,7 @@ async def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument(
         "--serializer",
-        choices=["protobuf", "twilio", "telnyx", "telnyx-pcma", "plivo", "exotel"],
+        choices=["protobuf", "twilio", "telnyx", "telnyx-pcma", "plivo", "exotel", "vonage", "genesys"],
         default="protobuf",
     )
     p.add_argument("--mode", choices=["ramp", "echo", "silent"], default="ramp")
@@ -119,6 +127,11 @@ async def main():
         )
     elif args.serializer == "exotel":
         serializer = ExotelFrameSerializer(stream_sid="exotel-test")
+    elif args.serializer == "vonage":
+        rate = 16000
+        serializer = VonageFrameSerializer(VonageFrameSerializer.InputParams(vonage_sample_rate=rate))
+    elif args.serializer == "genesys":
+        serializer = GenesysAudioHookSerializer()
     else:
         serializer = ProtobufFrameSerializer()
         rate = args.rate

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gstpipecat::g711;
 
 pub fn init() {
     use std::sync::Once;
@@ -36,7 +37,19 @@ pub struct Bot {
 }
 
 impl Bot {
+    /// tests/bot/bot.py: Pipecat's WebSocket server transport with the
+    /// serializer `--serializer` names.
     pub fn start(args: &[&str]) -> Bot {
+        Bot::start_script("bot.py", args)
+    }
+
+    /// tests/bot/runner_bot.py: an echo bot behind Pipecat's development
+    /// runner, which tells the provider from the client's handshake.
+    pub fn start_runner() -> Bot {
+        Bot::start_script("runner_bot.py", &[])
+    }
+
+    fn start_script(script: &str, args: &[&str]) -> Bot {
         // The workspace root: this helper is shared by crates at different depths.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
@@ -50,7 +63,7 @@ impl Bot {
         );
         let port = free_port();
         let mut child = Command::new(python)
-            .arg(root.join("plugins/pipecat/tests/bot/bot.py"))
+            .arg(root.join("plugins/pipecat/tests/bot").join(script))
             .args(["--port", &port.to_string()])
             .args(args)
             .stdout(Stdio::piped())
@@ -294,4 +307,153 @@ pub fn start_error(desc: &str) -> String {
     );
     pipeline.set_state(gst::State::Null).unwrap();
     error_of(&end.expect("an ERROR").0).unwrap().0
+}
+
+/// What the bot's ramp looks like after the wire: exact for protobuf,
+/// through mu-law (Pipecat's `audioop.lin2ulaw`) for Twilio.
+pub fn over_the_wire(serializer: &str, samples: Vec<i16>) -> Vec<i16> {
+    match serializer {
+        "twilio" | "telnyx" | "plivo" | "genesys" => samples
+            .into_iter()
+            .map(|s| g711::ulaw_to_linear(g711::linear_to_ulaw(s)))
+            .collect(),
+        "telnyx-pcma" => samples
+            .into_iter()
+            .map(|s| g711::alaw_to_linear(g711::linear_to_alaw(s)))
+            .collect(),
+        _ => samples,
+    }
+}
+
+/// The rate a wire carries: what the bot is set to for protobuf.
+pub fn serializer_rate(serializer: &str) -> usize {
+    match serializer {
+        "vonage" => 16000,
+        _ => 8000,
+    }
+}
+
+/// Sends 1 s of a ramp through pipecatwssink to an echo bot at `uri` and
+/// checks that pipecatwsrc gets it back sample for sample (through the
+/// wire's law), all of it but at most the first `may_lose` samples. Returns
+/// the pipeline, stopped, for what else a test reads from its bus.
+pub fn echo_round_trip(uri: &str, serializer: &str, extra: &str, may_lose: usize) -> gst::Pipeline {
+    let connection = format!("echo-{serializer}");
+    let rate = serializer_rate(serializer);
+    let pipeline = launch(&format!(
+        "appsrc name=caller is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate={rate},channels=1 \
+           ! pipecatwssink connection={connection} serializer={serializer} \
+         pipecatwsrc connection={connection} uri={uri} serializer={serializer} {extra} ! appsink name=sink sync=false"
+    ));
+    let received = record(&pipeline, "sink");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let caller = pipeline
+        .by_name("caller")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    // 1 s of a ramp that starts at 1, so its first sample is easy to find.
+    let sent: Vec<i16> = (0..rate).map(|k| 1 + (k % 20000) as i16).collect();
+    for (i, chunk) in sent.chunks(rate / 50).enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(
+            chunk
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
+        caller.push_buffer(buffer).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected = over_the_wire(serializer, sent);
+    // Where in what was sent the echo starts: the first sample the wire
+    // leaves non-zero (mu-law rounds the smallest ramp values to 0), found
+    // with the 40 samples after it (a window fits one place of the ramp).
+    let align = |samples: &[i16]| -> Option<(usize, usize)> {
+        let got = samples.iter().position(|&s| s != 0)?;
+        let window = samples.get(got..got + 40)?;
+        let sent_at = expected.windows(40).position(|w| w == window)?;
+        let lead = expected[..sent_at]
+            .iter()
+            .rev()
+            .take_while(|&&s| s == 0)
+            .count();
+        Some((got.checked_sub(lead)?, sent_at - lead))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let r = received.lock().unwrap();
+        if align(&r.samples)
+            .is_some_and(|(got, sent_at)| r.samples.len() >= got + expected.len() - sent_at)
+        {
+            break;
+        }
+        drop(r);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let errors = std::iter::from_fn(|| {
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+    })
+    .count();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(errors, 0);
+    let r = received.lock().unwrap();
+    let (got, sent_at) = align(&r.samples).expect("nothing of what was sent came back");
+    assert!(
+        sent_at <= may_lose,
+        "the first {sent_at} samples sent never came back (at most {may_lose} may)"
+    );
+    let expected = &expected[sent_at..];
+    let back = &r.samples[got..(got + expected.len()).min(r.samples.len())];
+    assert_eq!(
+        back.len(),
+        expected.len(),
+        "only {} of {} samples came back",
+        back.len(),
+        expected.len()
+    );
+    assert_eq!(back, expected, "the echo differs from what was sent");
+    drop(r);
+    pipeline
+}
+
+/// Keys from the `send-dtmf` signal and from a `dtmf-event` (as
+/// `rtpdtmfdepay` posts it) reach the bot as `InputDTMFFrame`s, in order.
+pub fn send_dtmf_through_the_sink(uri: &str, serializer: &str, bot: &Bot) {
+    let pipeline = launch(&format!(
+        "audiotestsrc is-live=true wave=silence samplesperbuffer=160 \
+           ! audio/x-raw,rate={},channels=1 ! pipecatwssink name=sink uri={uri} serializer={serializer}",
+        serializer_rate(serializer)
+    ));
+    let sink = pipeline.by_name("sink").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(sink.emit_by_name::<bool>("send-dtmf", &[&"12"]));
+    // A-D are valid RFC 2833 keys that no Pipecat serializer takes.
+    assert!(!sink.emit_by_name::<bool>("send-dtmf", &[&"A"]));
+    for (number, start) in [(11, true), (11, false), (10, true)] {
+        let event = gst::Structure::builder("dtmf-event")
+            .field("type", 1i32)
+            .field("number", number)
+            .field("volume", 25i32)
+            .field("start", start)
+            .build();
+        sink.static_pad("sink")
+            .unwrap()
+            .send_event(gst::event::CustomDownstream::new(event));
+    }
+    let mut keys = String::new();
+    while keys.len() < 4 {
+        let Some(line) = bot.line("DTMF", Duration::from_secs(10)) else {
+            break;
+        };
+        keys.push_str(line.trim_start_matches("DTMF "));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(keys, "12#*", "{serializer}: the bot got other keys");
 }
