@@ -462,15 +462,49 @@ fn extra_headers_reach_the_bot() {
     assert!(request.contains("x-call-id: c1"), "{request}");
 }
 
+/// 20 ms of the bot's audio and its interruption, as each wire carries them.
+fn speech_and_interruption(serializer: &str) -> (Message, Message) {
+    use base64::Engine;
+    let text = |json: serde_json::Value| Message::Text(json.to_string().into());
+    let mulaw = base64::engine::general_purpose::STANDARD.encode([0x7Fu8; 160]);
+    match serializer {
+        "protobuf" => (
+            Message::Binary(audio_frame(320 * 2).into()),
+            Message::Binary(vec![0x2a, 0x00].into()),
+        ),
+        "twilio" => (
+            text(serde_json::json!({"event": "media", "media": {"payload": mulaw}})),
+            text(serde_json::json!({"event": "clear"})),
+        ),
+        "vonage" => (
+            Message::Binary(vec![1u8; 640].into()),
+            text(serde_json::json!({"action": "clear"})),
+        ),
+        "genesys" => (
+            Message::Binary(vec![0x7Fu8; 160].into()),
+            text(
+                serde_json::json!({"version": "2", "type": "event", "seq": 1,
+                "parameters": {"entities": [{"type": "barge_in", "data": {}}]}}),
+            ),
+        ),
+        other => panic!("no case for {other}"),
+    }
+}
+
+/// 4 s of TTS in 20 ms messages, most of it queued behind a blocked
+/// downstream, then the wire's interruption: the queued audio is dropped.
 #[test]
 fn interruption_drops_queued_audio_and_is_posted() {
+    for serializer in ["protobuf", "twilio", "vonage", "genesys"] {
+        interruption_drops_queued_audio(serializer);
+    }
+}
+
+fn interruption_drops_queued_audio(serializer: &str) {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     init();
-    // 4 s of TTS in 20 ms messages, most of it queued behind a blocked
-    // downstream, then an interruption.
-    let audio = Message::Binary(audio_frame(320 * 2).into());
-    let interruption = Message::Binary(vec![0x2a, 0x00].into());
+    let (audio, interruption) = speech_and_interruption(serializer);
     let close = Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
@@ -479,7 +513,7 @@ fn interruption_drops_queued_audio_and_is_posted() {
     messages.extend([interruption, close]);
     let port = raw_server(messages);
     let pipeline = launch(&format!(
-        "pipecatwsrc uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false max-buffers=1 drop=false"
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ serializer={serializer} ! appsink name=sink sync=false max-buffers=1 drop=false"
     ));
     let sink = pipeline
         .by_name("sink")
@@ -499,15 +533,15 @@ fn interruption_drops_queued_audio_and_is_posted() {
         .find(|s| s.name() == "pipecat-interrupted")
         .expect("pipecat-interrupted");
     let dropped = interrupted.get::<gst::ClockTime>("dropped").unwrap();
-    println!("pushed {pulled}, dropped {dropped} at the interruption");
+    println!("{serializer}: pushed {pulled}, dropped {dropped} at the interruption");
     assert!(
         dropped > gst::ClockTime::ZERO,
-        "the queued audio was not dropped"
+        "{serializer}: the queued audio was not dropped"
     );
     assert_eq!(
         pulled + dropped,
         gst::ClockTime::from_seconds(4),
-        "every received sample is pushed or dropped"
+        "{serializer}: every received sample is pushed or dropped"
     );
 }
 
@@ -649,6 +683,16 @@ fn vonage_bot_audio_arrives_then_hang_up_is_eos() {
 #[test]
 fn genesys_bot_audio_arrives_then_hang_up_is_eos() {
     bot_audio_arrives_then_hang_up_is_eos("genesys");
+}
+
+#[test]
+fn vonage_bot_killed_mid_stream_is_an_error_at_once() {
+    bot_killed_mid_stream_is_an_error_at_once("vonage");
+}
+
+#[test]
+fn genesys_bot_killed_mid_stream_is_an_error_at_once() {
+    bot_killed_mid_stream_is_an_error_at_once("genesys");
 }
 
 /// DTMF on the wires the runner does not serve: protobuf (as the RTVI
