@@ -1,12 +1,95 @@
-//! The file(s) a recording writes: one WAV with a channel per track
-//! (`interleaved`), or one mono WAV per track (`separate`, `location` holding
-//! `%u` for the track number). Each is a `WavWriter` with its own `.part`.
+//! The file(s) a recording writes: one file with a channel per track
+//! (`interleaved`), or one mono file per track (`separate`, `location`
+//! holding `%u` for the track number). Each is a WAV we write, or a FLAC or
+//! Ogg Opus file GStreamer's encoders write, with its own `.part`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::encoded::{Codec, EncodedWriter};
 use super::safe_fs;
 use super::wav::WavWriter;
+
+/// How the recording's audio is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Wav,
+    Encoded(Codec),
+}
+
+/// What every file of a recording is created with.
+#[derive(Debug, Clone, Copy)]
+pub struct FileSpec {
+    pub container: Container,
+    /// Permissions of the `.part` and of the published file.
+    pub mode: u32,
+    /// How stale what a crash leaves may be: Ogg pages are flushed at
+    /// least this often.
+    pub header_interval: gst::ClockTime,
+}
+
+/// One file: the same calls whatever stores it.
+enum TrackFile {
+    Wav(WavWriter),
+    Encoded(EncodedWriter),
+}
+
+macro_rules! each {
+    ($file:expr, $w:ident => $body:expr) => {
+        match $file {
+            TrackFile::Wav($w) => $body,
+            TrackFile::Encoded($w) => $body,
+        }
+    };
+}
+
+impl TrackFile {
+    fn create(location: &Path, spec: &FileSpec, channels: u16, rate: u32) -> io::Result<Self> {
+        Ok(match spec.container {
+            Container::Wav => TrackFile::Wav(WavWriter::create(location, spec.mode, channels, rate)?),
+            Container::Encoded(codec) => TrackFile::Encoded(EncodedWriter::create(
+                location,
+                spec.mode,
+                channels,
+                rate,
+                codec,
+                spec.header_interval,
+            )?),
+        })
+    }
+
+    fn channels(&self) -> u16 {
+        each!(self, w => w.channels())
+    }
+
+    fn set_format(&mut self, channels: u16, rate: u32) {
+        each!(self, w => w.set_format(channels, rate))
+    }
+
+    fn part(&self) -> &Path {
+        each!(self, w => w.part())
+    }
+
+    fn location(&self) -> &Path {
+        each!(self, w => w.location())
+    }
+
+    fn write(&mut self, interleaved: &[u8]) -> io::Result<()> {
+        each!(self, w => w.write(interleaved))
+    }
+
+    fn update_header(&mut self) -> io::Result<()> {
+        each!(self, w => w.update_header())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        each!(self, w => w.sync())
+    }
+
+    fn discard(self) -> io::Result<()> {
+        each!(self, w => w.discard())
+    }
+}
 
 /// An I/O error with the file it happened to, for an error a person can act on.
 #[derive(Debug)]
@@ -24,7 +107,7 @@ impl std::fmt::Display for FileError {
 
 pub struct RecordingFiles {
     /// One per file: one in all, or one per track (`separate`).
-    writers: Vec<WavWriter>,
+    writers: Vec<TrackFile>,
     overwrite: bool,
     /// Reused when splitting interleaved frames into per-track files.
     split: Vec<u8>,
@@ -66,19 +149,19 @@ impl RecordingFiles {
     /// on failure none is left behind.
     pub fn create(
         locations: &[PathBuf],
+        spec: &FileSpec,
         channels: u16,
-        mode: u32,
         rate: u32,
         overwrite: bool,
     ) -> Result<Self, FileError> {
         let mut writers = Vec::with_capacity(locations.len());
         for location in locations {
-            match WavWriter::create(location, mode, channels, rate) {
+            match TrackFile::create(location, spec, channels, rate) {
                 Ok(w) => writers.push(w),
                 Err(err) => {
                     writers
                         .into_iter()
-                        .for_each(|w: WavWriter| drop(w.discard()));
+                        .for_each(|w: TrackFile| drop(w.discard()));
                     return Err(FileError {
                         what: "opening",
                         path: super::wav::part_path(location),

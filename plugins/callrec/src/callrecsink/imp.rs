@@ -32,7 +32,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::files::{self, RecordingFiles};
+use super::encoded::Codec;
+use super::files::{self, Container, FileSpec, RecordingFiles};
 use super::mixer::PauseMode;
 use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
 use super::report;
@@ -77,6 +78,42 @@ pub enum CallRecMode {
     Separate,
 }
 
+/// `format` as GStreamer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstCallRecFormat")]
+pub enum CallRecFormat {
+    #[default]
+    #[enum_value(
+        name = "WAV: PCM S16LE (RF64 past 4 GiB); a killed recording plays up to the last header rewrite",
+        nick = "wav"
+    )]
+    Wav,
+    #[enum_value(
+        name = "FLAC: lossless, flacenc; a killed recording plays up to its last whole frame",
+        nick = "flac"
+    )]
+    Flac,
+    #[enum_value(
+        name = "Ogg Opus: opusenc ! oggmux, sample-exact length; a killed recording plays up to its last page (at most header-interval old)",
+        nick = "opus"
+    )]
+    Opus,
+}
+
+impl CallRecFormat {
+    /// The extension a file of this format has.
+    fn extension(self) -> &'static str {
+        match self {
+            CallRecFormat::Wav => "wav",
+            CallRecFormat::Flac => "flac",
+            CallRecFormat::Opus => "opus",
+        }
+    }
+}
+
+const DEFAULT_BITRATE: u32 = 32_000;
+
 /// `pause-mode` as GStreamer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
 #[repr(u32)]
@@ -115,6 +152,8 @@ struct Settings {
     mode: CallRecMode,
     overwrite: bool,
     tolerance: gst::ClockTime,
+    format: CallRecFormat,
+    bitrate: u32,
 }
 
 impl Default for Settings {
@@ -132,6 +171,8 @@ impl Default for Settings {
             mode: CallRecMode::Interleaved,
             overwrite: false,
             tolerance: gst::ClockTime::ZERO,
+            format: CallRecFormat::Wav,
+            bitrate: DEFAULT_BITRATE,
         }
     }
 }
@@ -553,12 +594,36 @@ impl CallRecSink {
         let locations = files::locations(&location, separate, &numbers);
         let channels_per_file = if separate { 1 } else { tracks.len() as u16 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
+        let extension = location.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let expected = settings.format.extension();
+        if !extension.eq_ignore_ascii_case(expected) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                (
+                    "location {} does not end in .{expected}, but format={expected} writes it",
+                    location.display()
+                ),
+                ["the format property chooses the format, never the extension"]
+            );
+        }
+        let spec = FileSpec {
+            container: match settings.format {
+                CallRecFormat::Wav => Container::Wav,
+                CallRecFormat::Flac => Container::Encoded(Codec::Flac),
+                CallRecFormat::Opus => Container::Encoded(Codec::Opus {
+                    bitrate: settings.bitrate,
+                }),
+            },
+            mode: settings.file_mode,
+            header_interval: settings.header_interval,
+        };
         let writer = files::check_destinations(&locations, settings.overwrite)
             .and_then(|_| {
                 RecordingFiles::create(
                     &locations,
+                    &spec,
                     channels_per_file,
-                    settings.file_mode,
                     FALLBACK_RATE,
                     settings.overwrite,
                 )
@@ -756,7 +821,7 @@ impl ObjectImpl for CallRecSink {
             vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
-                    .blurb("The WAV file; written as <location>.part (created new: an existing .part is refused, never reused) and renamed only when complete")
+                    .blurb("The recording file (format: see format); written as <location>.part (created new: an existing .part is refused, never reused) and renamed only when complete")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("rate")
@@ -807,6 +872,19 @@ impl ObjectImpl for CallRecSink {
                     .blurb("One interleaved file, or one mono file per track (location then holds %u)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("format", CallRecFormat::Wav)
+                    .nick("Format")
+                    .blurb("How the audio is stored: wav, flac or opus (Ogg Opus); location's extension does not choose it (a mismatch is a WARNING)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bitrate")
+                    .nick("Bitrate")
+                    .blurb("Opus bitrate (bits/s) of the whole file, all its channels (format=opus)")
+                    .minimum(6000)
+                    .maximum(510_000)
+                    .default_value(DEFAULT_BITRATE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("pause-mode", CallRecPauseMode::Silence)
                     .nick("Pause mode")
                     .blurb("What the pause/resume action signals do to the file: write silence or cut")
@@ -853,6 +931,8 @@ impl ObjectImpl for CallRecSink {
             "mode" => s.mode = value.get().unwrap(),
             "overwrite" => s.overwrite = value.get().unwrap(),
             "tolerance" => s.tolerance = ns(value),
+            "format" => s.format = value.get().unwrap(),
+            "bitrate" => s.bitrate = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -875,6 +955,8 @@ impl ObjectImpl for CallRecSink {
             "mode" => s.mode.to_value(),
             "overwrite" => s.overwrite.to_value(),
             "tolerance" => s.tolerance.nseconds().to_value(),
+            "format" => s.format.to_value(),
+            "bitrate" => s.bitrate.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }

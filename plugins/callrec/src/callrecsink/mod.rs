@@ -1,6 +1,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod encoded;
 mod files;
 mod imp;
 mod mixer;

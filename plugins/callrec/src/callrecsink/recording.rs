@@ -420,10 +420,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let location = dir.join("call.wav");
+        let spec = super::super::files::FileSpec {
+            container: super::super::files::Container::Wav,
+            mode: 0o600,
+            header_interval: gst::ClockTime::SECOND,
+        };
         let files = RecordingFiles::create(
             std::slice::from_ref(&location),
+            &spec,
             numbers.len() as u16,
-            0o600,
             FALLBACK_RATE,
             false,
         )

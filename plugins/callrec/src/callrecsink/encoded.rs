@@ -1,0 +1,310 @@
+//! A FLAC or Ogg Opus file, encoded by GStreamer's own `flacenc` and
+//! `opusenc ! oggmux`, written under `<location>.part` with the same rules
+//! as the WAV (created exclusively, renamed only once complete).
+//!
+//! The encoder runs in a private pipeline, `appsrc ! <encoder> ! appsink`,
+//! fed from the recording's writer thread. Every encoded buffer is written
+//! to the `.part` as it comes out (no user-space buffering), so what a
+//! killed process leaves is what the encoder had produced:
+//! - FLAC: whole frames of at most `header-interval` (and at most
+//!   `flacenc`'s default 4608 samples), a stream any decoder plays. Downstream of `flacenc` is not
+//!   seekable, so it leaves STREAMINFO's total at 0 ("unknown"); `sync`
+//!   writes the real total there before publishing.
+//! - Opus: Ogg pages, flushed by `oggmux` at least every `header-interval`.
+//!   `opusenc` marks the stream's pre-skip and its end trimming, so the
+//!   decoded length is the recorded length, to the sample.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use callaudio::sync::lock;
+use gst::prelude::*;
+
+use super::safe_fs;
+use super::wav::part_path;
+
+/// How long `sync` waits for the encoder to drain; a recording's fsync
+/// itself is bounded by the writer's own disk timeout above this.
+const DRAIN_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(30);
+/// Where STREAMINFO's 36-bit total of samples starts: "fLaC", the block
+/// header, then 13.5 bytes of STREAMINFO fields before it.
+const FLAC_TOTAL_OFFSET: u64 = 4 + 4 + 13;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Flac,
+    Opus { bitrate: u32 },
+}
+
+/// The file and what went wrong writing to it, shared with the appsink's
+/// streaming thread.
+struct Output {
+    file: File,
+    failed: Option<io::Error>,
+}
+
+pub struct EncodedWriter {
+    codec: Codec,
+    output: Arc<Mutex<Output>>,
+    part: PathBuf,
+    location: PathBuf,
+    channels: u16,
+    rate: u32,
+    frames: u64,
+    page_delay: gst::ClockTime,
+    /// Started at the first audio, when the format is known.
+    pipeline: Option<(gst::Pipeline, gst_app::AppSrc)>,
+}
+
+fn other(text: String) -> io::Error {
+    io::Error::other(text)
+}
+
+impl EncodedWriter {
+    pub fn create(
+        location: &Path,
+        mode: u32,
+        channels: u16,
+        rate: u32,
+        codec: Codec,
+        page_delay: gst::ClockTime,
+    ) -> io::Result<Self> {
+        let part = part_path(location);
+        let file = safe_fs::create_exclusive(&part, mode)?;
+        Ok(EncodedWriter {
+            codec,
+            output: Arc::new(Mutex::new(Output { file, failed: None })),
+            part,
+            location: location.to_owned(),
+            channels,
+            rate,
+            frames: 0,
+            page_delay,
+            pipeline: None,
+        })
+    }
+
+    pub fn set_format(&mut self, channels: u16, rate: u32) {
+        debug_assert!(self.pipeline.is_none());
+        self.channels = channels;
+        self.rate = rate;
+    }
+
+    pub fn channels(&self) -> u16 {
+        self.channels
+    }
+
+    pub fn part(&self) -> &Path {
+        &self.part
+    }
+
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+
+    fn start(&mut self) -> io::Result<gst_app::AppSrc> {
+        if let Some((_, src)) = &self.pipeline {
+            return Ok(src.clone());
+        }
+        let encoder = match self.codec {
+            // A frame is written whole or not at all: frames no longer than
+            // `page_delay` bound what a crash loses, as pages do for Ogg.
+            Codec::Flac => {
+                let per_interval = callaudio::time_to_samples(self.page_delay, self.rate);
+                // At least 20 ms: shorter frames cost compression for nothing.
+                let blocksize = per_interval.clamp(u64::from(self.rate / 50).max(16), 4608);
+                format!("flacenc blocksize={blocksize}")
+            }
+            // 20 ms frames, as voice is sent; pages flushed at least every
+            // `page_delay`, which bounds what a crash can lose.
+            Codec::Opus { bitrate } => format!(
+                "opusenc bitrate={bitrate} frame-size=20 audio-type=voice ! oggmux max-delay={d} max-page-delay={d}",
+                d = self.page_delay.nseconds()
+            ),
+        };
+        let desc = format!(
+            "appsrc name=src format=time block=true max-bytes=262144 ! {encoder} ! appsink name=sink sync=false"
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .map_err(|e| other(format!("building the encoder ({desc}): {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| other("the encoder is not a pipeline".into()))?;
+        let src = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| other("the encoder has no appsrc".into()))?;
+        let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
+            .format(gst_audio::AudioFormat::S16le)
+            .rate(self.rate as i32)
+            .channels(self.channels as i32)
+            .build();
+        // Tracks are not speaker positions, but an encoder may insist on
+        // some (flacenc takes one mask per channel count): the first
+        // channels in the order it names them (track order: left, right, ...).
+        if let Some(mask) = encoder_channel_mask(&src, self.channels) {
+            caps.make_mut().set("channel-mask", gst::Bitmask::new(mask));
+        }
+        src.set_caps(Some(&caps));
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| other("the encoder has no appsink".into()))?;
+        let output = self.output.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let mut out = lock(&output);
+                    if out.failed.is_some() {
+                        return Err(gst::FlowError::Error);
+                    }
+                    if let Err(e) = out.file.write_all(&map) {
+                        out.failed = Some(e);
+                        return Err(gst::FlowError::Error);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| other(format!("starting the encoder: {}", self.bus_error(&pipeline))))?;
+        self.pipeline = Some((pipeline, src.clone()));
+        Ok(src)
+    }
+
+    /// The encoder's first error, as text.
+    fn bus_error(&self, pipeline: &gst::Pipeline) -> String {
+        pipeline
+            .bus()
+            .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]))
+            .and_then(|msg| match msg.view() {
+                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+                _ => None,
+            })
+            .unwrap_or_else(|| "no reason given".into())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if let Some(e) = lock(&self.output).failed.take() {
+            return Err(e);
+        }
+        if let Some((pipeline, _)) = &self.pipeline
+            && let Some(bus) = pipeline.bus()
+            && bus.have_pending()
+        {
+            for msg in bus.iter() {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    return Err(encoder_failed(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, interleaved_s16le: &[u8]) -> io::Result<()> {
+        self.check()?;
+        let src = self.start()?;
+        let frames = interleaved_s16le.len() as u64 / (2 * self.channels as u64);
+        let mut buffer = gst::Buffer::from_slice(interleaved_s16le.to_vec());
+        {
+            let b = buffer.get_mut().expect("a new buffer");
+            b.set_pts(callaudio::samples_to_time(self.frames, self.rate));
+            b.set_duration(callaudio::samples_to_time(frames, self.rate));
+        }
+        src.push_buffer(buffer)
+            .map_err(|e| other(format!("the encoder refused audio ({e:?})")))?;
+        self.frames += frames;
+        Ok(())
+    }
+
+    /// What the encoder produced is already in the file (each buffer is
+    /// written as it comes out); there is no header to rewrite until the end.
+    pub fn update_header(&mut self) -> io::Result<()> {
+        self.check()
+    }
+
+    /// Drains the encoder, completes the stream's header, and makes the
+    /// `.part` durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.check()?;
+        if let Some((pipeline, src)) = self.pipeline.take() {
+            let _ = src.end_of_stream();
+            let bus = pipeline.bus().expect("a pipeline has a bus");
+            let end = bus.timed_pop_filtered(
+                DRAIN_TIMEOUT,
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+            let _ = pipeline.set_state(gst::State::Null);
+            match end.as_ref().map(|m| m.view()) {
+                Some(gst::MessageView::Eos(_)) => {}
+                Some(gst::MessageView::Error(e)) => return Err(encoder_failed(e)),
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the encoder did not finish within {DRAIN_TIMEOUT}"),
+                    ));
+                }
+            }
+        }
+        self.check()?;
+        let mut out = lock(&self.output);
+        if self.codec == Codec::Flac && self.frames > 0 {
+            write_flac_total(&mut out.file, self.frames)?;
+        }
+        out.file.sync_all()
+    }
+
+    /// Gives up on the recording: the `.part` is removed.
+    pub fn discard(mut self) -> io::Result<()> {
+        if let Some((pipeline, _)) = self.pipeline.take() {
+            let _ = pipeline.set_state(gst::State::Null);
+        }
+        std::fs::remove_file(&self.part)
+    }
+}
+
+impl Drop for EncodedWriter {
+    fn drop(&mut self) {
+        if let Some((pipeline, _)) = self.pipeline.take() {
+            let _ = pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+/// The channel mask the element after `src` requires for `channels`
+/// channels, if its template names one.
+fn encoder_channel_mask(src: &gst_app::AppSrc, channels: u16) -> Option<u64> {
+    let encoder = src.static_pad("src")?.peer()?;
+    let templ = encoder.pad_template_caps();
+    templ.iter().find_map(|s| {
+        (s.get::<i32>("channels").ok() == Some(channels as i32))
+            .then(|| s.get::<gst::Bitmask>("channel-mask").ok())
+            .flatten()
+            .map(|m| *m)
+    })
+}
+
+fn encoder_failed(e: &gst::message::Error) -> io::Error {
+    let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
+    let why = debug.lines().last().unwrap_or("").trim();
+    other(format!("the encoder failed: {} ({why})", e.error()))
+}
+
+/// Writes the total number of samples (per channel) into STREAMINFO. The
+/// byte it starts in also holds the low 4 bits of bits-per-sample minus 1:
+/// 15 for the S16 this file always holds.
+fn write_flac_total(file: &mut File, frames: u64) -> io::Result<()> {
+    let total = frames.min((1 << 36) - 1);
+    let mut bytes = [0u8; 5];
+    bytes[0] = 0xF0 | ((total >> 32) as u8 & 0x0F);
+    bytes[1..].copy_from_slice(&(total as u32).to_be_bytes());
+    file.seek(SeekFrom::Start(FLAC_TOTAL_OFFSET))?;
+    file.write_all(&bytes)?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `format=flac` and `format=opus` keep every guarantee WAV keeps, read back
+//! by decoders that are not ours: `claxon` (a FLAC decoder in Rust) and, for
+//! Ogg Opus, libopus through a separate `oggdemux ! opusdec` pipeline.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+
+/// Every sample of every channel, and STREAMINFO's total.
+fn read_flac(path: &Path) -> (u32, Option<u64>, Vec<Vec<i16>>) {
+    let mut reader = claxon::FlacReader::open(path).unwrap();
+    let info = reader.streaminfo();
+    let channels = info.channels as usize;
+    let mut data = vec![Vec::new(); channels];
+    for (i, sample) in reader.samples().enumerate() {
+        // A killed file may end in the middle of a frame: what came before plays.
+        let Ok(sample) = sample else { break };
+        data[i % channels].push(sample as i16);
+    }
+    (info.sample_rate, info.samples, data)
+}
+
+/// Decoded by libopus (`opusdec`) at `rate`, one vector per channel.
+fn read_opus(path: &Path, rate: u32) -> Vec<Vec<i16>> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! oggdemux ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate={rate} ! appsink name=out sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut data: Vec<Vec<i16>> = Vec::new();
+    while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(5)) {
+        let channels = gst_audio::AudioInfo::from_caps(sample.caps().unwrap())
+            .unwrap()
+            .channels() as usize;
+        data.resize(channels, Vec::new());
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        for (i, s) in map.chunks_exact(2).enumerate() {
+            data[i % channels].push(i16::from_le_bytes([s[0], s[1]]));
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    data
+}
+
+/// How often a signal crosses zero upward per second: the frequency of a tone.
+fn frequency(samples: &[i16], rate: u32) -> f64 {
+    let ups = samples
+        .windows(2)
+        .filter(|w| w[0] < 0 && w[1] >= 0)
+        .count();
+    ups as f64 * rate as f64 / samples.len() as f64
+}
+
+fn tone_track(name: &str, freq: u32) -> String {
+    format!(
+        "audiotestsrc name={name} num-buffers=100 samplesperbuffer=160 freq={freq} volume=0.5 \
+         ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! rec."
+    )
+}
+
+/// Two tracks of 2 s each, recorded to the end: the file holds both, at
+/// the recorded length.
+fn record_two_tracks(
+    format: &str,
+    extension: &str,
+    tracks: [String; 2],
+) -> (std::path::PathBuf, u64, Vec<gst::Message>) {
+    init();
+    let dir = tmp_dir(&format!("format-{format}-{extension}"));
+    let location = dir.join(format!("call.{extension}"));
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} format={format} {} {}",
+        location.display(),
+        tracks[0],
+        tracks[1]
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    if tracks[0].starts_with("appsrc") {
+        feed_ramp(&pipeline, "a", 100, 1);
+        feed_ramp(&pipeline, "b", 100, -1);
+    }
+    let messages = finish(&pipeline);
+    assert_eq!(error_text(&messages), None);
+    let finalized =
+        element_message(&messages, "callrecsink-finalized").expect("callrecsink-finalized");
+    assert!(location.exists() && !part(&location).exists());
+    (location, finalized.get::<u64>("frames").unwrap(), messages)
+}
+
+#[test]
+fn flac_is_lossless_and_its_streaminfo_counts_every_sample() {
+    let (location, frames, _) = record_two_tracks("flac", "flac", [appsrc("a"), appsrc("b")]);
+    assert_eq!(frames, 16000);
+    let (rate, total, data) = read_flac(&location);
+    assert_eq!(rate, 8000);
+    assert_eq!(total, Some(16000), "STREAMINFO's total was written at the end");
+    let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
+    let down: Vec<i16> = ramp.iter().map(|s| -s).collect();
+    assert_eq!(data, vec![ramp, down]);
+}
+
+#[test]
+fn opus_decodes_to_the_recorded_length_to_the_sample() {
+    let (location, frames, _) = record_two_tracks(
+        "opus",
+        "opus",
+        [tone_track("a", 440), tone_track("b", 1000)],
+    );
+    assert_eq!(frames, 16000);
+    let data = read_opus(&location, 8000);
+    assert_eq!(data.len(), 2);
+    assert_eq!(
+        data[0].len() as u64,
+        frames,
+        "pre-skip and end trimming make the decoded length the recorded length"
+    );
+    let (left, right) = (frequency(&data[0], 8000), frequency(&data[1], 8000));
+    println!("decoded tones: left {left:.0} Hz, right {right:.0} Hz");
+    assert!((left - 440.0).abs() < 10.0, "left channel is {left} Hz");
+    assert!((right - 1000.0).abs() < 10.0, "right channel is {right} Hz");
+    // 2 s at 32 kbit/s is about 8 KB; WAV would be 64 KB.
+    let size = std::fs::metadata(&location).unwrap().len();
+    println!("2 s of stereo Opus: {size} bytes");
+    assert!(size < 16_000, "{size} bytes");
+}
+
+/// Stopping a live recording without EOS finalizes it: the file decodes to
+/// exactly the frames the finalized message counts.
+#[test]
+fn stop_without_eos_finalizes_every_format() {
+    init();
+    for format in ["flac", "opus"] {
+        let dir = tmp_dir(&format!("stop-{format}"));
+        let location = dir.join(format!("call.{format}"));
+        let pipeline = launch(&format!(
+            "callrecsink name=rec location={} format={format} \
+             audiotestsrc name=src is-live=true samplesperbuffer=160 freq=440 ! audio/x-raw,rate=8000,channels=1 ! rec.",
+            location.display()
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // Run until a second of audio was recorded, then stop.
+        let src = pipeline.by_name("src").unwrap();
+        let pad = src.static_pad("src").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if info.buffer().and_then(|b| b.pts()) >= Some(gst::ClockTime::SECOND) {
+                let _ = tx.send(());
+                return gst::PadProbeReturn::Remove;
+            }
+            gst::PadProbeReturn::Ok
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        pipeline.set_state(gst::State::Null).unwrap();
+        let messages = drain(&pipeline);
+        let finalized = element_message(&messages, "callrecsink-finalized")
+            .unwrap_or_else(|| panic!("{format}: no finalized message"));
+        assert_eq!(finalized.get::<String>("reason").unwrap(), "stopped");
+        let frames = finalized.get::<u64>("frames").unwrap();
+        assert!(frames >= 8000, "{format}: {frames} frames");
+        let decoded = match format {
+            "flac" => read_flac(&location).2[0].len() as u64,
+            _ => read_opus(&location, 8000)[0].len() as u64,
+        };
+        assert_eq!(decoded, frames, "{format}: decoded vs finalized frames");
+    }
+}
+
+/// No audio is a failure on the bus, never a file that looks saved.
+#[test]
+fn no_audio_is_a_failure_in_every_format() {
+    init();
+    for format in ["flac", "opus"] {
+        let dir = tmp_dir(&format!("empty-{format}"));
+        let location = dir.join(format!("call.{format}"));
+        let pipeline = launch(&format!(
+            "callrecsink name=rec location={} format={format} {}",
+            location.display(),
+            appsrc("a")
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        pipeline
+            .by_name("a")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap()
+            .end_of_stream()
+            .unwrap();
+        let messages = finish(&pipeline);
+        assert!(
+            element_message(&messages, "callrecsink-failed").is_some(),
+            "{format}: no callrecsink-failed"
+        );
+        assert!(error_text(&messages).is_some(), "{format}: no ERROR");
+        assert!(!location.exists() && !part(&location).exists(), "{format}: a file was left");
+    }
+}
+
+/// A location whose extension names another format is a WARNING (the
+/// property decides), and the recording is still made.
+#[test]
+fn an_extension_that_disagrees_is_a_warning() {
+    let (location, _, messages) = record_two_tracks("flac", "wav", [appsrc("a"), appsrc("b")]);
+    let warning = messages.iter().find_map(|m| match m.view() {
+        gst::MessageView::Warning(w) => Some(w.error().to_string()),
+        _ => None,
+    });
+    assert!(
+        warning.as_deref().is_some_and(|w| w.contains("does not end in .flac")),
+        "{warning:?}"
+    );
+    assert_eq!(read_flac(&location).1, Some(16000));
+}
