@@ -17,6 +17,8 @@
 //! - the feeder alone into `fakesink`: what producing the audio costs.
 //!
 //! `-- --callrecsink-only N` skips the comparisons (for profiling).
+//! `-- --formats N` compares callrecsink's formats instead: WAV, FLAC and
+//! Ogg Opus (32 kbit/s) per call, beside the feeder alone.
 //! `-- --testsrc N` instead runs each track from its own live
 //! `audiotestsrc` (a thread and a clock wait per buffer per track), beside
 //! the same sources into `fakesink`.
@@ -61,7 +63,8 @@ struct Call {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Recorder {
-    CallRecSink,
+    /// With its `format`.
+    CallRecSink(&'static str),
     WavencPerTrack,
     FakeSink,
 }
@@ -69,7 +72,9 @@ enum Recorder {
 impl Recorder {
     fn label(self) -> &'static str {
         match self {
-            Recorder::CallRecSink => "callrecsink",
+            Recorder::CallRecSink("wav") => "callrecsink",
+            Recorder::CallRecSink("flac") => "callrecsink format=flac",
+            Recorder::CallRecSink(_) => "callrecsink format=opus",
             Recorder::WavencPerTrack => "wavenc ! filesink per track",
             Recorder::FakeSink => "feeder alone (fakesink)",
         }
@@ -78,11 +83,12 @@ impl Recorder {
     fn build(self, i: usize, dir: &std::path::Path) -> Call {
         let pipeline = gst::Pipeline::new();
         let sinkpads: Vec<gst::Pad> = match self {
-            Recorder::CallRecSink => {
+            Recorder::CallRecSink(format) => {
                 // Starting a thousand calls takes longer than the default
                 // start-timeout; the feeders only begin once all are up.
                 let rec = gst::ElementFactory::make("callrecsink")
-                    .property("location", dir.join(format!("call{i}.wav")).to_str())
+                    .property("location", dir.join(format!("call{i}.{format}")).to_str())
+                    .property_from_str("format", format)
                     .property("start-timeout", 60 * gst::ClockTime::SECOND.nseconds())
                     .build()
                     .unwrap();
@@ -359,14 +365,23 @@ fn main() {
         }
         let mut figures = Vec::new();
         let only_callrec = args.iter().any(|a| a == "--callrecsink-only");
-        for recorder in [
-            Recorder::CallRecSink,
-            Recorder::WavencPerTrack,
-            Recorder::FakeSink,
-        ] {
-            if only_callrec && recorder != Recorder::CallRecSink {
-                continue;
-            }
+        let recorders: &[Recorder] = if args.iter().any(|a| a == "--formats") {
+            &[
+                Recorder::CallRecSink("wav"),
+                Recorder::CallRecSink("flac"),
+                Recorder::CallRecSink("opus"),
+                Recorder::FakeSink,
+            ]
+        } else if only_callrec {
+            &[Recorder::CallRecSink("wav")]
+        } else {
+            &[
+                Recorder::CallRecSink("wav"),
+                Recorder::WavencPerTrack,
+                Recorder::FakeSink,
+            ]
+        };
+        for &recorder in recorders {
             fresh_dir();
             figures.push((recorder, measure(n, recorder, &dir)));
         }

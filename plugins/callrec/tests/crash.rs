@@ -78,8 +78,16 @@ fn sigkill_leaves_a_playable_part_in_flac_and_opus() {
     let opus = killed_recording("opus");
     let decoded = decode_with_gstreamer(&opus);
     for (format, n, loud) in [
-        ("flac", samples.len(), samples.iter().any(|&s| s.abs() > 1000)),
-        ("opus", decoded.len(), decoded.iter().any(|&s| s.abs() > 1000)),
+        (
+            "flac",
+            samples.len(),
+            samples.iter().any(|&s| s.abs() > 1000),
+        ),
+        (
+            "opus",
+            decoded.len(),
+            decoded.iter().any(|&s| s.abs() > 1000),
+        ),
     ] {
         let seconds = n as f64 / 8000.0;
         println!("the killed {format} recording's .part plays {seconds:.2} s");
@@ -106,7 +114,10 @@ fn decode_with_gstreamer(path: &std::path::Path) -> Vec<i16> {
     let mut samples = Vec::new();
     while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(5)) {
         let map = sample.buffer().unwrap().map_readable().unwrap();
-        samples.extend(map.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])));
+        samples.extend(
+            map.chunks_exact(2)
+                .map(|s| i16::from_le_bytes([s[0], s[1]])),
+        );
     }
     pipeline.set_state(gst::State::Null).unwrap();
     samples

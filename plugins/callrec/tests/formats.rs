@@ -56,10 +56,7 @@ fn read_opus(path: &Path, rate: u32) -> Vec<Vec<i16>> {
 
 /// How often a signal crosses zero upward per second: the frequency of a tone.
 fn frequency(samples: &[i16], rate: u32) -> f64 {
-    let ups = samples
-        .windows(2)
-        .filter(|w| w[0] < 0 && w[1] >= 0)
-        .count();
+    let ups = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
     ups as f64 * rate as f64 / samples.len() as f64
 }
 
@@ -105,7 +102,11 @@ fn flac_is_lossless_and_its_streaminfo_counts_every_sample() {
     assert_eq!(frames, 16000);
     let (rate, total, data) = read_flac(&location);
     assert_eq!(rate, 8000);
-    assert_eq!(total, Some(16000), "STREAMINFO's total was written at the end");
+    assert_eq!(
+        total,
+        Some(16000),
+        "STREAMINFO's total was written at the end"
+    );
     let ramp: Vec<i16> = (0..16000).map(|k| (k % 30000) as i16).collect();
     let down: Vec<i16> = ramp.iter().map(|s| -s).collect();
     assert_eq!(data, vec![ramp, down]);
@@ -203,7 +204,10 @@ fn no_audio_is_a_failure_in_every_format() {
             "{format}: no callrecsink-failed"
         );
         assert!(error_text(&messages).is_some(), "{format}: no ERROR");
-        assert!(!location.exists() && !part(&location).exists(), "{format}: a file was left");
+        assert!(
+            !location.exists() && !part(&location).exists(),
+            "{format}: a file was left"
+        );
     }
 }
 
@@ -217,8 +221,36 @@ fn an_extension_that_disagrees_is_a_warning() {
         _ => None,
     });
     assert!(
-        warning.as_deref().is_some_and(|w| w.contains("does not end in .flac")),
+        warning
+            .as_deref()
+            .is_some_and(|w| w.contains("does not end in .flac")),
         "{warning:?}"
     );
     assert_eq!(read_flac(&location).1, Some(16000));
+}
+
+/// FLAC has no more than 8 channels: a 9-track interleaved FLAC recording
+/// is refused at start, with the way out in the text.
+#[test]
+fn flac_refuses_more_than_8_tracks_in_one_file() {
+    init();
+    let dir = tmp_dir("flac-9");
+    let tracks: String = (0..9)
+        .map(|i| {
+            format!(
+                " audiotestsrc num-buffers=10 ! audio/x-raw,rate=8000,channels=1 ! rec.sink_{i}"
+            )
+        })
+        .collect();
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} format=flac{tracks}",
+        dir.join("call.flac").display()
+    ));
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let messages = drain(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (text, debug) = error_text(&messages).expect("an ERROR");
+    assert!(text.contains("at most 8 channels"), "{text}");
+    assert!(debug.contains("mode=separate"), "{debug}");
+    assert!(!part(&dir.join("call.flac")).exists());
 }

@@ -144,3 +144,49 @@ fn writer_failure_error_is_posted_within_the_failing_push() {
         t.elapsed()
     );
 }
+
+/// The same for FLAC and Ogg Opus, whose bytes come out of GStreamer's
+/// encoders: the write that fails is ours, and it fails the recording the
+/// same way.
+#[test]
+fn writer_failure_is_an_error_in_every_format() {
+    init();
+    limit_file_size();
+    for (format, encoder) in [("flac", ""), ("opus", "bitrate=256000")] {
+        let dir = tmp_dir(&format!("fsize-{format}"));
+        let location = dir.join(format!("call.{format}"));
+        let pipeline = launch(&format!(
+            "audiotestsrc wave=white-noise samplesperbuffer=160 num-buffers=20000 ! audio/x-raw,rate=8000,channels=1 \
+             ! callrecsink location={} format={format} {encoder}",
+            location.display()
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let messages = messages_until(
+            &pipeline,
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+            Duration::from_secs(30),
+        );
+        let (text, _) = error_text(&messages)
+            .unwrap_or_else(|| panic!("{format}: no ERROR for the failed write"));
+        println!("{format}: {text}");
+        assert!(
+            text.contains(&format!("{}.part", location.display())),
+            "{text}"
+        );
+        assert!(text.contains("File too large"), "{text}");
+        assert!(element_message(&messages, "callrecsink-failed").is_some());
+        let t = Instant::now();
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "stop took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            !location.exists(),
+            "{format}: a failed recording was published"
+        );
+        let kept = std::fs::metadata(part(&location)).unwrap().len();
+        assert!(kept > 200_000, "{format}: only {kept} bytes kept");
+    }
+}

@@ -170,9 +170,27 @@ impl EncodedWriter {
                 })
                 .build(),
         );
+        // A failed encoder (or a failed write of ours, which fails it) stops
+        // its streaming thread; appsrc would then keep a full queue and block
+        // our next push for ever. Flushing it releases that push.
+        let weak_src = src.downgrade();
         pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| other(format!("starting the encoder: {}", self.bus_error(&pipeline))))?;
+            .bus()
+            .expect("a pipeline has a bus")
+            .set_sync_handler(move |_, msg| {
+                if msg.type_() == gst::MessageType::Error
+                    && let Some(src) = weak_src.upgrade()
+                {
+                    src.send_event(gst::event::FlushStart::new());
+                }
+                gst::BusSyncReply::Pass
+            });
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            other(format!(
+                "starting the encoder: {}",
+                self.bus_error(&pipeline)
+            ))
+        })?;
         self.pipeline = Some((pipeline, src.clone()));
         Ok(src)
     }
@@ -216,8 +234,11 @@ impl EncodedWriter {
             b.set_pts(callaudio::samples_to_time(self.frames, self.rate));
             b.set_duration(callaudio::samples_to_time(frames, self.rate));
         }
-        src.push_buffer(buffer)
-            .map_err(|e| other(format!("the encoder refused audio ({e:?})")))?;
+        if let Err(e) = src.push_buffer(buffer) {
+            // The cause (our write, or the encoder's error) comes first.
+            self.check()?;
+            return Err(other(format!("the encoder refused audio ({e:?})")));
+        }
         self.frames += frames;
         Ok(())
     }

@@ -46,7 +46,9 @@ macro_rules! each {
 impl TrackFile {
     fn create(location: &Path, spec: &FileSpec, channels: u16, rate: u32) -> io::Result<Self> {
         Ok(match spec.container {
-            Container::Wav => TrackFile::Wav(WavWriter::create(location, spec.mode, channels, rate)?),
+            Container::Wav => {
+                TrackFile::Wav(WavWriter::create(location, spec.mode, channels, rate)?)
+            }
             Container::Encoded(codec) => TrackFile::Encoded(EncodedWriter::create(
                 location,
                 spec.mode,

@@ -594,6 +594,18 @@ impl CallRecSink {
         let locations = files::locations(&location, separate, &numbers);
         let channels_per_file = if separate { 1 } else { tracks.len() as u16 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
+        if settings.format == CallRecFormat::Flac && channels_per_file > 8 {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Settings,
+                (
+                    "format=flac holds at most 8 channels in a file, and this recording has {} tracks",
+                    channels_per_file
+                ),
+                ["use mode=separate (one file per track), or format=wav or opus"]
+            );
+            return Err(gst::StateChangeError);
+        }
         let extension = location.extension().and_then(|e| e.to_str()).unwrap_or("");
         let expected = settings.format.extension();
         if !extension.eq_ignore_ascii_case(expected) {
