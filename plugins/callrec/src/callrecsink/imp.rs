@@ -34,7 +34,7 @@ use gst::subclass::prelude::*;
 
 use super::encoded::Codec;
 use super::files::{self, Container, FileSpec, RecordingFiles};
-use super::mixer::PauseMode;
+use super::mixer::{Output, PauseMode};
 use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
 use super::report;
 use super::track::{self, Track};
@@ -76,6 +76,11 @@ pub enum CallRecMode {
         nick = "separate"
     )]
     Separate,
+    #[enum_value(
+        name = "Mixed: one mono file, the sum of the tracks (saturated: a sum past full scale clips)",
+        nick = "mixed"
+    )]
+    Mixed,
 }
 
 /// `format` as GStreamer sees it.
@@ -592,7 +597,14 @@ impl CallRecSink {
         }
         let numbers: Vec<u32> = tracks.iter().map(|t| t.number).collect();
         let locations = files::locations(&location, separate, &numbers);
-        let channels_per_file = if separate { 1 } else { tracks.len() as u16 };
+        let channels_per_file = match settings.mode {
+            CallRecMode::Interleaved => tracks.len() as u16,
+            CallRecMode::Separate | CallRecMode::Mixed => 1,
+        };
+        let mixed = settings.mode == CallRecMode::Mixed;
+        // What the writer is handed per frame: interleaved tracks (split
+        // into files in separate mode), or their mix.
+        let bytes_per_frame = if mixed { 2 } else { 2 * tracks.len() as u64 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
         if settings.format == CallRecFormat::Flac && channels_per_file > 8 {
             gst::element_imp_error!(
@@ -640,7 +652,7 @@ impl CallRecSink {
                     settings.overwrite,
                 )
             })
-            .and_then(|files| FileWriter::spawn(files, 2 * tracks.len() as u64, disk_timeout))
+            .and_then(|files| FileWriter::spawn(files, bytes_per_frame, disk_timeout))
             .map_err(|err| {
                 gst::element_imp_error!(
                     self,
@@ -652,6 +664,7 @@ impl CallRecSink {
             })?;
         let setup = Setup {
             header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
+            output: if mixed { Output::Mixed } else { Output::Interleaved },
             min_duration: settings.min_duration,
             pause_mode: settings.pause_mode.into(),
             max_duration: settings.max_duration,
@@ -881,7 +894,7 @@ impl ObjectImpl for CallRecSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", CallRecMode::Interleaved)
                     .nick("Mode")
-                    .blurb("One interleaved file, or one mono file per track (location then holds %u)")
+                    .blurb("One file with a channel per track (interleaved), one mono file per track (separate; location then holds %u), or one mono file of the tracks summed (mixed)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("format", CallRecFormat::Wav)

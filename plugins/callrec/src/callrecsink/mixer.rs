@@ -1,4 +1,5 @@
-//! Puts the tracks of a call on one timeline and interleaves them.
+//! Puts the tracks of a call on one timeline and interleaves them, or
+//! mixes them into one channel (`mode=mixed`).
 //!
 //! Every track arrives as mono S16 at the recording's rate. Sample positions
 //! are running times relative to the recording's start (the first buffer of
@@ -71,8 +72,20 @@ struct Pause {
     end: Option<ClockTime>,
 }
 
+/// What a frame of the output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// One channel per track.
+    #[default]
+    Interleaved,
+    /// One channel: the sum of the tracks, saturated to the S16 range (a
+    /// sum that would wrap around clips at full scale instead).
+    Mixed,
+}
+
 pub struct Mixer {
     rate: u32,
+    output: Output,
     tracks: Vec<Track>,
     start: Option<ClockTime>,
     /// Frames already interleaved and handed out.
@@ -85,11 +98,24 @@ impl Mixer {
     pub fn new(rate: u32, tracks: usize) -> Self {
         Mixer {
             rate,
+            output: Output::Interleaved,
             tracks: (0..tracks).map(|_| Track::default()).collect(),
             start: None,
             written: 0,
             pause_mode: PauseMode::default(),
             pauses: Vec::new(),
+        }
+    }
+
+    pub fn set_output(&mut self, output: Output) {
+        self.output = output;
+    }
+
+    /// Channels of a frame of the output.
+    pub fn output_channels(&self) -> usize {
+        match self.output {
+            Output::Interleaved => self.tracks.len(),
+            Output::Mixed => 1,
         }
     }
 
@@ -329,12 +355,17 @@ impl Mixer {
     }
 
     /// Writes `n` frames: each track's samples go to every `channels`-th
-    /// slot of the output, a track out of samples gives silence.
+    /// slot of the output (or are summed into one), a track out of samples
+    /// gives silence.
     fn interleave(&mut self, n: u64, out: &mut Vec<u8>) {
         if n == 0 {
             return;
         }
         let n = n as usize;
+        if self.output == Output::Mixed {
+            self.mix(n, out);
+            return;
+        }
         let channels = self.tracks.len();
         let base = out.len();
         out.resize(base + n * channels * 2, 0);
@@ -348,6 +379,21 @@ impl Mixer {
                 slot[2 * c..2 * c + 2].copy_from_slice(&s.to_le_bytes());
             }
         }
+        self.written += n as u64;
+    }
+
+    fn mix(&mut self, n: usize, out: &mut Vec<u8>) {
+        let mut sum = vec![0i32; n];
+        for t in &mut self.tracks {
+            let take = n.min(t.queue.len());
+            for (acc, s) in sum.iter_mut().zip(t.queue.drain(..take)) {
+                *acc += i32::from(s);
+            }
+        }
+        out.extend(
+            sum.into_iter()
+                .flat_map(|s| (s.clamp(i16::MIN.into(), i16::MAX.into()) as i16).to_le_bytes()),
+        );
         self.written += n as u64;
     }
 }
@@ -369,6 +415,18 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn mixed_output_sums_the_tracks_and_clips_at_full_scale() {
+        let mut m = Mixer::new(8000, 2);
+        m.set_output(Output::Mixed);
+        assert_eq!(m.output_channels(), 1);
+        let mut out = Vec::new();
+        m.push(0, ms(0), &[1000, -1000, 30000, -30000], false).unwrap();
+        m.push(1, ms(0), &[234, 1000, 30000, -30000], false).unwrap();
+        m.drain_ready(&mut out);
+        assert_eq!(frames(&out, 1), vec![vec![1234], vec![0], vec![32767], vec![-32768]]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::mixer::{Jump, Mixer, PauseMode, TrackStats};
+use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
 use super::writer::FileWriter;
 
 /// The rate figures are given in while no input has fixed the real one.
@@ -74,6 +74,8 @@ pub struct Tap {
 /// What a recording is set up with.
 pub struct Setup {
     pub header_interval: Duration,
+    /// Interleaved (a channel per track) or mixed (one channel).
+    pub output: Output,
     pub min_duration: gst::ClockTime,
     pub pause_mode: PauseMode,
     /// Zero: no limit.
@@ -167,6 +169,12 @@ impl Recording {
         (tap.s16_mono_rate.is_some() && tap.s16_mono_rate == self.rate).then_some((channel, tap))
     }
 
+    fn new_mixer(&self, rate: u32) -> Mixer {
+        let mut mixer = Mixer::new(rate, self.tracks.len());
+        mixer.set_output(self.setup.output);
+        mixer
+    }
+
     /// Fixes the recording rate and starts mixing. Once.
     pub fn fix_rate(&mut self, rate: u32) {
         if self.rate.is_some() {
@@ -175,7 +183,7 @@ impl Recording {
         self.rate = Some(rate);
         self.max_frames = (!self.setup.max_duration.is_zero())
             .then(|| callaudio::time_to_samples(self.setup.max_duration, rate));
-        let mut mixer = Mixer::new(rate, self.tracks.len());
+        let mut mixer = self.new_mixer(rate);
         mixer.set_pause_mode(self.setup.pause_mode);
         for (pause, at) in self.pending_pauses.drain(..) {
             if pause {
@@ -272,7 +280,7 @@ impl Recording {
                 .map_err(|jump| describe_jump(&self.tracks, jump))?;
             self.scratch.clear();
             mixer.drain_ready(&mut self.scratch);
-            let frame = 2 * self.tracks.len();
+            let frame = 2 * mixer.output_channels();
             write_capped(files, &self.scratch, frame, max).map_err(|e| e.to_string())?
         };
         self.at_limit = at_limit;
@@ -286,9 +294,11 @@ impl Recording {
     /// Track `number` ended; the report once every track has.
     pub fn track_eos(&mut self, number: u32) -> Option<Report> {
         let channel = self.channel_of(number)?;
-        let (rate, channels) = (self.rate(), self.tracks.len());
-        // A track may end before any track sent a buffer.
-        let mixer = self.mixer.get_or_insert_with(|| Mixer::new(rate, channels));
+        if self.mixer.is_none() {
+            // A track may end before any track sent a buffer.
+            self.mixer = Some(self.new_mixer(self.rate()));
+        }
+        let mixer = self.mixer.as_mut().expect("just made");
         mixer.set_eos(channel);
         if !mixer.all_eos() {
             return None;
@@ -358,7 +368,7 @@ impl Recording {
         self.scratch.clear();
         mixer.drain_all(&mut self.scratch);
         let mut files = files;
-        let frame = 2 * self.tracks.len();
+        let frame = 2 * mixer.output_channels();
         if let Err(err) = write_capped(&mut files, &self.scratch, frame, self.max_frames) {
             return Outcome::Failed(err.to_string());
         }
@@ -444,6 +454,7 @@ mod tests {
             .collect();
         let setup = Setup {
             header_interval: Duration::from_secs(1),
+            output: Output::Interleaved,
             min_duration: gst::ClockTime::ZERO,
             pause_mode: PauseMode::Silence,
             max_duration: gst::ClockTime::ZERO,
