@@ -35,6 +35,7 @@ use gst::subclass::prelude::*;
 use super::encoded::Codec;
 use super::files::{self, Container, FileSpec, RecordingFiles};
 use super::mixer::{Output, PauseMode};
+use super::pad::{CallRecSinkPad, Level};
 use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
 use super::report;
 use super::track::{self, Track};
@@ -664,13 +665,52 @@ impl CallRecSink {
             })?;
         let setup = Setup {
             header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
-            output: if mixed { Output::Mixed } else { Output::Interleaved },
+            output: if mixed {
+                Output::Mixed
+            } else {
+                Output::Interleaved
+            },
             min_duration: settings.min_duration,
             pause_mode: settings.pause_mode.into(),
             max_duration: settings.max_duration,
         };
-        *self.recording() = Some(Recording::new(writer, tracks, setup));
+        let mut recording = Recording::new(writer, tracks, setup);
+        // Levels set before the start apply from the first sample.
+        let levels: Vec<(u32, Level)> = self
+            .state()
+            .tracks
+            .values()
+            .filter_map(|t| {
+                let level = t.ghost.downcast_ref::<CallRecSinkPad>()?.level();
+                (!level.is_unity()).then_some((t.number, level))
+            })
+            .collect();
+        for (number, level) in levels {
+            recording.set_level(number, gst::ClockTime::ZERO, level.factor());
+        }
+        *self.recording() = Some(recording);
         Ok(())
+    }
+
+    /// A track pad's `gain` or `mute` changed: from now on (from the start,
+    /// before PLAYING) in the recording that runs, if any.
+    pub(super) fn level_changed(&self, pad: &gst::Pad, level: Level) {
+        let Some(number) = track::number_of(pad.name().as_str()) else {
+            return;
+        };
+        let at = self
+            .obj()
+            .current_running_time()
+            .unwrap_or(gst::ClockTime::ZERO);
+        gst::info!(
+            CAT,
+            imp = self,
+            "{} from running time {at}: {level:?}",
+            pad.name()
+        );
+        if let Some(r) = self.recording().as_mut() {
+            r.set_level(number, at, level.factor());
+        }
     }
 
     /// Pauses (`pause` true) or resumes every track at `running_time`
@@ -793,7 +833,7 @@ impl CallRecSink {
 /// linked to right now: the G.711 decoder is only spliced in once the caps
 /// arrive, so asking the chain itself would refuse mu-law and A-law.
 fn track_pad_query(
-    pad: &gst::GhostPad,
+    pad: &CallRecSinkPad,
     parent: Option<&gst::Object>,
     query: &mut gst::QueryRef,
 ) -> bool {
@@ -1049,11 +1089,12 @@ impl ElementImpl for CallRecSink {
                 .structure(gst::Structure::builder("audio/x-alaw").build())
                 .build();
             vec![
-                gst::PadTemplate::new(
+                gst::PadTemplate::with_gtype(
                     "sink_%u",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Request,
                     &caps,
+                    CallRecSinkPad::static_type(),
                 )
                 .unwrap(),
             ]

@@ -34,6 +34,15 @@ pub struct TrackStats {
     pub silence: u64,
     /// Samples received that overlapped what the track already had.
     pub dropped: u64,
+    /// Samples recorded as silence because the track was muted.
+    pub muted: u64,
+}
+
+/// From `at` on, a track's samples are multiplied by `factor` (0: muted).
+#[derive(Debug, Clone, Copy)]
+struct LevelChange {
+    at: ClockTime,
+    factor: f64,
 }
 
 #[derive(Default)]
@@ -45,6 +54,8 @@ struct Track {
     started: bool,
     eos: bool,
     stats: TrackStats,
+    /// Gain and mute changes, in the order made (running times ascending).
+    levels: Vec<LevelChange>,
 }
 
 /// Which statistic a placed piece of samples adds to.
@@ -133,6 +144,44 @@ impl Mixer {
         }
     }
 
+    /// From `running_time` on, `track`'s samples are multiplied by
+    /// `factor` (0 mutes it). Earlier changes made later in running time
+    /// are replaced: the newest decision wins from its sample on.
+    pub fn set_level(&mut self, track: usize, running_time: ClockTime, factor: f64) {
+        let levels = &mut self.tracks[track].levels;
+        levels.retain(|l| l.at < running_time);
+        levels.push(LevelChange {
+            at: running_time,
+            factor,
+        });
+    }
+
+    /// Applies `track`'s gain and mute to `samples` starting at frame `pos`
+    /// (of the full timeline, as pauses cut it), saturating.
+    fn apply_levels(&mut self, track: usize, pos: i128, start: ClockTime, samples: &mut [i16]) {
+        let changes: Vec<(i128, f64)> = self.tracks[track]
+            .levels
+            .iter()
+            .map(|l| (self.frame_of(l.at, start), l.factor))
+            .collect();
+        let mut muted = 0u64;
+        for (i, s) in samples.iter_mut().enumerate() {
+            let frame = pos + i as i128;
+            let Some(&(_, factor)) = changes.iter().rev().find(|(at, _)| *at <= frame) else {
+                continue;
+            };
+            if factor == 0.0 {
+                muted += 1;
+                *s = 0;
+            } else if factor != 1.0 {
+                *s = (f64::from(*s) * factor)
+                    .round()
+                    .clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+            }
+        }
+        self.tracks[track].stats.muted += muted;
+    }
+
     /// Resumes every track at `running_time`.
     pub fn resume(&mut self, running_time: ClockTime) {
         if let Some(p) = self.pauses.last_mut().filter(|p| p.end.is_none()) {
@@ -176,7 +225,7 @@ impl Mixer {
     /// pause, they are counted as written and true is returned: the caller
     /// writes them to the file as they are. Otherwise nothing changes.
     pub fn pass_through(&mut self, running_time: ClockTime, n: u64, silence: bool) -> bool {
-        if self.tracks.len() != 1 || !self.pauses.is_empty() {
+        if self.tracks.len() != 1 || !self.pauses.is_empty() || !self.tracks[0].levels.is_empty() {
             return false;
         }
         let start = *self.start.get_or_insert(running_time);
@@ -211,6 +260,15 @@ impl Mixer {
     ) -> Result<(), Jump> {
         let start = *self.start.get_or_insert(running_time);
         let pos = self.frame_of(running_time, start);
+        let scaled;
+        let samples = if self.tracks[track].levels.is_empty() {
+            samples
+        } else {
+            let mut copy = samples.to_vec();
+            self.apply_levels(track, pos, start, &mut copy);
+            scaled = copy;
+            &scaled[..]
+        };
         let count = if silence {
             Count::Silence
         } else {
@@ -418,15 +476,48 @@ mod tests {
     }
 
     #[test]
+    fn gain_and_mute_start_at_the_exact_sample_of_their_running_time() {
+        let mut m = Mixer::new(8000, 2);
+        let mut out = Vec::new();
+        // 6 dB on track 0 from 1 ms (frame 8); track 1 muted from 2 ms to 3 ms.
+        m.set_level(0, ms(1), 10f64.powf(6.0 / 20.0));
+        m.set_level(1, ms(2), 0.0);
+        m.set_level(1, ms(3), 1.0);
+        m.push(0, ms(0), &[1000; 40], false).unwrap();
+        m.push(1, ms(0), &[20000; 40], false).unwrap();
+        m.drain_ready(&mut out);
+        let f = frames(&out, 2);
+        assert_eq!(f[7], vec![1000, 20000]);
+        assert_eq!(f[8], vec![1995, 20000]);
+        assert_eq!(f[15], vec![1995, 20000]);
+        assert_eq!(f[16], vec![1995, 0]);
+        assert_eq!(f[23], vec![1995, 0]);
+        assert_eq!(f[24], vec![1995, 20000]);
+        assert_eq!(m.stats(1).muted, 8);
+        // Gain saturates instead of wrapping.
+        m.set_level(1, ms(5), 10f64.powf(24.0 / 20.0));
+        m.push(1, ms(5), &[20000, -20000], false).unwrap();
+        m.push(0, ms(5), &[0, 0], false).unwrap();
+        out.clear();
+        m.drain_ready(&mut out);
+        assert_eq!(frames(&out, 2), vec![vec![0, i16::MAX], vec![0, i16::MIN]]);
+    }
+
+    #[test]
     fn mixed_output_sums_the_tracks_and_clips_at_full_scale() {
         let mut m = Mixer::new(8000, 2);
         m.set_output(Output::Mixed);
         assert_eq!(m.output_channels(), 1);
         let mut out = Vec::new();
-        m.push(0, ms(0), &[1000, -1000, 30000, -30000], false).unwrap();
-        m.push(1, ms(0), &[234, 1000, 30000, -30000], false).unwrap();
+        m.push(0, ms(0), &[1000, -1000, 30000, -30000], false)
+            .unwrap();
+        m.push(1, ms(0), &[234, 1000, 30000, -30000], false)
+            .unwrap();
         m.drain_ready(&mut out);
-        assert_eq!(frames(&out, 1), vec![vec![1234], vec![0], vec![32767], vec![-32768]]);
+        assert_eq!(
+            frames(&out, 1),
+            vec![vec![1234], vec![0], vec![32767], vec![-32768]]
+        );
     }
 
     #[test]
@@ -456,7 +547,8 @@ mod tests {
             TrackStats {
                 received: 80,
                 silence: 80,
-                dropped: 0
+                dropped: 0,
+                muted: 0
             }
         );
         assert_eq!(
@@ -464,7 +556,8 @@ mod tests {
             TrackStats {
                 received: 120,
                 silence: 40,
-                dropped: 0
+                dropped: 0,
+                muted: 0
             }
         );
     }
@@ -490,7 +583,8 @@ mod tests {
             TrackStats {
                 received: 168,
                 silence: 80,
-                dropped: 40
+                dropped: 40,
+                muted: 0
             }
         );
     }
@@ -589,7 +683,8 @@ mod tests {
             TrackStats {
                 received: 640,
                 silence: 160,
-                dropped: 0
+                dropped: 0,
+                muted: 0
             }
         );
         assert!(!Mixer::new(8000, 2).pass_through(ms(0), 160, false));

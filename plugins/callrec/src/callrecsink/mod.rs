@@ -5,6 +5,7 @@ mod encoded;
 mod files;
 mod imp;
 mod mixer;
+mod pad;
 mod recording;
 mod report;
 mod safe_fs;

@@ -95,6 +95,8 @@ pub struct Recording {
     scratch: Vec<u8>,
     /// Pauses (true) and resumes (false) asked for before the mixer exists.
     pending_pauses: Vec<(bool, gst::ClockTime)>,
+    /// Gain and mute changes (channel, at, factor) made before it exists.
+    pending_levels: Vec<(usize, gst::ClockTime, f64)>,
     /// Set once the outcome is decided; nothing is written after it.
     done: bool,
     /// `max-duration` in frames, once the rate is known.
@@ -123,6 +125,7 @@ impl Recording {
             samples: Vec::new(),
             scratch: Vec::new(),
             pending_pauses: Vec::new(),
+            pending_levels: Vec::new(),
             done: false,
             max_frames: None,
             at_limit: false,
@@ -192,6 +195,9 @@ impl Recording {
                 mixer.resume(at)
             }
         }
+        for (channel, at, factor) in self.pending_levels.drain(..) {
+            mixer.set_level(channel, at, factor);
+        }
         self.mixer = Some(mixer);
         if let Some(files) = self.files.as_mut() {
             files.set_rate(rate);
@@ -208,6 +214,19 @@ impl Recording {
             Some(m) if pause => m.pause(at),
             Some(m) => m.resume(at),
             None => self.pending_pauses.push((pause, at)),
+        }
+        true
+    }
+
+    /// Track `number`'s samples are multiplied by `factor` (0: muted) from
+    /// running time `at` on; false once the recording is over.
+    pub fn set_level(&mut self, number: u32, at: gst::ClockTime, factor: f64) -> bool {
+        let Some(channel) = self.channel_of(number).filter(|_| !self.done) else {
+            return false;
+        };
+        match self.mixer.as_mut() {
+            Some(m) => m.set_level(channel, at, factor),
+            None => self.pending_levels.push((channel, at, factor)),
         }
         true
     }

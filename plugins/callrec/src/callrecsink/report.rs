@@ -19,6 +19,7 @@ fn track_structures(tracks: &[(TrackId, TrackStats)]) -> gst::Array {
             .field("received-samples", s.received)
             .field("silence-samples", s.silence)
             .field("dropped-samples", s.dropped)
+            .field("muted-samples", s.muted)
             .build()
     }))
 }

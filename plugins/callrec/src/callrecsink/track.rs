@@ -5,6 +5,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+use super::pad::CallRecSinkPad;
+
 /// The elements of one track.
 pub struct Track {
     pub number: u32,
@@ -41,7 +43,7 @@ impl Track {
     pub fn build(
         bin: &gst::Bin,
         number: u32,
-        query: impl Fn(&gst::GhostPad, Option<&gst::Object>, &mut gst::QueryRef) -> bool
+        query: impl Fn(&CallRecSinkPad, Option<&gst::Object>, &mut gst::QueryRef) -> bool
         + Send
         + Sync
         + 'static,
@@ -67,10 +69,15 @@ impl Track {
         let linked = (|| {
             gst::Element::link_many(&elements)?;
             let input = filler.static_pad("sink").unwrap();
-            let ghost = gst::GhostPad::builder_with_target(&input)?
+            let templ = bin
+                .pad_template("sink_%u")
+                .ok_or_else(|| glib::bool_error!("no sink_%u template"))?;
+            let ghost = gst::PadBuilder::<CallRecSinkPad>::from_template(&templ)
                 .name(format!("sink_{number}"))
                 .query_function(query)
                 .build();
+            ghost.set_target(Some(&input))?;
+            let ghost = ghost.upcast::<gst::GhostPad>();
             for e in &elements {
                 e.sync_state_with_parent()?;
             }
