@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use callaudio::sync::lock;
 use gst::prelude::*;
 
+use super::metadata::Metadata;
 use super::safe_fs;
 use super::wav::part_path;
 
@@ -54,6 +55,7 @@ pub struct EncodedWriter {
     rate: u32,
     frames: u64,
     page_delay: gst::ClockTime,
+    metadata: Metadata,
     /// Started at the first audio, when the format is known.
     pipeline: Option<(gst::Pipeline, gst_app::AppSrc)>,
 }
@@ -70,6 +72,7 @@ impl EncodedWriter {
         rate: u32,
         codec: Codec,
         page_delay: gst::ClockTime,
+        metadata: &Metadata,
     ) -> io::Result<Self> {
         let part = part_path(location);
         let file = safe_fs::create_exclusive(&part, mode)?;
@@ -82,6 +85,7 @@ impl EncodedWriter {
             rate,
             frames: 0,
             page_delay,
+            metadata: metadata.clone(),
             pipeline: None,
         })
     }
@@ -147,6 +151,14 @@ impl EncodedWriter {
             caps.make_mut().set("channel-mask", gst::Bitmask::new(mask));
         }
         src.set_caps(Some(&caps));
+        // The tags become Vorbis comments, written by the encoder itself.
+        if let Some(tags) = &self.metadata.tags {
+            for element in pipeline.iterate_elements().into_iter().flatten() {
+                if let Some(setter) = element.dynamic_cast_ref::<gst::TagSetter>() {
+                    setter.merge_tags(tags, gst::TagMergeMode::Replace);
+                }
+            }
+        }
         let sink = pipeline
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())

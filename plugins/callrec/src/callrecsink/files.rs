@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::encoded::{Codec, EncodedWriter};
+use super::metadata::Metadata;
 use super::safe_fs;
 use super::wav::WavWriter;
 
@@ -18,8 +19,10 @@ pub enum Container {
 }
 
 /// What every file of a recording is created with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FileSpec {
+    /// The tags, written as each format holds them.
+    pub metadata: Metadata,
     pub container: Container,
     /// Permissions of the `.part` and of the published file.
     pub mode: u32,
@@ -46,9 +49,13 @@ macro_rules! each {
 impl TrackFile {
     fn create(location: &Path, spec: &FileSpec, channels: u16, rate: u32) -> io::Result<Self> {
         Ok(match spec.container {
-            Container::Wav => {
-                TrackFile::Wav(WavWriter::create(location, spec.mode, channels, rate)?)
-            }
+            Container::Wav => TrackFile::Wav(WavWriter::create(
+                location,
+                spec.mode,
+                channels,
+                rate,
+                &spec.metadata,
+            )?),
             Container::Encoded(codec) => TrackFile::Encoded(EncodedWriter::create(
                 location,
                 spec.mode,
@@ -56,8 +63,15 @@ impl TrackFile {
                 rate,
                 codec,
                 spec.header_interval,
+                &spec.metadata,
             )?),
         })
+    }
+
+    fn set_origination(&mut self, at: std::time::SystemTime) {
+        if let TrackFile::Wav(w) = self {
+            w.set_origination(at);
+        }
     }
 
     fn channels(&self) -> u16 {
@@ -177,6 +191,13 @@ impl RecordingFiles {
             overwrite,
             split: Vec::new(),
         })
+    }
+
+    /// When the first sample was recorded.
+    pub fn set_origination(&mut self, at: std::time::SystemTime) {
+        for w in &mut self.writers {
+            w.set_origination(at);
+        }
     }
 
     pub fn set_rate(&mut self, rate: u32) {

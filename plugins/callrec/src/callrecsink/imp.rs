@@ -34,6 +34,7 @@ use gst::subclass::prelude::*;
 
 use super::encoded::Codec;
 use super::files::{self, Container, FileSpec, RecordingFiles};
+use super::metadata::Metadata;
 use super::mixer::{Output, PauseMode};
 use super::pad::{CallRecSinkPad, Level};
 use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
@@ -633,6 +634,9 @@ impl CallRecSink {
             );
         }
         let spec = FileSpec {
+            metadata: Metadata {
+                tags: self.obj().tag_list(),
+            },
             container: match settings.format {
                 CallRecFormat::Wav => Container::Wav,
                 CallRecFormat::Flac => Container::Encoded(Codec::Flac),
@@ -869,6 +873,7 @@ impl ObjectSubclass for CallRecSink {
     const NAME: &'static str = "GstCallRecSink";
     type Type = super::CallRecSink;
     type ParentType = gst::Bin;
+    type Interfaces = (gst::TagSetter,);
 
     fn new() -> Self {
         CallRecSink {
@@ -1066,6 +1071,10 @@ impl ObjectImpl for CallRecSink {
 }
 
 impl GstObjectImpl for CallRecSink {}
+
+/// Tags set on the element (title, artist, comment, date, ...) reach the
+/// file: see `metadata.rs`.
+impl TagSetterImpl for CallRecSink {}
 
 impl ElementImpl for CallRecSink {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {

@@ -4,6 +4,7 @@ use gst::prelude::*;
 mod encoded;
 mod files;
 mod imp;
+mod metadata;
 mod mixer;
 mod pad;
 mod recording;
@@ -17,8 +18,8 @@ mod writer;
 mod panic_tests;
 
 glib::wrapper! {
-    /// Sink bin recording one request pad per track into one WAV file.
-    pub struct CallRecSink(ObjectSubclass<imp::CallRecSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+    /// Sink bin recording one request pad per track (WAV, FLAC or Ogg Opus).
+    pub struct CallRecSink(ObjectSubclass<imp::CallRecSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy, gst::TagSetter;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

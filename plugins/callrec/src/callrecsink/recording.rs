@@ -36,6 +36,8 @@ pub struct Report {
     /// Per channel, in channel order.
     pub tracks: Vec<(TrackId, TrackStats)>,
     pub rate: u32,
+    /// Wall-clock time the first sample was recorded, if one was.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 pub enum Outcome {
@@ -99,6 +101,8 @@ pub struct Recording {
     pending_levels: Vec<(usize, gst::ClockTime, f64)>,
     /// Set once the outcome is decided; nothing is written after it.
     done: bool,
+    /// When the first sample was recorded (wall clock).
+    started_at: Option<std::time::SystemTime>,
     /// `max-duration` in frames, once the rate is known.
     max_frames: Option<u64>,
     /// The recording reached `max-duration`: what comes after is dropped
@@ -127,6 +131,7 @@ impl Recording {
             pending_pauses: Vec::new(),
             pending_levels: Vec::new(),
             done: false,
+            started_at: None,
             max_frames: None,
             at_limit: false,
             abandoned: Arc::new(AtomicBool::new(false)),
@@ -258,6 +263,13 @@ impl Recording {
             .map_readable()
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
+        if self.started_at.is_none() && self.mixer.is_some() {
+            let now = std::time::SystemTime::now();
+            self.started_at = Some(now);
+            if let Some(files) = self.files.as_mut() {
+                files.set_origination(now);
+            }
+        }
         if let Err(reason) = self.push(channel, running_time, &map, silence) {
             return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
         }
@@ -371,6 +383,7 @@ impl Recording {
             outcome,
             tracks,
             rate: self.rate(),
+            started_at: self.started_at,
         }
     }
 
@@ -450,6 +463,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let location = dir.join("call.wav");
         let spec = super::super::files::FileSpec {
+            metadata: Default::default(),
             container: super::super::files::Container::Wav,
             mode: 0o600,
             header_interval: gst::ClockTime::SECOND,

@@ -55,6 +55,10 @@ pub fn post(element: &gst::Element, report: Report) {
                 .field("duration", duration)
                 .field("frames", frames)
                 .field("reason", reason)
+                .field(
+                    "start-time",
+                    report.started_at.and_then(super::metadata::date_time),
+                )
                 .field("rate", report.rate)
                 .field("tracks", tracks)
                 .build();
@@ -99,6 +103,7 @@ pub fn post_failure(element: &gst::Element, reason: String) {
             outcome: Outcome::Failed(reason),
             tracks: Vec::new(),
             rate: super::recording::FALLBACK_RATE,
+            started_at: None,
         },
     );
 }

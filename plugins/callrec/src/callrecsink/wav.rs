@@ -10,9 +10,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::metadata::Metadata;
 use super::safe_fs;
 
-pub const HEADER_BYTES: u64 = 80;
+/// RIFF, JUNK/ds64 and fmt: what comes before the metadata chunks.
+const FIXED_BYTES: usize = 72;
 const RIFF_LIMIT: u64 = u32::MAX as u64;
 /// How much audio is written before the kernel is asked to start writing it
 /// back: the fsync before publishing then finds little left to wait for.
@@ -34,15 +36,27 @@ pub struct WavWriter {
     data_bytes: u64,
     /// `data_bytes` when writeback was last started.
     writeback_from: u64,
+    metadata: Metadata,
+    /// When the first sample was recorded, for `bext`.
+    origination: Option<std::time::SystemTime>,
+    /// Everything before the audio: fixed once the file is created.
+    header_bytes: u64,
 }
 
 impl WavWriter {
     /// Creates `<location>.part`, which must not exist yet (see
     /// `safe_fs::create_exclusive`), with permissions `mode` and a header for
     /// an empty recording.
-    pub fn create(location: &Path, mode: u32, channels: u16, rate: u32) -> io::Result<Self> {
+    pub fn create(
+        location: &Path,
+        mode: u32,
+        channels: u16,
+        rate: u32,
+        metadata: &Metadata,
+    ) -> io::Result<Self> {
         let part = part_path(location);
         let file = safe_fs::create_exclusive(&part, mode)?;
+        let header_bytes = (FIXED_BYTES + metadata.wav_chunks(None, rate).len() + 8) as u64;
         let mut writer = WavWriter {
             file: BufWriter::with_capacity(64 * 1024, file),
             part,
@@ -51,6 +65,9 @@ impl WavWriter {
             rate,
             data_bytes: 0,
             writeback_from: 0,
+            metadata: metadata.clone(),
+            origination: None,
+            header_bytes,
         };
         writer.file.write_all(&writer.header())?;
         Ok(writer)
@@ -61,6 +78,11 @@ impl WavWriter {
         debug_assert_eq!(self.data_bytes, 0);
         self.channels = channels;
         self.rate = rate;
+    }
+
+    /// When the first sample was recorded (`bext`'s origination).
+    pub fn set_origination(&mut self, at: std::time::SystemTime) {
+        self.origination = Some(at);
     }
 
     pub fn channels(&self) -> u16 {
@@ -95,7 +117,7 @@ impl WavWriter {
             unsafe {
                 libc::sync_file_range(
                     self.file.get_ref().as_raw_fd(),
-                    (HEADER_BYTES + self.writeback_from) as libc::off64_t,
+                    (self.header_bytes + self.writeback_from) as libc::off64_t,
                     0,
                     libc::SYNC_FILE_RANGE_WRITE,
                 );
@@ -133,9 +155,9 @@ impl WavWriter {
         std::fs::remove_file(part)
     }
 
-    fn header(&self) -> [u8; HEADER_BYTES as usize] {
-        let mut h = [0u8; HEADER_BYTES as usize];
-        let riff_size = HEADER_BYTES - 8 + self.data_bytes;
+    fn header(&self) -> Vec<u8> {
+        let mut h = vec![0u8; FIXED_BYTES];
+        let riff_size = self.header_bytes - 8 + self.data_bytes;
         let rf64 = riff_size > RIFF_LIMIT;
         let block_align = 2 * self.channels;
         h[0..4].copy_from_slice(if rf64 { b"RF64" } else { b"RIFF" });
@@ -158,8 +180,10 @@ impl WavWriter {
         h[64..68].copy_from_slice(&(self.rate * block_align as u32).to_le_bytes());
         h[68..70].copy_from_slice(&block_align.to_le_bytes());
         h[70..72].copy_from_slice(&16u16.to_le_bytes());
-        h[72..76].copy_from_slice(b"data");
-        h[76..80].copy_from_slice(&(self.data_bytes.min(RIFF_LIMIT) as u32).to_le_bytes());
+        h.extend_from_slice(&self.metadata.wav_chunks(self.origination, self.rate));
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&(self.data_bytes.min(RIFF_LIMIT) as u32).to_le_bytes());
+        debug_assert_eq!(h.len() as u64, self.header_bytes);
         h
     }
 }
@@ -178,7 +202,7 @@ mod tests {
     #[test]
     fn finished_file_reads_back_with_an_independent_parser() {
         let location = tmp("finish");
-        let mut w = WavWriter::create(&location, 0o640, 2, 8000).unwrap();
+        let mut w = WavWriter::create(&location, 0o640, 2, 8000, &Metadata::default()).unwrap();
         let frames: Vec<u8> = (0..1000i16)
             .flat_map(|i| [i, -i])
             .flat_map(|s| s.to_le_bytes())
@@ -206,7 +230,7 @@ mod tests {
     #[test]
     fn part_is_playable_after_each_header_update() {
         let location = tmp("part");
-        let mut w = WavWriter::create(&location, 0o600, 1, 16000).unwrap();
+        let mut w = WavWriter::create(&location, 0o600, 1, 16000, &Metadata::default()).unwrap();
         w.write(&[1, 0, 2, 0, 3, 0]).unwrap();
         w.update_header().unwrap();
         w.write(&[4, 0]).unwrap();
@@ -221,7 +245,7 @@ mod tests {
     #[test]
     fn header_switches_to_rf64_past_4_gib() {
         let location = tmp("rf64");
-        let mut w = WavWriter::create(&location, 0o600, 2, 8000).unwrap();
+        let mut w = WavWriter::create(&location, 0o600, 2, 8000, &Metadata::default()).unwrap();
         w.data_bytes = 5 << 30;
         let h = w.header();
         assert_eq!(&h[0..4], b"RF64");
@@ -232,7 +256,7 @@ mod tests {
             u64::from_le_bytes(h[36..44].try_into().unwrap()),
             (5 << 30) / 4
         );
-        assert_eq!(&h[76..80], &[0xFF; 4]);
+        assert_eq!(&h[h.len() - 4..], &[0xFF; 4]);
         w.data_bytes = 0;
         w.discard().unwrap();
     }

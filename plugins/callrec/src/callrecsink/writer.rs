@@ -26,6 +26,7 @@ const QUEUE_LIMIT_BYTES: usize = 1 << 20;
 
 enum Command {
     SetRate(u32),
+    SetOrigination(std::time::SystemTime),
     /// Audio, then (if set) a header rewrite.
     Write(Vec<u8>, bool),
     Finish,
@@ -149,6 +150,11 @@ impl FileWriter {
             part,
             disk_timeout,
         })
+    }
+
+    /// When the first sample was recorded (WAV's `bext`).
+    pub fn set_origination(&mut self, at: std::time::SystemTime) {
+        let _ = self.send(Command::SetOrigination(at), 0);
     }
 
     pub fn set_rate(&mut self, rate: u32) {
@@ -312,6 +318,7 @@ fn run(mut files: RecordingFiles, channel: &Channel) {
         };
         match command {
             Command::SetRate(rate) => files.set_rate(rate),
+            Command::SetOrigination(at) => files.set_origination(at),
             Command::Write(block, header) => {
                 if channel.failed.load(Ordering::Acquire) {
                     continue;
