@@ -19,6 +19,8 @@ gst::plugin_define!(
     "MPL-2.0",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // No public home yet: GStreamer's own wording for an unknown origin,
+    // rather than an address that leads nowhere.
+    "Unknown package origin",
     env!("BUILD_REL_DATE")
 );

@@ -1082,9 +1082,9 @@ impl ElementImpl for CallRecSink {
             gst::subclass::ElementMetadata::new(
                 "Call recording sink",
                 "Sink/Audio",
-                "Records the tracks of a call (one request pad each) on one timeline into a WAV file that \
+                "Records the tracks of a call (one request pad each) on one timeline into a WAV, FLAC or Ogg Opus file that \
                  is published only when complete; always finalizes, fails closed",
-                "Call audio plugins",
+                env!("CARGO_PKG_AUTHORS"),
             )
         });
         Some(&*METADATA)

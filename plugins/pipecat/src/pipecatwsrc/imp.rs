@@ -414,7 +414,7 @@ impl ElementImpl for PipecatWsSrc {
                 "Source/Audio/Network",
                 "Outputs a Pipecat bot's audio from its WebSocket; a hang-up is EOS, any other end an \
                  error that names the cause, at once",
-                "Call audio plugins",
+                env!("CARGO_PKG_AUTHORS"),
             )
         });
         Some(&*METADATA)

@@ -87,7 +87,7 @@ impl ElementImpl for PipecatWsSink {
                 "Pipecat WebSocket sink",
                 "Sink/Audio/Network",
                 "Sends the caller's audio to a Pipecat bot, on the WebSocket of the pipecatwsrc with the same connection",
-                "Call audio plugins",
+                env!("CARGO_PKG_AUTHORS"),
             )
         });
         Some(&*METADATA)

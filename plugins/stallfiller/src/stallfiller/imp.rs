@@ -1308,7 +1308,7 @@ impl ElementImpl for StallFiller {
                 "Filter/Audio",
                 "Keeps live audio on one continuous timeline: pushes silence while upstream stalls, \
                  trims late data that overlaps it, pads the tail at EOS",
-                "Call audio plugins",
+                env!("CARGO_PKG_AUTHORS"),
             )
         });
         Some(&*METADATA)
