@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing these plugins needs on Debian 12:
-# GStreamer's development files and tools, meson, sox, and a Python venv
+# GStreamer's development files and tools, meson, sox, python3-gst-1.0 (to
+# use the plugins from Python), and a Python venv
 # with pipecat-ai for the test bot. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-    meson ninja-build pkg-config sox python3-venv
+    meson ninja-build pkg-config sox python3-venv python3-gst-1.0
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -525,7 +525,7 @@ impl Connection {
     ) {
         if let Some(src) = self.src() {
             let s = fields(gst::Structure::builder(name)).build();
-            let _ = src.post_message(gst::message::Element::builder(s).src(&src).build());
+            callaudio::message::post_element_message(&src, s);
         }
     }
 

@@ -6,6 +6,7 @@
 //! `samples * bytes_per_frame`.
 
 mod layout;
+pub mod message;
 mod silence;
 mod split;
 pub mod sync;

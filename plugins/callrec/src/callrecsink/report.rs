@@ -26,7 +26,7 @@ fn track_structures(tracks: &[(TrackId, TrackStats)]) -> gst::Array {
 
 /// An element message from the sink.
 pub fn post_element_message(element: &gst::Element, s: gst::Structure) {
-    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+    callaudio::message::post_element_message(element, s);
 }
 
 /// Posts the outcome of a recording: the only place that does. Takes no

@@ -129,9 +129,7 @@ impl PipecatWsSrc {
     }
 
     fn post(&self, s: gst::Structure) {
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        callaudio::message::post_element_message(&*self.obj(), s);
     }
 
     /// Caps for audio of this format: the wire's own G.711 when the wire is

@@ -261,7 +261,7 @@ impl StallFiller {
     fn element_message(&self, name: &str, fields: gst::Structure) -> gst::Message {
         let mut s = fields;
         s.set_name(name);
-        gst::message::Element::builder(s).src(&*self.obj()).build()
+        callaudio::message::element_message(&*self.obj(), s)
     }
 
     /// A WARNING to post once the state is unlocked.
