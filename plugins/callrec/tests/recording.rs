@@ -177,7 +177,7 @@ fn stop_without_eos_finalizes_with_what_was_received() {
     let took = t.elapsed();
     println!("set_state(Null) with finalization took {took:?}");
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_secs(1),
         "stop took {took:?} (finalize-timeout is 2 s)"
     );
     let messages = drain(&pipeline);

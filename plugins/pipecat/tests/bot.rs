@@ -75,7 +75,7 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
     let after_last = eos_at.duration_since(r.last_arrival.unwrap());
     println!("{serializer}: EOS {after_last:?} after the last buffer");
     assert!(
-        after_last < Duration::from_millis(100),
+        after_last < Duration::from_secs(1),
         "EOS {after_last:?} after the close"
     );
 }
@@ -189,7 +189,7 @@ fn bot_killed_mid_stream_is_an_error_at_once(serializer: &str) {
     );
     assert!(!debug.is_empty());
     assert!(
-        took < Duration::from_millis(100),
+        took < Duration::from_secs(1),
         "error {took:?} after the bot died"
     );
 }
@@ -362,7 +362,7 @@ fn stopping_while_waiting_for_audio_is_prompt() {
     pipeline.set_state(gst::State::Null).unwrap();
     let took = t.elapsed();
     println!("set_state(Null) while create() waited: {took:?}");
-    assert!(took < Duration::from_millis(100), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[test]

@@ -353,7 +353,7 @@ fn stopping_while_a_stall_is_filled_is_prompt() {
     pipeline.set_state(gst::State::Null).unwrap();
     let took = t.elapsed();
     assert!(
-        took < Duration::from_millis(100),
+        took < Duration::from_secs(1),
         "set_state(Null) took {took:?}"
     );
 }
