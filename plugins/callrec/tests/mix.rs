@@ -172,3 +172,56 @@ fn mute_while_playing_cuts_the_track_from_then_on() {
     println!("mute asked at {asked_at}, file silent from {at}");
     assert!(off <= 20_000_000, "muted from {at}, asked at {asked_at}");
 }
+
+/// `mode=separate` with `rate=0`: each file keeps its own track's rate
+/// (nothing is resampled), the files start together (a track that starts
+/// late gets leading silence in its own file) and end together.
+#[test]
+fn separate_files_keep_each_tracks_own_rate() {
+    init();
+    let dir = tmp_dir("separate-rates");
+    let pattern = dir.join("call-%u.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec mode=separate location={} \
+         appsrc name=a format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1 ! rec.sink_0 \
+         appsrc name=b format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1 ! rec.sink_1",
+        pattern.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let push = |name: &str, rate: u64, from_ms: u64, samples: &[i16]| {
+        let src = pipeline
+            .by_name(name)
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        let per = (rate / 50) as usize;
+        for (b, chunk) in samples.chunks(per).enumerate() {
+            let data: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let mut buffer = gst::Buffer::from_mut_slice(data);
+            buffer
+                .get_mut()
+                .unwrap()
+                .set_pts(gst::ClockTime::from_mseconds(from_ms + 20 * b as u64));
+            src.push_buffer(buffer).unwrap();
+        }
+        src.end_of_stream().unwrap();
+    };
+    // a: 1 s at 8 kHz from 0; b: 0.5 s at 16 kHz from 0.5 s.
+    let a: Vec<i16> = (0..8000).map(|k| 1 + (k % 1000) as i16).collect();
+    let b: Vec<i16> = (0..8000).map(|k| -1 - (k % 1000) as i16).collect();
+    push("a", 8000, 0, &a);
+    push("b", 16000, 500, &b);
+    let messages = finish(&pipeline);
+    assert_eq!(error_text(&messages), None);
+    assert!(element_message(&messages, "callrecsink-finalized").is_some());
+    let file = |n: u32| dir.join(format!("call-{n}.wav"));
+    let (ch0, rate0, d0) = read_wav(&file(0));
+    let (ch1, rate1, d1) = read_wav(&file(1));
+    assert_eq!((ch0, rate0), (1, 8000), "track 0 at its own 8 kHz");
+    assert_eq!((ch1, rate1), (1, 16000), "track 1 at its own 16 kHz");
+    assert_eq!(d0[0], a, "track 0 sample for sample");
+    // Track 1: 0.5 s of leading silence at 16 kHz, then its samples.
+    assert_eq!(d1[0].len(), 16000, "both files last 1 s");
+    assert!(d1[0][..8000].iter().all(|&s| s == 0));
+    assert_eq!(&d1[0][8000..], &b[..]);
+}

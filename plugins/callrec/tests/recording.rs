@@ -294,11 +294,27 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
     let location = dir.join("call.wav");
     let pipeline = launch(&format!(
         "callrecsink name=rec location={} \
-         audiotestsrc is-live=true samplesperbuffer=160 volume=0.5 ! audio/x-raw,rate=8000,channels=1 ! rec. \
+         audiotestsrc name=caller is-live=true samplesperbuffer=160 volume=0.5 ! audio/x-raw,rate=8000,channels=1 ! rec. \
          audiotestsrc is-live=true samplesperbuffer=160 volume=0.5 freq=660 ! audio/x-raw,rate=8000,channels=1 \
          ! valve name=agent drop-mode=forward-sticky-events ! rec.",
         location.display()
     ));
+    // Where the caller's audio ends: what a live source produced is what
+    // the recording must hold (under CPU starvation a live source runs
+    // behind the clock, and a stop without EOS ends where it got to).
+    let produced = std::sync::Arc::new(std::sync::Mutex::new(gst::ClockTime::ZERO));
+    let p = produced.clone();
+    pipeline
+        .by_name("caller")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                *p.lock().unwrap() = b.pts().unwrap() + b.duration().unwrap();
+            }
+            gst::PadProbeReturn::Ok
+        });
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     pipeline
@@ -319,15 +335,17 @@ fn seed_scenario_stalled_track_stopped_without_eos() {
     assert_eq!(data[0].len(), data[1].len());
     let duration =
         gst::ClockTime::from_nseconds(data[0].len() as u64 * 1_000_000_000 / RATE as u64);
-    println!("recorded {duration}, stopped at running time {stopped_at}");
-    // A live audiotestsrc hands out each buffer when its start time comes,
-    // so what was recorded ends within one buffer (20 ms) of the clock read
-    // just before the stop, either side, depending on whether the next
-    // buffer had gone out; plus a little scheduling slack.
-    let diff = duration.nseconds().abs_diff(stopped_at.nseconds());
+    let produced = *produced.lock().unwrap();
+    println!(
+        "recorded {duration}, the caller produced {produced}, stopped at running time {stopped_at}"
+    );
+    // Everything the caller's source produced is recorded, to within the
+    // buffer in flight at the stop (20 ms), and the stalled agent track is
+    // filled to the same length (asserted above).
+    let diff = duration.nseconds().abs_diff(produced.nseconds());
     assert!(
         diff <= 25_000_000,
-        "recorded {duration} vs wall time {stopped_at}"
+        "recorded {duration} of the {produced} the caller produced"
     );
     // The agent spoke for about 1 s, then silence to the end. (Under load a
     // live source's first buffers come late; stallfiller fills from the

@@ -138,11 +138,7 @@ fn writer_failure_error_is_posted_within_the_failing_push() {
     assert!(latency < Duration::from_secs(1), "{latency:?}");
     let t = Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
 /// The same for FLAC and Ogg Opus, whose bytes come out of GStreamer's

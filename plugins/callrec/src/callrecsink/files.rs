@@ -125,8 +125,6 @@ pub struct RecordingFiles {
     /// One per file: one in all, or one per track (`separate`).
     writers: Vec<TrackFile>,
     overwrite: bool,
-    /// Reused when splitting interleaved frames into per-track files.
-    split: Vec<u8>,
 }
 
 /// The file of track `track` when each track has its own.
@@ -186,11 +184,7 @@ impl RecordingFiles {
                 }
             }
         }
-        Ok(RecordingFiles {
-            writers,
-            overwrite,
-            split: Vec::new(),
-        })
+        Ok(RecordingFiles { writers, overwrite })
     }
 
     /// When the first sample was recorded.
@@ -200,40 +194,28 @@ impl RecordingFiles {
         }
     }
 
-    pub fn set_rate(&mut self, rate: u32) {
-        for w in &mut self.writers {
+    /// How many files: one, or one per track.
+    pub fn len(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// The rate of each file, in file order (before any audio).
+    pub fn set_rates(&mut self, rates: &[u32]) {
+        for (w, &rate) in self.writers.iter_mut().zip(rates) {
             let channels = w.channels();
             w.set_format(channels, rate);
         }
     }
 
-    /// Writes interleaved S16LE frames of every track.
-    pub fn write(&mut self, interleaved: &[u8]) -> Result<(), FileError> {
-        // One file per track shows as more than one file; with one track
-        // both modes write the same single file.
-        if self.writers.len() == 1 {
-            let w = &mut self.writers[0];
-            return w.write(interleaved).map_err(|err| FileError {
-                what: "writing",
-                path: w.part().to_owned(),
-                err,
-            });
-        }
-        let stride = 2 * self.writers.len();
-        for (t, w) in self.writers.iter_mut().enumerate() {
-            self.split.clear();
-            self.split.extend(
-                interleaved
-                    .chunks_exact(stride)
-                    .flat_map(|f| [f[2 * t], f[2 * t + 1]]),
-            );
-            w.write(&self.split).map_err(|err| FileError {
-                what: "writing",
-                path: w.part().to_owned(),
-                err,
-            })?;
-        }
-        Ok(())
+    /// Writes frames (S16LE, interleaved when the file has more than one
+    /// channel) to file `index`.
+    pub fn write(&mut self, index: usize, frames: &[u8]) -> Result<(), FileError> {
+        let w = &mut self.writers[index];
+        w.write(frames).map_err(|err| FileError {
+            what: "writing",
+            path: w.part().to_owned(),
+            err,
+        })
     }
 
     pub fn update_header(&mut self) -> Result<(), FileError> {

@@ -353,31 +353,37 @@ impl CallRecSink {
         let Some(rec) = recording.as_mut() else {
             return;
         };
-        if rec.rate_fixed().is_some() {
+        if rec.rates_fixed() {
             return;
         }
         let (state, _) = wait_timeout_while(&self.caps_known, self.state(), CAPS_WAIT, |s| {
             s.tracks.values().any(|t| t.input_rate.is_none())
         });
-        let configured = self.settings().rate;
-        let rate = if configured > 0 {
-            configured
+        let settings = self.settings();
+        let known: Vec<Option<u32>> = state.tracks.values().map(|t| t.input_rate).collect();
+        let highest = known
+            .iter()
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or(FALLBACK_RATE);
+        // Tracks in pad order, which is channel (and file) order.
+        let rates: Vec<u32> = if settings.rate > 0 {
+            vec![settings.rate; known.len()]
+        } else if settings.mode == CallRecMode::Separate {
+            // Each file keeps its own track's rate: nothing is resampled.
+            known.iter().map(|r| r.unwrap_or(highest)).collect()
         } else {
-            state
-                .tracks
-                .values()
-                .filter_map(|t| t.input_rate)
-                .max()
-                .unwrap_or(FALLBACK_RATE)
+            vec![highest; known.len()]
         };
         gst::info!(
             CAT,
             imp = self,
-            "recording {} track(s) at {rate} Hz",
+            "recording {} track(s) at {rates:?} Hz",
             rec.channels()
         );
-        rec.fix_rate(rate);
-        for track in state.tracks.values() {
+        rec.fix_rates(&rates);
+        for (track, &rate) in state.tracks.values().zip(&rates) {
             track.set_rate(rate);
         }
     }
@@ -669,6 +675,7 @@ impl CallRecSink {
             })?;
         let setup = Setup {
             header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
+            separate,
             output: if mixed {
                 Output::Mixed
             } else {
@@ -754,7 +761,7 @@ impl CallRecSink {
                 // Decided here, once: nothing was recorded, so nothing is
                 // kept, and a later stop finds the recording already done.
                 let silent = imp.recording().as_mut().is_some_and(|r| {
-                    let silent = r.rate_fixed().is_none() && !r.is_done();
+                    let silent = !r.rates_fixed() && !r.is_done();
                     if silent {
                         r.discard();
                     }

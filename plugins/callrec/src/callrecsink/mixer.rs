@@ -118,6 +118,35 @@ impl Mixer {
         }
     }
 
+    /// The recording's start, when a track of another lane set it first.
+    pub fn set_start(&mut self, running_time: ClockTime) {
+        self.start.get_or_insert(running_time);
+    }
+
+    /// The frame right after the last known sample of any track.
+    pub fn lead(&self) -> u64 {
+        self.tracks
+            .iter()
+            .map(|t| t.end)
+            .max()
+            .unwrap_or(0)
+            .max(self.written)
+    }
+
+    /// Pads every track with silence up to frame `frames` (the end of a
+    /// longer lane).
+    pub fn extend_to(&mut self, frames: u64) {
+        for t in &mut self.tracks {
+            let end = t.end.max(self.written);
+            if frames > end {
+                t.stats.silence += frames - end + (end - t.end);
+                t.queue
+                    .extend(std::iter::repeat_n(0, (frames - t.end) as usize));
+                t.end = frames;
+            }
+        }
+    }
+
     pub fn set_output(&mut self, output: Output) {
         self.output = output;
     }

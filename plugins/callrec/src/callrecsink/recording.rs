@@ -78,6 +78,9 @@ pub struct Setup {
     pub header_interval: Duration,
     /// Interleaved (a channel per track) or mixed (one channel).
     pub output: Output,
+    /// One file per track (`mode=separate`): each track has its own lane
+    /// (mixer and file) and may have its own rate.
+    pub separate: bool,
     pub min_duration: gst::ClockTime,
     pub pause_mode: PauseMode,
     /// Zero: no limit.
@@ -86,8 +89,12 @@ pub struct Setup {
 
 pub struct Recording {
     files: Option<FileWriter>,
-    mixer: Option<Mixer>,
-    rate: Option<u32>,
+    /// One per file, once the rates are fixed: one mixer for all tracks,
+    /// or (separate) one per track at its own rate. They share the start
+    /// (the first buffer of any track) and, at the end, the length.
+    mixers: Vec<Mixer>,
+    /// Per lane (file), once fixed.
+    rates: Option<Vec<u32>>,
     /// Channel order: ascending pad number.
     tracks: Vec<TrackId>,
     setup: Setup,
@@ -103,10 +110,12 @@ pub struct Recording {
     done: bool,
     /// When the first sample was recorded (wall clock).
     started_at: Option<std::time::SystemTime>,
-    /// `max-duration` in frames, once the rate is known.
-    max_frames: Option<u64>,
-    /// The recording reached `max-duration`: what comes after is dropped
-    /// and the pipeline goes on.
+    /// `max-duration` in frames of each lane, once the rates are known.
+    max_frames: Vec<Option<u64>>,
+    /// Lanes that hold `max-duration` in full.
+    full: Vec<bool>,
+    /// Every lane reached `max-duration`: what comes after is dropped and
+    /// the pipeline goes on.
     at_limit: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
@@ -121,8 +130,8 @@ impl Recording {
         let taps = tracks.iter().map(|_| Tap::default()).collect();
         Recording {
             files: Some(files),
-            mixer: None,
-            rate: None,
+            mixers: Vec::new(),
+            rates: None,
             tracks,
             setup,
             last_header: Instant::now(),
@@ -132,7 +141,8 @@ impl Recording {
             pending_levels: Vec::new(),
             done: false,
             started_at: None,
-            max_frames: None,
+            max_frames: Vec::new(),
+            full: Vec::new(),
             at_limit: false,
             abandoned: Arc::new(AtomicBool::new(false)),
             taps,
@@ -148,13 +158,14 @@ impl Recording {
         self.tracks.len()
     }
 
+    /// The rate of the first file (every file's, but in `separate` mode).
     pub fn rate(&self) -> u32 {
-        self.rate.unwrap_or(FALLBACK_RATE)
+        self.rates.as_ref().map_or(FALLBACK_RATE, |r| r[0])
     }
 
-    /// The rate is fixed by the first real input buffer of any track.
-    pub fn rate_fixed(&self) -> Option<u32> {
-        self.rate
+    /// The rates are fixed by the first real input buffer of any track.
+    pub fn rates_fixed(&self) -> bool {
+        self.rates.is_some()
     }
 
     pub fn is_done(&self) -> bool {
@@ -174,39 +185,68 @@ impl Recording {
     pub fn tap_is_direct(&self, number: u32) -> Option<(usize, &Tap)> {
         let channel = self.channel_of(number)?;
         let tap = &self.taps[channel];
-        (tap.s16_mono_rate.is_some() && tap.s16_mono_rate == self.rate).then_some((channel, tap))
+        let rate = self.rates.as_ref()?[self.lane_of(channel).0];
+        (tap.s16_mono_rate == Some(rate)).then_some((channel, tap))
+    }
+
+    /// (lane, track within the lane's mixer) of `channel`.
+    fn lane_of(&self, channel: usize) -> (usize, usize) {
+        if self.setup.separate {
+            (channel, 0)
+        } else {
+            (0, channel)
+        }
+    }
+
+    /// Fixes the rate of every track (in channel order) and starts mixing.
+    /// Once. Outside `separate` mode every track has the same rate.
+    pub fn fix_rates(&mut self, track_rates: &[u32]) {
+        if self.rates.is_some() {
+            return;
+        }
+        let rates: Vec<u32> = if self.setup.separate {
+            track_rates.to_vec()
+        } else {
+            vec![track_rates[0]]
+        };
+        self.max_frames = rates
+            .iter()
+            .map(|&rate| {
+                (!self.setup.max_duration.is_zero())
+                    .then(|| callaudio::time_to_samples(self.setup.max_duration, rate))
+            })
+            .collect();
+        self.full = vec![false; rates.len()];
+        self.mixers = rates.iter().map(|&rate| self.new_mixer(rate)).collect();
+        for (pause, at) in self.pending_pauses.drain(..) {
+            for mixer in &mut self.mixers {
+                if pause {
+                    mixer.pause(at)
+                } else {
+                    mixer.resume(at)
+                }
+            }
+        }
+        for (channel, at, factor) in std::mem::take(&mut self.pending_levels) {
+            let (lane, track) = self.lane_of(channel);
+            self.mixers[lane].set_level(track, at, factor);
+        }
+        if let Some(files) = self.files.as_mut() {
+            files.set_rates(rates.clone());
+        }
+        self.rates = Some(rates);
     }
 
     fn new_mixer(&self, rate: u32) -> Mixer {
-        let mut mixer = Mixer::new(rate, self.tracks.len());
+        let tracks = if self.setup.separate {
+            1
+        } else {
+            self.tracks.len()
+        };
+        let mut mixer = Mixer::new(rate, tracks);
         mixer.set_output(self.setup.output);
-        mixer
-    }
-
-    /// Fixes the recording rate and starts mixing. Once.
-    pub fn fix_rate(&mut self, rate: u32) {
-        if self.rate.is_some() {
-            return;
-        }
-        self.rate = Some(rate);
-        self.max_frames = (!self.setup.max_duration.is_zero())
-            .then(|| callaudio::time_to_samples(self.setup.max_duration, rate));
-        let mut mixer = self.new_mixer(rate);
         mixer.set_pause_mode(self.setup.pause_mode);
-        for (pause, at) in self.pending_pauses.drain(..) {
-            if pause {
-                mixer.pause(at)
-            } else {
-                mixer.resume(at)
-            }
-        }
-        for (channel, at, factor) in self.pending_levels.drain(..) {
-            mixer.set_level(channel, at, factor);
-        }
-        self.mixer = Some(mixer);
-        if let Some(files) = self.files.as_mut() {
-            files.set_rate(rate);
-        }
+        mixer
     }
 
     /// Pauses (`pause` true) or resumes every track at `at`; false once the
@@ -215,10 +255,11 @@ impl Recording {
         if self.done {
             return false;
         }
-        match self.mixer.as_mut() {
-            Some(m) if pause => m.pause(at),
-            Some(m) => m.resume(at),
-            None => self.pending_pauses.push((pause, at)),
+        if self.mixers.is_empty() {
+            self.pending_pauses.push((pause, at));
+        }
+        for m in &mut self.mixers {
+            if pause { m.pause(at) } else { m.resume(at) }
         }
         true
     }
@@ -229,9 +270,11 @@ impl Recording {
         let Some(channel) = self.channel_of(number).filter(|_| !self.done) else {
             return false;
         };
-        match self.mixer.as_mut() {
-            Some(m) => m.set_level(channel, at, factor),
-            None => self.pending_levels.push((channel, at, factor)),
+        if self.mixers.is_empty() {
+            self.pending_levels.push((channel, at, factor));
+        } else {
+            let (lane, track) = self.lane_of(channel);
+            self.mixers[lane].set_level(track, at, factor);
         }
         true
     }
@@ -263,7 +306,7 @@ impl Recording {
             .map_readable()
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
-        if self.started_at.is_none() && self.mixer.is_some() {
+        if self.started_at.is_none() && !self.mixers.is_empty() {
             let now = std::time::SystemTime::now();
             self.started_at = Some(now);
             if let Some(files) = self.files.as_mut() {
@@ -279,8 +322,8 @@ impl Recording {
         Ok(None)
     }
 
-    /// Feeds S16LE samples of one channel and writes whatever all channels
-    /// agree on.
+    /// Feeds S16LE samples of one channel and writes whatever its lane has
+    /// ready (in a shared file: what all channels agree on).
     fn push(
         &mut self,
         channel: usize,
@@ -288,17 +331,24 @@ impl Recording {
         s16le: &[u8],
         silence: bool,
     ) -> Result<(), String> {
-        let Some(mixer) = self.mixer.as_mut() else {
+        if self.mixers.is_empty() {
             return Ok(());
-        };
+        }
+        // Every lane starts where the recording starts: a track that
+        // starts late gets leading silence in its own file too.
+        for m in &mut self.mixers {
+            m.set_start(running_time);
+        }
+        let (lane, track) = self.lane_of(channel);
         let files = self
             .files
             .as_mut()
             .expect("files live as long as the recording is not done");
-        let max = self.max_frames;
+        let max = self.max_frames[lane];
+        let mixer = &mut self.mixers[lane];
         // One track continuing exactly: its bytes are already the file's.
-        let at_limit = if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
-            write_capped(files, s16le, 2, max).map_err(|e| e.to_string())?
+        let full = if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
+            write_capped(files, lane, s16le, 2, max).map_err(|e| e.to_string())?
         } else {
             self.samples.clear();
             self.samples.extend(
@@ -307,14 +357,15 @@ impl Recording {
                     .map(|c| i16::from_le_bytes([c[0], c[1]])),
             );
             mixer
-                .push(channel, running_time, &self.samples, silence)
-                .map_err(|jump| describe_jump(&self.tracks, jump))?;
+                .push(track, running_time, &self.samples, silence)
+                .map_err(|jump| describe_jump(&self.tracks, self.setup.separate, channel, jump))?;
             self.scratch.clear();
             mixer.drain_ready(&mut self.scratch);
             let frame = 2 * mixer.output_channels();
-            write_capped(files, &self.scratch, frame, max).map_err(|e| e.to_string())?
+            write_capped(files, lane, &self.scratch, frame, max).map_err(|e| e.to_string())?
         };
-        self.at_limit = at_limit;
+        self.full[lane] = full;
+        self.at_limit = self.full.iter().all(|&f| f);
         if self.last_header.elapsed() >= self.setup.header_interval {
             files.update_header().map_err(|e| e.to_string())?;
             self.last_header = Instant::now();
@@ -325,13 +376,14 @@ impl Recording {
     /// Track `number` ended; the report once every track has.
     pub fn track_eos(&mut self, number: u32) -> Option<Report> {
         let channel = self.channel_of(number)?;
-        if self.mixer.is_none() {
+        if self.mixers.is_empty() {
             // A track may end before any track sent a buffer.
-            self.mixer = Some(self.new_mixer(self.rate()));
+            let rates = vec![FALLBACK_RATE; self.tracks.len()];
+            self.fix_rates(&rates);
         }
-        let mixer = self.mixer.as_mut().expect("just made");
-        mixer.set_eos(channel);
-        if !mixer.all_eos() {
+        let (lane, track) = self.lane_of(channel);
+        self.mixers[lane].set_eos(track);
+        if !self.mixers.iter().all(|m| m.all_eos()) {
             return None;
         }
         self.finalize("eos")
@@ -375,7 +427,12 @@ impl Recording {
             .iter()
             .enumerate()
             .map(|(c, id)| {
-                let stats = self.mixer.as_ref().map(|m| m.stats(c)).unwrap_or_default();
+                let (lane, track) = self.lane_of(c);
+                let stats = self
+                    .mixers
+                    .get(lane)
+                    .map(|m| m.stats(track))
+                    .unwrap_or_default();
                 (id.clone(), stats)
             })
             .collect();
@@ -391,21 +448,38 @@ impl Recording {
         let Some(files) = self.files.take() else {
             return Outcome::Failed("the recording file was never opened".into());
         };
-        let has_audio = self.mixer.as_ref().is_some_and(|m| m.has_audio());
+        let has_audio = self.mixers.iter().any(|m| m.has_audio());
         if !has_audio {
             files.discard();
             return Outcome::NoAudio;
         }
-        let mixer = self.mixer.as_mut().unwrap();
-        self.scratch.clear();
-        mixer.drain_all(&mut self.scratch);
         let mut files = files;
-        let frame = 2 * mixer.output_channels();
-        if let Err(err) = write_capped(&mut files, &self.scratch, frame, self.max_frames) {
-            return Outcome::Failed(err.to_string());
+        // Every file ends at the same time: the longest lane's end.
+        let rates = self.rates.clone().expect("mixers have rates");
+        let end = self
+            .mixers
+            .iter()
+            .zip(&rates)
+            .map(|(m, &rate)| callaudio::samples_to_time(m.lead(), rate))
+            .max()
+            .unwrap_or_default();
+        for (lane, (mixer, &rate)) in self.mixers.iter_mut().zip(&rates).enumerate() {
+            mixer.extend_to(callaudio::time_to_samples(end, rate));
+            self.scratch.clear();
+            mixer.drain_all(&mut self.scratch);
+            let frame = 2 * mixer.output_channels();
+            if let Err(err) = write_capped(
+                &mut files,
+                lane,
+                &self.scratch,
+                frame,
+                self.max_frames[lane],
+            ) {
+                return Outcome::Failed(err.to_string());
+            }
         }
-        let frames = files.frames();
-        if callaudio::samples_to_time(frames, self.rate()) < self.setup.min_duration {
+        let frames = files.frames(0);
+        if callaudio::samples_to_time(frames, rates[0]) < self.setup.min_duration {
             files.discard();
             return Outcome::TooShort { frames };
         }
@@ -427,25 +501,29 @@ impl Recording {
 /// in all; true once the recording holds `max` frames.
 fn write_capped(
     files: &mut FileWriter,
+    lane: usize,
     bytes: &[u8],
     frame: usize,
     max: Option<u64>,
 ) -> Result<bool, super::files::FileError> {
     let Some(max) = max else {
-        files.write(bytes)?;
+        files.write(lane, bytes)?;
         return Ok(false);
     };
-    let room = max.saturating_sub(files.frames());
+    let room = max.saturating_sub(files.frames(lane));
     let take = ((bytes.len() / frame) as u64).min(room) as usize * frame;
-    files.write(&bytes[..take])?;
-    Ok(files.frames() >= max)
+    files.write(lane, &bytes[..take])?;
+    Ok(files.frames(lane) >= max)
 }
 
-fn describe_jump(tracks: &[TrackId], jump: Jump) -> String {
+/// `channel`: the track that was pushed, which is the one that jumped when
+/// its lane holds only it (`separate`).
+fn describe_jump(tracks: &[TrackId], separate: bool, channel: usize, jump: Jump) -> String {
+    let track = if separate { channel } else { jump.track };
     format!(
         "the audio of {} jumped {} ahead of the recording, more than the longest hole filled ({}); \
          its timestamps are not those of this call",
-        tracks[jump.track].pad,
+        tracks[track].pad,
         jump.by,
         super::mixer::MAX_HOLE
     )
@@ -488,6 +566,7 @@ mod tests {
         let setup = Setup {
             header_interval: Duration::from_secs(1),
             output: Output::Interleaved,
+            separate: false,
             min_duration: gst::ClockTime::ZERO,
             pause_mode: PauseMode::Silence,
             max_duration: gst::ClockTime::ZERO,
@@ -509,7 +588,7 @@ mod tests {
         assert_eq!(rec.channel_of(2), Some(1));
         assert_eq!(rec.channel_of(5), Some(2));
         assert_eq!(rec.channel_of(1), None);
-        rec.fix_rate(8000);
+        rec.fix_rates(&[8000; 4]);
         for (n, v) in [(5u32, 3i16), (0, 1), (2, 2)] {
             let c = rec.channel_of(n).unwrap();
             rec.record(c, Some(gst::ClockTime::ZERO), &buffer(v, 80))
@@ -534,7 +613,7 @@ mod tests {
     #[test]
     fn a_jumping_track_fails_the_recording_and_keeps_what_was_written() {
         let (mut rec, location) = recording("jump", &[0, 1]);
-        rec.fix_rate(8000);
+        rec.fix_rates(&[8000; 4]);
         rec.record(0, Some(gst::ClockTime::ZERO), &buffer(1, 160))
             .ok();
         rec.record(1, Some(gst::ClockTime::ZERO), &buffer(2, 160))

@@ -25,10 +25,11 @@ const BLOCK_BYTES: usize = 64 * 1024;
 const QUEUE_LIMIT_BYTES: usize = 1 << 20;
 
 enum Command {
-    SetRate(u32),
+    /// The rate of each file.
+    SetRates(Vec<u32>),
     SetOrigination(std::time::SystemTime),
-    /// Audio, then (if set) a header rewrite.
-    Write(Vec<u8>, bool),
+    /// Audio for one lane (file), then (if set) a header rewrite.
+    Write(usize, Vec<u8>, bool),
     Finish,
     Discard,
 }
@@ -91,23 +92,35 @@ impl Channel {
     }
 }
 
-pub struct FileWriter {
-    channel: Arc<Channel>,
+/// What is handed over for one file.
+struct Lane {
     pending: Vec<u8>,
     bytes: u64,
+}
+
+pub struct FileWriter {
+    channel: Arc<Channel>,
+    /// One per file (`separate`), or one for the single file.
+    lanes: Vec<Lane>,
     bytes_per_frame: u64,
     part: PathBuf,
     disk_timeout: Duration,
 }
 
 impl FileWriter {
-    /// Starts the writer thread for `files`, whose frames are
-    /// `bytes_per_frame` bytes of interleaved input.
+    /// Starts the writer thread for `files`, whose frames (in every file)
+    /// are `bytes_per_frame` bytes.
     pub fn spawn(
         files: RecordingFiles,
         bytes_per_frame: u64,
         disk_timeout: Duration,
     ) -> Result<Self, FileError> {
+        let lanes = (0..files.len())
+            .map(|_| Lane {
+                pending: Vec::with_capacity(BLOCK_BYTES),
+                bytes: 0,
+            })
+            .collect();
         let part = files.first_part();
         let channel = Arc::new(Channel {
             shared: Mutex::new(Shared::default()),
@@ -144,8 +157,7 @@ impl FileWriter {
             })?;
         Ok(FileWriter {
             channel,
-            pending: Vec::with_capacity(BLOCK_BYTES),
-            bytes: 0,
+            lanes,
             bytes_per_frame,
             part,
             disk_timeout,
@@ -157,21 +169,23 @@ impl FileWriter {
         let _ = self.send(Command::SetOrigination(at), 0);
     }
 
-    pub fn set_rate(&mut self, rate: u32) {
-        let _ = self.send(Command::SetRate(rate), 0);
+    /// The rate of each file, in file order.
+    pub fn set_rates(&mut self, rates: Vec<u32>) {
+        let _ = self.send(Command::SetRates(rates), 0);
     }
 
-    /// Frames handed over so far.
-    pub fn frames(&self) -> u64 {
-        self.bytes / self.bytes_per_frame
+    /// Frames handed over so far for file `lane`.
+    pub fn frames(&self, lane: usize) -> u64 {
+        self.lanes[lane].bytes / self.bytes_per_frame
     }
 
-    pub fn write(&mut self, interleaved: &[u8]) -> Result<(), FileError> {
+    pub fn write(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
         self.check()?;
-        self.pending.extend_from_slice(interleaved);
-        self.bytes += interleaved.len() as u64;
-        if self.pending.len() >= BLOCK_BYTES {
-            self.flush(false)?;
+        let l = &mut self.lanes[lane];
+        l.pending.extend_from_slice(frames);
+        l.bytes += frames.len() as u64;
+        if l.pending.len() >= BLOCK_BYTES {
+            self.flush_lane(lane, false)?;
         }
         Ok(())
     }
@@ -251,10 +265,24 @@ impl FileWriter {
         }
     }
 
+    /// Hands over what every lane has pending; `header`: then rewrite the
+    /// headers.
     fn flush(&mut self, header: bool) -> Result<(), FileError> {
-        let block = std::mem::replace(&mut self.pending, Vec::with_capacity(BLOCK_BYTES));
+        let last = self.lanes.len() - 1;
+        for lane in 0..=last {
+            self.flush_lane(lane, header && lane == last)?;
+        }
+        Ok(())
+    }
+
+    fn flush_lane(&mut self, lane: usize, header: bool) -> Result<(), FileError> {
+        let pending = &mut self.lanes[lane].pending;
+        if pending.is_empty() && !header {
+            return Ok(());
+        }
+        let block = std::mem::replace(pending, Vec::with_capacity(BLOCK_BYTES));
         let len = block.len();
-        self.send(Command::Write(block, header), len)
+        self.send(Command::Write(lane, block, header), len)
     }
 
     /// Queues a command, waiting at most `disk_timeout` for space.
@@ -310,20 +338,20 @@ fn run(mut files: RecordingFiles, channel: &Channel) {
                 shared.writer_sleeps = false;
             }
             let command = shared.queue.pop_front().unwrap();
-            if let Command::Write(block, _) = &command {
+            if let Command::Write(_, block, _) = &command {
                 shared.queued_bytes -= block.len();
             }
             channel.wake_callers(&shared);
             command
         };
         match command {
-            Command::SetRate(rate) => files.set_rate(rate),
+            Command::SetRates(rates) => files.set_rates(&rates),
             Command::SetOrigination(at) => files.set_origination(at),
-            Command::Write(block, header) => {
+            Command::Write(lane, block, header) => {
                 if channel.failed.load(Ordering::Acquire) {
                     continue;
                 }
-                let result = files.write(&block).and_then(|_| {
+                let result = files.write(lane, &block).and_then(|_| {
                     if header {
                         files.update_header()
                     } else {
