@@ -16,11 +16,18 @@ trap 'rm -rf "$work"' EXIT
 
 cargo cbuild --release --locked -p gst-plugin-callrec --library-type staticlib
 out=target/x86_64-unknown-linux-gnu/release
-cc examples/c/record_call.c -o "$work/record_call" \
-    $(PKG_CONFIG_PATH="$out" pkg-config --static --cflags --libs gstcallrec-uninstalled)
-# No plugin file anywhere GStreamer looks: only the static registration.
-(cd "$work" && env -u GST_PLUGIN_PATH GST_PLUGIN_SYSTEM_PATH="$work/none" HOME="$work" \
-    ./record_call "$work/call.wav")
+pc() { PKG_CONFIG_PATH="$out" pkg-config --static "$@" gstcallrec-uninstalled; }
+# The archive by name: a libgstcallrec.so beside it (from cinstall) must
+# not be picked instead.
+cc examples/c/record_call.c -o "$work/record_call" $(pc --cflags) \
+    "$out/libgstcallrec.a" $(pc --libs | sed 's/ -lgstcallrec\b//')
+if ldd "$work/record_call" | grep -q libgstcallrec; then
+    echo "check-capi: record_call is linked to a shared libgstcallrec" >&2
+    exit 1
+fi
+# GStreamer's own plugins come from the system, ours only from the static
+# library: the program checks that callrecsink has no plugin file.
+(cd "$work" && env -u GST_PLUGIN_PATH HOME="$work" ./record_call "$work/call.wav")
 test -s "$work/call.wav"
 echo "check-capi: the statically linked C program recorded $(stat -c %s "$work/call.wav") bytes"
 

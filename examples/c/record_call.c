@@ -32,14 +32,29 @@ main (int argc, char **argv)
   gst_init (&argc, &argv);
   gst_plugin_callrec_register ();
 
+  /* The element must come from this binary, not from a plugin file. */
+  GstElementFactory *factory = gst_element_factory_find ("callrecsink");
+  if (!factory) {
+    g_printerr ("callrecsink was not registered\n");
+    return 3;
+  }
+  GstPlugin *plugin = gst_plugin_feature_get_plugin (GST_PLUGIN_FEATURE (factory));
+  if (plugin && gst_plugin_get_filename (plugin)) {
+    g_printerr ("callrecsink came from %s, not the static library\n",
+        gst_plugin_get_filename (plugin));
+    return 3;
+  }
+  g_clear_object (&plugin);
+  gst_object_unref (factory);
+
   gchar *desc = g_strdup_printf ("callrecsink name=rec location=%s overwrite=true "
       "audiotestsrc num-buffers=50 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! rec. "
       "audiotestsrc num-buffers=50 samplesperbuffer=160 freq=660 ! audio/x-raw,rate=8000,channels=1 ! rec.",
       location);
   GstElement *pipeline = gst_parse_launch (desc, &error);
   g_free (desc);
-  if (!pipeline) {
-    g_printerr ("cannot build the pipeline: %s\n", error->message);
+  if (!pipeline || error) {
+    g_printerr ("cannot build the pipeline: %s\n", error ? error->message : "?");
     return 2;
   }
   GstElement *rec = gst_bin_get_by_name (GST_BIN (pipeline), "rec");
