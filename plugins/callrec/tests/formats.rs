@@ -24,36 +24,6 @@ fn read_flac(path: &Path) -> (u32, Option<u64>, Vec<Vec<i16>>) {
     (info.sample_rate, info.samples, data)
 }
 
-/// Decoded by libopus (`opusdec`) at `rate`, one vector per channel.
-fn read_opus(path: &Path, rate: u32) -> Vec<Vec<i16>> {
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! oggdemux ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate={rate} ! appsink name=out sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut data: Vec<Vec<i16>> = Vec::new();
-    while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(5)) {
-        let channels = gst_audio::AudioInfo::from_caps(sample.caps().unwrap())
-            .unwrap()
-            .channels() as usize;
-        data.resize(channels, Vec::new());
-        let map = sample.buffer().unwrap().map_readable().unwrap();
-        for (i, s) in map.chunks_exact(2).enumerate() {
-            data[i % channels].push(i16::from_le_bytes([s[0], s[1]]));
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    data
-}
-
 /// How often a signal crosses zero upward per second: the frequency of a tone.
 fn frequency(samples: &[i16], rate: u32) -> f64 {
     let ups = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
@@ -120,7 +90,7 @@ fn opus_decodes_to_the_recorded_length_to_the_sample() {
         [tone_track("a", 440), tone_track("b", 1000)],
     );
     assert_eq!(frames, 16000);
-    let data = read_opus(&location, 8000);
+    let data = decode_opus(&location, 8000);
     assert_eq!(data.len(), 2);
     assert_eq!(
         data[0].len() as u64,
@@ -172,7 +142,7 @@ fn stop_without_eos_finalizes_every_format() {
         assert!(frames >= 8000, "{format}: {frames} frames");
         let decoded = match format {
             "flac" => read_flac(&location).2[0].len() as u64,
-            _ => read_opus(&location, 8000)[0].len() as u64,
+            _ => decode_opus(&location, 8000)[0].len() as u64,
         };
         assert_eq!(decoded, frames, "{format}: decoded vs finalized frames");
     }

@@ -6,25 +6,6 @@ mod common;
 use common::*;
 use gst::prelude::*;
 
-/// `samples` through appsrc `name` in 20 ms buffers, then EOS.
-fn feed(pipeline: &gst::Pipeline, name: &str, samples: &[i16]) {
-    let src = pipeline
-        .by_name(name)
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    for (b, chunk) in samples.chunks(160).enumerate() {
-        let data: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let mut buffer = gst::Buffer::from_mut_slice(data);
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
-        src.push_buffer(buffer).unwrap();
-    }
-    src.end_of_stream().unwrap();
-}
-
 fn tone(freq: f64, amplitude: f64, n: usize) -> Vec<i16> {
     (0..n)
         .map(|k| {
@@ -51,8 +32,8 @@ pub fn record_pair(
         appsrc("b")
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    feed(&pipeline, "a", a);
-    feed(&pipeline, "b", b);
+    feed(&pipeline, "a", 8000, 0, a);
+    feed(&pipeline, "b", 8000, 0, b);
     let messages = finish(&pipeline);
     assert_eq!(error_text(&messages), None);
     let finalized = element_message(&messages, "callrecsink-finalized").expect("finalized");
@@ -98,8 +79,8 @@ fn gain_and_mute_apply_to_their_own_track_sample_for_sample() {
     pad("sink_1").set_property("mute", true);
     pipeline.set_state(gst::State::Playing).unwrap();
     let a = tone(440.0, 10000.0, 4000);
-    feed(&pipeline, "a", &a);
-    feed(&pipeline, "b", &tone(1000.0, 10000.0, 4000));
+    feed(&pipeline, "a", 8000, 0, &a);
+    feed(&pipeline, "b", 8000, 0, &tone(1000.0, 10000.0, 4000));
     let messages = finish(&pipeline);
     let finalized = element_message(&messages, "callrecsink-finalized").expect("finalized");
     let channels = read_wav(&location).2;
@@ -188,29 +169,11 @@ fn separate_files_keep_each_tracks_own_rate() {
         pattern.display()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
-    let push = |name: &str, rate: u64, from_ms: u64, samples: &[i16]| {
-        let src = pipeline
-            .by_name(name)
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
-        let per = (rate / 50) as usize;
-        for (b, chunk) in samples.chunks(per).enumerate() {
-            let data: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut buffer = gst::Buffer::from_mut_slice(data);
-            buffer
-                .get_mut()
-                .unwrap()
-                .set_pts(gst::ClockTime::from_mseconds(from_ms + 20 * b as u64));
-            src.push_buffer(buffer).unwrap();
-        }
-        src.end_of_stream().unwrap();
-    };
     // a: 1 s at 8 kHz from 0; b: 0.5 s at 16 kHz from 0.5 s.
     let a: Vec<i16> = (0..8000).map(|k| 1 + (k % 1000) as i16).collect();
     let b: Vec<i16> = (0..8000).map(|k| -1 - (k % 1000) as i16).collect();
-    push("a", 8000, 0, &a);
-    push("b", 16000, 500, &b);
+    feed(&pipeline, "a", 8000, 0, &a);
+    feed(&pipeline, "b", 16000, 500, &b);
     let messages = finish(&pipeline);
     assert_eq!(error_text(&messages), None);
     assert!(element_message(&messages, "callrecsink-finalized").is_some());

@@ -18,7 +18,17 @@ fn rate_of(serializer: &str) -> usize {
     }
 }
 
-fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
+/// A bot that says 0.5 s of its ramp and hangs up, heard by pipecatwsrc
+/// with `extra` properties: what reached the sink, the `pipecat-closed`
+/// message, and when EOS came.
+fn hear_a_bot_hang_up(
+    serializer: &str,
+    extra: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Received>>,
+    gst::Structure,
+    Instant,
+) {
     init();
     let bot = Bot::start(&[
         "--serializer",
@@ -30,7 +40,7 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
         "--hangup",
     ]);
     let pipeline = launch(&format!(
-        "pipecatwsrc uri={} serializer={serializer} ! appsink name=sink sync=false",
+        "pipecatwsrc uri={} serializer={serializer} {extra} ! appsink name=sink sync=false",
         bot.uri()
     ));
     let received = record(&pipeline, "sink");
@@ -42,13 +52,16 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
     );
     let (msg, eos_at) = end.expect("no EOS after the bot hung up");
     assert_eq!(error_of(&msg), None);
-    let messages = structures(&seen);
     pipeline.set_state(gst::State::Null).unwrap();
-
-    let closed = messages
-        .iter()
+    let closed = structures(&seen)
+        .into_iter()
         .find(|s| s.name() == "pipecat-closed")
         .expect("pipecat-closed");
+    (received, closed, eos_at)
+}
+
+fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
+    let (received, closed, eos_at) = hear_a_bot_hang_up(serializer, "");
     assert!(closed.get::<bool>("clean").unwrap());
     assert!(matches!(closed.get::<u32>("code").unwrap(), 1000 | 1001));
     let r = received.lock().unwrap();
@@ -717,34 +730,7 @@ fn dtmf_reaches_bots_on_protobuf_vonage_and_genesys() {
 /// 2 s of end silence (audio_out_end_silence_secs) does not: a 0.5 s answer
 /// is 0.5 s, and `pipecat-closed` says what was trimmed.
 fn trim_end_silence_keeps_only_the_speech(serializer: &str) {
-    init();
-    let bot = Bot::start(&[
-        "--serializer",
-        serializer,
-        "--mode",
-        "ramp",
-        "--seconds",
-        "0.5",
-        "--hangup",
-    ]);
-    let pipeline = launch(&format!(
-        "pipecatwsrc uri={} serializer={serializer} trim-end-silence=3000000000 ! appsink name=sink sync=false",
-        bot.uri()
-    ));
-    let received = record(&pipeline, "sink");
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let (seen, end) = wait_for(
-        &pipeline,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-        Duration::from_secs(20),
-    );
-    let (msg, _) = end.expect("no EOS after the bot hung up");
-    assert_eq!(error_of(&msg), None);
-    pipeline.set_state(gst::State::Null).unwrap();
-    let closed = structures(&seen)
-        .into_iter()
-        .find(|s| s.name() == "pipecat-closed")
-        .expect("pipecat-closed");
+    let (received, closed, _) = hear_a_bot_hang_up(serializer, "trim-end-silence=3000000000");
     assert_eq!(
         closed.get::<gst::ClockTime>("trimmed").unwrap(),
         gst::ClockTime::from_seconds(2)

@@ -135,23 +135,61 @@ pub fn assert_header_matches_file(path: &std::path::Path) {
 /// Pushes `buffers` buffers of 160 samples through appsrc `name`; sample k of
 /// the stream has value `sign * (k % 30000)`.
 pub fn feed_ramp(pipeline: &gst::Pipeline, name: &str, buffers: usize, sign: i16) {
+    let ramp: Vec<i16> = (0..buffers * 160)
+        .map(|k| sign * ((k % 30000) as i16))
+        .collect();
+    feed(pipeline, name, 8000, 0, &ramp);
+}
+
+/// Pushes `samples` (mono S16 at `rate`) through appsrc `name` in 20 ms
+/// buffers stamped from `from_ms`, then EOS.
+pub fn feed(pipeline: &gst::Pipeline, name: &str, rate: usize, from_ms: u64, samples: &[i16]) {
     let src = pipeline
         .by_name(name)
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
-    for b in 0..buffers {
-        let data: Vec<u8> = (0..160)
-            .flat_map(|i| (sign * (((b * 160 + i) % 30000) as i16)).to_le_bytes())
-            .collect();
+    for (b, chunk) in samples.chunks(rate / 50).enumerate() {
+        let data: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
         let mut buffer = gst::Buffer::from_mut_slice(data);
         buffer
             .get_mut()
             .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(20 * b as u64));
+            .set_pts(gst::ClockTime::from_mseconds(from_ms + 20 * b as u64));
         src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
+}
+
+/// An Ogg Opus file decoded by libopus (`oggdemux ! opusdec`, a separate
+/// pipeline) at `rate`: one vector per channel.
+pub fn decode_opus(path: &std::path::Path, rate: u32) -> Vec<Vec<i16>> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! oggdemux ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate={rate} ! appsink name=out sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut data: Vec<Vec<i16>> = Vec::new();
+    while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(5)) {
+        let channels = gst_audio::AudioInfo::from_caps(sample.caps().unwrap())
+            .unwrap()
+            .channels() as usize;
+        data.resize(channels, Vec::new());
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        for (i, s) in map.chunks_exact(2).enumerate() {
+            data[i % channels].push(i16::from_le_bytes([s[0], s[1]]));
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    data
 }
 
 pub fn appsrc(name: &str) -> String {
