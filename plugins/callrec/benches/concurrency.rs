@@ -17,8 +17,8 @@
 //! - the feeder alone into `fakesink`: what producing the audio costs.
 //!
 //! `-- --callrecsink-only N` skips the comparisons (for profiling).
-//! `-- --formats N` compares callrecsink's formats instead: WAV, FLAC and
-//! Ogg Opus (32 kbit/s) per call, beside the feeder alone.
+//! `-- --formats N` compares callrecsink's formats instead: WAV, FLAC, Ogg
+//! Opus and MP3 (32 kbit/s) per call, beside the feeder alone.
 //! `-- --testsrc N` instead runs each track from its own live
 //! `audiotestsrc` (a thread and a clock wait per buffer per track), beside
 //! the same sources into `fakesink`.
@@ -74,6 +74,7 @@ impl Recorder {
         match self {
             Recorder::CallRecSink("wav") => "callrecsink",
             Recorder::CallRecSink("flac") => "callrecsink format=flac",
+            Recorder::CallRecSink("mp3") => "callrecsink format=mp3",
             Recorder::CallRecSink(_) => "callrecsink format=opus",
             Recorder::WavencPerTrack => "wavenc ! filesink per track",
             Recorder::FakeSink => "feeder alone (fakesink)",
@@ -370,6 +371,7 @@ fn main() {
                 Recorder::CallRecSink("wav"),
                 Recorder::CallRecSink("flac"),
                 Recorder::CallRecSink("opus"),
+                Recorder::CallRecSink("mp3"),
                 Recorder::FakeSink,
             ]
         } else if only_callrec {

@@ -103,6 +103,15 @@ fn main() {
             ),
         ),
         (
+            "mp3",
+            format!("{} ! callrecsink location={loc} format=mp3 bitrate=32000", source_of(ENCODED_BUFFERS)),
+            "lamemp3enc ! filesink",
+            format!(
+                "{} ! lamemp3enc target=bitrate bitrate=32 ! filesink location={loc}",
+                source_of(ENCODED_BUFFERS)
+            ),
+        ),
+        (
             "opus",
             format!(
                 "{} ! callrecsink location={loc} format=opus bitrate=32000",

@@ -66,10 +66,10 @@ fn sigkill_leaves_a_playable_part() {
     );
 }
 
-/// FLAC and Ogg Opus: the `.part` decodes, with a decoder that is not ours,
-/// up to at most `header-interval` (0.2 s here) before the kill.
+/// FLAC, Ogg Opus and MP3: the `.part` decodes, with a decoder that is not
+/// ours, up to at most `header-interval` (0.2 s here) before the kill.
 #[test]
-fn sigkill_leaves_a_playable_part_in_flac_and_opus() {
+fn sigkill_leaves_a_playable_part_in_flac_opus_and_mp3() {
     init();
     let flac = killed_recording("flac");
     let mut reader = claxon::FlacReader::open(&flac).unwrap();
@@ -77,7 +77,9 @@ fn sigkill_leaves_a_playable_part_in_flac_and_opus() {
     let samples: Vec<i32> = reader.samples().map_while(Result::ok).collect();
     let opus = killed_recording("opus");
     let decoded = decode_opus(&opus, 8000).swap_remove(0);
+    let mp3 = decode_mp3(&killed_recording("mp3"), 8000).swap_remove(0);
     for (format, n, loud) in [
+        ("mp3", mp3.len(), mp3.iter().any(|&s| s.abs() > 1000)),
         (
             "flac",
             samples.len(),

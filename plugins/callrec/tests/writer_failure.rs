@@ -148,7 +148,11 @@ fn writer_failure_error_is_posted_within_the_failing_push() {
 fn writer_failure_is_an_error_in_every_format() {
     init();
     limit_file_size();
-    for (format, encoder) in [("flac", ""), ("opus", "bitrate=256000")] {
+    for (format, encoder) in [
+        ("flac", ""),
+        ("opus", "bitrate=256000"),
+        ("mp3", "bitrate=256000"),
+    ] {
         let dir = tmp_dir(&format!("fsize-{format}"));
         let location = dir.join(format!("call.{format}"));
         let pipeline = launch(&format!(

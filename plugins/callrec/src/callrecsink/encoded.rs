@@ -1,6 +1,7 @@
-//! A FLAC or Ogg Opus file, encoded by GStreamer's own `flacenc` and
-//! `opusenc ! oggmux`, written under `<location>.part` with the same rules
-//! as the WAV (created exclusively, renamed only once complete).
+//! A FLAC, Ogg Opus or MP3 file, encoded by GStreamer's own `flacenc`,
+//! `opusenc ! oggmux` and `lamemp3enc`, written under `<location>.part`
+//! with the same rules as the WAV (created exclusively, renamed only once
+//! complete).
 //!
 //! The encoder runs in a private pipeline, `appsrc ! <encoder> ! appsink`,
 //! fed from the recording's writer thread. Every encoded buffer is written
@@ -13,6 +14,9 @@
 //! - Opus: Ogg pages, flushed by `oggmux` at least every `header-interval`.
 //!   `opusenc` marks the stream's pre-skip and its end trimming, so the
 //!   decoded length is the recorded length, to the sample.
+//! - MP3: whole frames (72 ms at 8 kHz). Its length is not exact: an MP3
+//!   decoder adds LAME's encoder delay and pads the last frame, and Debian's
+//!   stock plugins have no Xing/LAME header writer to say so.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -37,6 +41,7 @@ const FLAC_TOTAL_OFFSET: u64 = 4 + 4 + 13;
 pub enum Codec {
     Flac,
     Opus { bitrate: u32 },
+    Mp3 { bitrate: u32 },
 }
 
 /// The file and what went wrong writing to it, shared with the appsink's
@@ -126,6 +131,12 @@ impl EncodedWriter {
             Codec::Opus { bitrate } => format!(
                 "opusenc bitrate={bitrate} frame-size=20 audio-type=voice ! oggmux max-delay={d} max-page-delay={d}",
                 d = self.page_delay.nseconds()
+            ),
+            // MP3 has a fixed set of rates: anything else is resampled to
+            // the nearest one LAME takes. Average bitrate, in kbit/s.
+            Codec::Mp3 { bitrate } => format!(
+                "audioresample ! lamemp3enc target=bitrate cbr=false bitrate={}",
+                (bitrate / 1000).clamp(8, 320)
             ),
         };
         let desc = format!(

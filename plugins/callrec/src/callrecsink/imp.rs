@@ -106,6 +106,11 @@ pub enum CallRecFormat {
         nick = "opus"
     )]
     Opus,
+    #[enum_value(
+        name = "MP3: lamemp3enc, at most 2 channels; a killed recording plays up to its last frame; a decoder adds LAME's delay (length not exact)",
+        nick = "mp3"
+    )]
+    Mp3,
 }
 
 impl CallRecFormat {
@@ -115,6 +120,7 @@ impl CallRecFormat {
             CallRecFormat::Wav => "wav",
             CallRecFormat::Flac => "flac",
             CallRecFormat::Opus => "opus",
+            CallRecFormat::Mp3 => "mp3",
         }
     }
 }
@@ -614,15 +620,22 @@ impl CallRecSink {
         // into files in separate mode), or their mix.
         let bytes_per_frame = if mixed { 2 } else { 2 * tracks.len() as u64 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
-        if settings.format == CallRecFormat::Flac && channels_per_file > 8 {
+        let max_channels = match settings.format {
+            CallRecFormat::Flac => 8,
+            CallRecFormat::Mp3 => 2,
+            CallRecFormat::Wav | CallRecFormat::Opus => u16::MAX,
+        };
+        if channels_per_file > max_channels {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Settings,
                 (
-                    "format=flac holds at most 8 channels in a file, and this recording has {} tracks",
+                    "format={} holds at most {} channels in a file, and this recording has {} tracks",
+                    settings.format.extension(),
+                    max_channels,
                     channels_per_file
                 ),
-                ["use mode=separate (one file per track), or format=wav or opus"]
+                ["use mode=separate (one file per track) or mode=mixed, or format=wav or opus"]
             );
             return Err(gst::StateChangeError);
         }
@@ -647,6 +660,9 @@ impl CallRecSink {
                 CallRecFormat::Wav => Container::Wav,
                 CallRecFormat::Flac => Container::Encoded(Codec::Flac),
                 CallRecFormat::Opus => Container::Encoded(Codec::Opus {
+                    bitrate: settings.bitrate,
+                }),
+                CallRecFormat::Mp3 => Container::Encoded(Codec::Mp3 {
                     bitrate: settings.bitrate,
                 }),
             },
@@ -951,12 +967,12 @@ impl ObjectImpl for CallRecSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("format", CallRecFormat::Wav)
                     .nick("Format")
-                    .blurb("How the audio is stored: wav, flac or opus (Ogg Opus); location's extension does not choose it (a mismatch is a WARNING)")
+                    .blurb("How the audio is stored: wav, flac, opus (Ogg Opus) or mp3; location's extension does not choose it (a mismatch is a WARNING)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("bitrate")
                     .nick("Bitrate")
-                    .blurb("Opus bitrate (bits/s) of the whole file, all its channels (format=opus)")
+                    .blurb("Bitrate (bits/s) of the whole file, all its channels (format=opus; format=mp3, as an average)")
                     .minimum(6000)
                     .maximum(510_000)
                     .default_value(DEFAULT_BITRATE)

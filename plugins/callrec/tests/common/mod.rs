@@ -164,8 +164,17 @@ pub fn feed(pipeline: &gst::Pipeline, name: &str, rate: usize, from_ms: u64, sam
 /// An Ogg Opus file decoded by libopus (`oggdemux ! opusdec`, a separate
 /// pipeline) at `rate`: one vector per channel.
 pub fn decode_opus(path: &std::path::Path, rate: u32) -> Vec<Vec<i16>> {
+    decode_with(path, "oggdemux ! opusdec", rate)
+}
+
+/// An MP3 file decoded by libmpg123 (`mpegaudioparse ! mpg123audiodec`).
+pub fn decode_mp3(path: &std::path::Path, rate: u32) -> Vec<Vec<i16>> {
+    decode_with(path, "mpegaudioparse ! mpg123audiodec", rate)
+}
+
+fn decode_with(path: &std::path::Path, decoder: &str, rate: u32) -> Vec<Vec<i16>> {
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! oggdemux ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate={rate} ! appsink name=out sync=false",
+        "filesrc location={} ! {decoder} ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate={rate} ! appsink name=out sync=false",
         path.display()
     ))
     .unwrap()
