@@ -11,7 +11,7 @@ fn python_records_and_reads_the_outcome() {
     let plugins = exe.parent().unwrap().parent().unwrap();
     assert!(
         plugins.join("libgstcallrec.so").exists(),
-        "no libgstcallrec.so in {}",
+        "no libgstcallrec.so in {}: `cargo test` builds no plugin file; run `cargo build --workspace` first",
         plugins.display()
     );
     let dir = std::env::temp_dir().join(format!("python-example-{}", std::process::id()));
