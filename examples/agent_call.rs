@@ -122,7 +122,7 @@ fn pipeline(o: &Options) -> Result<gst::Pipeline, glib::Error> {
         "callrecsink name=rec location={output} tolerance=20000000 \
          udpsrc name=rtp_in port={rtp_in} timeout={timeout} caps=\"application/x-rtp,media=audio,clock-rate=8000\" \
            ! rtpjitterbuffer name=jitter latency={jitter} ! rtpptdemux name=pt \
-         pt.src_0 ! rtppcmudepay ! mulawdec ! {leg} ! tee name=caller \
+         pt.src_0 ! rtppcmudepay name=caller_depay ! mulawdec ! {leg} ! tee name=caller \
          caller. ! queue ! stallfiller name=caller_fill tolerance=20000000 ! audioresample \
            ! pipecatwssink name=to_bot connection=call serializer={serializer} \
          caller. ! queue ! rec.sink_0 \
@@ -205,6 +205,7 @@ fn main() -> ExitCode {
             match why {
                 Ending::BotHungUp | Ending::CallerSilent => {
                     pipeline.send_event(gst::event::Eos::new());
+                    end_caller_leg(&pipeline);
                 }
                 Ending::Signal | Ending::Error => main_loop.quit(),
             }
@@ -330,6 +331,23 @@ fn part_payload_types(pipeline: &gst::Pipeline, dtmf_pt: u32) {
         let _ = keys.sync_state_with_parent();
         let _ = pad.link(&keys.static_pad("sink").unwrap());
     });
+}
+
+/// The EOS sent to the pipeline reaches the caller's audio leg through
+/// rtpptdemux's `src_0`, which exists only once the caller sent audio: a
+/// caller that sent none (or only keys) would leave that leg, and the call,
+/// waiting for an EOS for ever. Its leg then gets the EOS directly.
+fn end_caller_leg(pipeline: &gst::Pipeline) {
+    let demux_has_audio = pipeline
+        .by_name("pt")
+        .is_some_and(|pt| pt.static_pad("src_0").is_some());
+    if !demux_has_audio
+        && let Some(sink) = pipeline
+            .by_name("caller_depay")
+            .and_then(|d| d.static_pad("sink"))
+    {
+        sink.send_event(gst::event::Eos::new());
+    }
 }
 
 /// A key the caller pressed, to the bot: pipecatwssink takes the

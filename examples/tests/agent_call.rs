@@ -530,6 +530,7 @@ fn caller_keys_reach_the_bot_in_order() {
     init();
     let bot = bot::Bot::start(&["--mode", "echo", "--rate", "8000", "--log-input"]);
     let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let (receiver, echoed) = receive_rtp(rtp_out);
     let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "dtmf");
     let caller = gst::parse::launch(&format!(
         "audiotestsrc is-live=true wave=sine volume=0.2 samplesperbuffer=160 \
@@ -544,6 +545,15 @@ fn caller_keys_reach_the_bot_in_order() {
     call.wait_for_line("call started", Duration::from_secs(10));
     bot.line("CLIENT CONNECTED", Duration::from_secs(10))
         .expect("the call connected to the bot");
+    // Keys come once the caller's audio flows: its echo is back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while echoed.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the caller's audio never came back"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Each key held 120 ms, as a caller presses it.
     let pressed = [1, 2, 3, 11, 0, 10];
     for number in pressed {
@@ -571,6 +581,7 @@ fn caller_keys_reach_the_bot_in_order() {
     }
     caller.set_state(gst::State::Null).unwrap();
     assert_eq!(call.wait(Duration::from_secs(10)), 0, "{}", call.text());
+    receiver.set_state(gst::State::Null).unwrap();
     assert_eq!(
         heard,
         "123#0*",
@@ -580,4 +591,22 @@ fn caller_keys_reach_the_bot_in_order() {
     let said = call.text();
     assert!(said.contains("caller pressed key 11"), "{said}");
     assert!(said.contains("recording finalized"), "{said}");
+}
+
+/// A caller that never sends any RTP (not even keys): the call still ends
+/// at `--no-media-timeout`, with nothing recorded, so it fails closed
+/// (exit status 1), and never waits for ever.
+#[test]
+fn a_caller_that_never_speaks_ends_the_call_and_fails_closed() {
+    init();
+    let bot = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
+    let (rtp_in, rtp_out) = (bot::free_port(), bot::free_port());
+    let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "never");
+    assert_eq!(call.wait(Duration::from_secs(15)), 1, "{}", call.text());
+    let said = call.text();
+    assert!(said.contains("call ending: CallerSilent"), "{said}");
+    assert!(
+        !call.output.exists(),
+        "a recording of nothing was published"
+    );
 }

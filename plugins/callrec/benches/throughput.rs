@@ -104,7 +104,10 @@ fn main() {
         ),
         (
             "mp3",
-            format!("{} ! callrecsink location={loc} format=mp3 bitrate=32000", source_of(ENCODED_BUFFERS)),
+            format!(
+                "{} ! callrecsink location={loc} format=mp3 bitrate=32000",
+                source_of(ENCODED_BUFFERS)
+            ),
             "lamemp3enc ! filesink",
             format!(
                 "{} ! lamemp3enc target=bitrate bitrate=32 ! filesink location={loc}",

@@ -128,17 +128,17 @@ const MP3_SLACK: u64 = 2400;
 /// recorded length plus no more than the encoder's delay and padding.
 #[test]
 fn mp3_decodes_with_both_tracks_and_the_encoders_delay_at_most() {
-    let (location, frames, _) = record_two_tracks(
-        "mp3",
-        "mp3",
-        [tone_track("a", 440), tone_track("b", 1000)],
-    );
+    let (location, frames, _) =
+        record_two_tracks("mp3", "mp3", [tone_track("a", 440), tone_track("b", 1000)]);
     assert_eq!(frames, 16000);
     let data = decode_mp3(&location, 8000);
     assert_eq!(data.len(), 2);
     let decoded = data[0].len() as u64;
     println!("mp3: {decoded} frames decoded of {frames} recorded");
-    assert!((frames..=frames + MP3_SLACK).contains(&decoded), "{decoded}");
+    assert!(
+        (frames..=frames + MP3_SLACK).contains(&decoded),
+        "{decoded}"
+    );
     let (left, right) = (frequency(&data[0], 8000), frequency(&data[1], 8000));
     assert!((left - 440.0).abs() < 10.0, "left channel is {left} Hz");
     assert!((right - 1000.0).abs() < 10.0, "right channel is {right} Hz");
@@ -253,7 +253,11 @@ fn formats_refuse_more_tracks_than_their_channels_in_one_file() {
         let dir = tmp_dir(&format!("{format}-{tracks}"));
         let location = dir.join(format!("call.{format}"));
         let inputs: String = (0..tracks)
-            .map(|i| format!(" audiotestsrc num-buffers=10 ! audio/x-raw,rate=8000,channels=1 ! rec.sink_{i}"))
+            .map(|i| {
+                format!(
+                    " audiotestsrc num-buffers=10 ! audio/x-raw,rate=8000,channels=1 ! rec.sink_{i}"
+                )
+            })
             .collect();
         let pipeline = launch(&format!(
             "callrecsink name=rec location={} format={format}{inputs}",
@@ -263,7 +267,10 @@ fn formats_refuse_more_tracks_than_their_channels_in_one_file() {
         let messages = drain(&pipeline);
         pipeline.set_state(gst::State::Null).unwrap();
         let (text, debug) = error_text(&messages).expect("an ERROR");
-        assert!(text.contains(&format!("format={format} holds at most")), "{text}");
+        assert!(
+            text.contains(&format!("format={format} holds at most")),
+            "{text}"
+        );
         assert!(debug.contains("mode=separate"), "{debug}");
         assert!(!part(&location).exists());
     }
