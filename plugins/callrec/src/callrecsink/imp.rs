@@ -10,11 +10,11 @@
 //! `finalize-timeout`), and never twice. Its outcome is always a bus message
 //! (`report.rs`).
 //!
-//! Lock order: `recording`, then `state`, then `settings`. `fix_rate` is the
-//! one place that holds two (it waits on `caps_known` with `state` while the
-//! recording is held). Nothing is pushed or posted with a lock held but
-//! `recording` for the buffer being recorded; reports are posted after it
-//! is released.
+//! Lock order: `recording`, then `state`, then `settings`. Nothing waits
+//! while holding `recording`: `fix_rate` waits on `caps_known` with `state`
+//! alone, then takes `recording` and `state` to fix the rates. Nothing is
+//! pushed or posted with a lock held but `recording` for the buffer being
+//! recorded; reports are posted after it is released.
 //!
 //! No panic of ours crosses into GStreamer: every callback and probe runs
 //! under `guarded`, which turns a panic into a failed recording with an
@@ -351,20 +351,28 @@ impl CallRecSink {
         }
     }
 
-    /// The recording rate: the `rate` property, or the highest input rate.
-    /// Fixed at the first buffer of any track, which waits (at most
-    /// `CAPS_WAIT`) for every track to announce its caps.
+    /// The recording rate: the `rate` property, or the highest input rate
+    /// (in `separate` mode each track's own). Fixed at the first buffer of
+    /// any track, which waits (at most `CAPS_WAIT`) for every track to
+    /// announce its caps. The wait holds no recording lock: another track's
+    /// events pass the recorder's probes, which take it, on their way to
+    /// announcing those caps (holding it here made every track but the
+    /// first fall back to the highest rate known).
     fn fix_rate(&self) {
-        let mut recording = self.recording();
-        let Some(rec) = recording.as_mut() else {
-            return;
-        };
-        if rec.rates_fixed() {
+        if self.recording().as_ref().is_none_or(|r| r.rates_fixed()) {
             return;
         }
-        let (state, _) = wait_timeout_while(&self.caps_known, self.state(), CAPS_WAIT, |s| {
-            s.tracks.values().any(|t| t.input_rate.is_none())
-        });
+        drop(wait_timeout_while(
+            &self.caps_known,
+            self.state(),
+            CAPS_WAIT,
+            |s| s.tracks.values().any(|t| t.input_rate.is_none()),
+        ));
+        let mut recording = self.recording();
+        let Some(rec) = recording.as_mut().filter(|r| !r.rates_fixed()) else {
+            return;
+        };
+        let state = self.state();
         let settings = self.settings();
         let known: Vec<Option<u32>> = state.tracks.values().map(|t| t.input_rate).collect();
         let highest = known
@@ -464,6 +472,12 @@ impl CallRecSink {
     fn tap_track(&self, pad: &gst::Pad, number: u32) {
         let recording = self.recording.clone();
         pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            // Only what the direct path needs takes the recording lock.
+            if !info.event().is_some_and(|e| {
+                matches!(e.type_(), gst::EventType::Caps | gst::EventType::Segment)
+            }) {
+                return gst::PadProbeReturn::Ok;
+            }
             let mut guard = lock(&recording);
             let Some(tap) = guard.as_mut().and_then(|r| r.tap_mut(number)) else {
                 return gst::PadProbeReturn::Ok;

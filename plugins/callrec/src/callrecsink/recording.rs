@@ -535,27 +535,28 @@ mod tests {
     use crate::callrecsink::files::RecordingFiles;
 
     fn recording(name: &str, numbers: &[u32]) -> (Recording, PathBuf) {
+        recording_of(name, numbers, false)
+    }
+
+    /// `separate`: one file per track, `call-<n>.wav`.
+    fn recording_of(name: &str, numbers: &[u32], separate: bool) -> (Recording, PathBuf) {
         gst::init().unwrap();
         let dir = std::env::temp_dir().join(format!("callrec-rec-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let location = dir.join("call.wav");
+        let location = dir.join(if separate { "call-%u.wav" } else { "call.wav" });
+        let locations = super::super::files::locations(&location, separate, numbers);
         let spec = super::super::files::FileSpec {
             metadata: Default::default(),
             container: super::super::files::Container::Wav,
             mode: 0o600,
             header_interval: gst::ClockTime::SECOND,
         };
-        let files = RecordingFiles::create(
-            std::slice::from_ref(&location),
-            &spec,
-            numbers.len() as u16,
-            FALLBACK_RATE,
-            false,
-        )
-        .unwrap();
-        let writer =
-            FileWriter::spawn(files, 2 * numbers.len() as u64, Duration::from_secs(2)).unwrap();
+        let channels = if separate { 1 } else { numbers.len() };
+        let files =
+            RecordingFiles::create(&locations, &spec, channels as u16, FALLBACK_RATE, false)
+                .unwrap();
+        let writer = FileWriter::spawn(files, 2 * channels as u64, Duration::from_secs(2)).unwrap();
         let tracks = numbers
             .iter()
             .map(|&n| TrackId {
@@ -566,7 +567,7 @@ mod tests {
         let setup = Setup {
             header_interval: Duration::from_secs(1),
             output: Output::Interleaved,
-            separate: false,
+            separate,
             min_duration: gst::ClockTime::ZERO,
             pause_mode: PauseMode::Silence,
             max_duration: gst::ClockTime::ZERO,
@@ -579,6 +580,43 @@ mod tests {
             .flatten()
             .collect();
         gst::Buffer::from_mut_slice(data)
+    }
+
+    /// Separate files at their own rates share the start and the end: a
+    /// track that starts late gets leading silence at its own rate, one
+    /// that ends early is padded, each file's length is the recording's.
+    #[test]
+    fn separate_lanes_share_start_and_end_at_their_own_rates() {
+        let (mut rec, pattern) = recording_of("lanes", &[0, 1], true);
+        rec.fix_rates(&[8000, 16000]);
+        let ms = gst::ClockTime::from_mseconds;
+        // Track 0: 8 kHz from 0 to 100 ms; track 1: 16 kHz from 50 to 75 ms.
+        assert!(rec.record(0, Some(ms(0)), &buffer(3, 800)).is_ok());
+        assert!(rec.record(1, Some(ms(50)), &buffer(-5, 400)).is_ok());
+        assert!(rec.track_eos(0).is_none());
+        let report = rec.track_eos(1).expect("both tracks ended");
+        assert!(matches!(
+            report.outcome,
+            Outcome::Finalized { frames: 800, .. }
+        ));
+        let read = |n: u32| {
+            let path = super::super::files::track_location(&pattern, n);
+            let mut reader = hound::WavReader::open(path).unwrap();
+            let rate = reader.spec().sample_rate;
+            let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+            (rate, samples)
+        };
+        let (rate0, s0) = read(0);
+        assert_eq!((rate0, s0.len()), (8000, 800));
+        assert!(s0.iter().all(|&s| s == 3));
+        let (rate1, s1) = read(1);
+        assert_eq!((rate1, s1.len()), (16000, 1600), "100 ms at 16 kHz");
+        assert!(
+            s1[..800].iter().all(|&s| s == 0),
+            "50 ms of leading silence"
+        );
+        assert!(s1[800..1200].iter().all(|&s| s == -5));
+        assert!(s1[1200..].iter().all(|&s| s == 0), "padded to the end");
     }
 
     #[test]
