@@ -107,14 +107,14 @@ impl LinkSettings {
                 .mutable_ready()
                 .build(),
             glib::ParamSpecString::builder("stream-sid")
-                .nick("Stream SID")
-                .blurb("Twilio streamSid sent in the start event and with every media message")
+                .nick("Stream ID")
+                .blurb("The media stream's id, sent in the handshake and with every media and DTMF event, as each provider names it: Twilio streamSid, Telnyx stream_id, Plivo streamId, Exotel stream_sid, Genesys session id")
                 .default_value(Some(LinkSettings::default().stream_sid.as_str()))
                 .mutable_ready()
                 .build(),
             glib::ParamSpecString::builder("call-sid")
-                .nick("Call SID")
-                .blurb("Twilio callSid sent in the start event")
+                .nick("Call ID")
+                .blurb("The call's id, sent in the handshake: Twilio callSid, Telnyx call_control_id, Plivo callId, Exotel call_sid, Genesys conversationId")
                 .default_value(Some(LinkSettings::default().call_sid.as_str()))
                 .mutable_ready()
                 .build(),
