@@ -327,27 +327,22 @@ impl Connection {
         lock(&self.link).session.clone()
     }
 
-    /// Queues what `make` builds with the connection's session.
-    pub fn send_with(&self, make: impl FnOnce(&Session) -> Message) -> Result<(), Unsent> {
-        let Some(session) = self.session() else {
-            return Err(match self.mailbox().end.clone() {
-                Some(end) => Unsent::Ended(end),
-                None => Unsent::NotConnected,
-            });
-        };
-        self.send(make(&session))
-    }
-
     /// Queues a message for the bot.
     pub fn send(&self, msg: Message) -> Result<(), Unsent> {
+        self.send_with(|_| msg)
+    }
+
+    /// Queues what `make` builds with the connection's session: one lock
+    /// of `link` per message (the sink's per-buffer path).
+    pub fn send_with(&self, make: impl FnOnce(&Session) -> Message) -> Result<(), Unsent> {
         let mut link = lock(&self.link);
         if let Some(end) = self.mailbox().end.clone() {
             return Err(Unsent::Ended(end));
         }
-        let Some(tx) = link.outgoing.as_ref() else {
+        let (Some(tx), Some(session)) = (link.outgoing.as_ref(), link.session.as_ref()) else {
             return Err(Unsent::NotConnected);
         };
-        match tx.try_send(msg) {
+        match tx.try_send(make(session)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The bot does not read fast enough: losing caller audio is

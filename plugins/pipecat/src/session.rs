@@ -203,13 +203,14 @@ impl Session {
     /// Caller audio (mono S16LE at `rate`) as the bot expects it. A wire
     /// with a fixed rate gets it at that rate: the sink's caps see to it.
     pub fn audio(&self, pcm: &[u8], rate: u32) -> Message {
-        let serializer = self.serializer;
-        let coded = match serializer.law() {
+        if self.serializer == Serializer::Protobuf {
+            return Message::Binary(Frame::encode_audio(pcm, rate, 1).into());
+        }
+        let coded = match self.serializer.law() {
             Some(law) => g711::encode_law(law, pcm),
             None => pcm.to_vec(),
         };
-        match serializer {
-            Serializer::Protobuf => Message::Binary(Frame::encode_audio(pcm, rate, 1).into()),
+        match self.serializer {
             Serializer::Vonage => Message::Binary(coded.into()),
             Serializer::Genesys => {
                 self.frames_sent

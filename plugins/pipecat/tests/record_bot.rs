@@ -96,35 +96,7 @@ fn decode(file: &Path) -> (Duration, bool) {
         "filesrc location={} ! decodebin ! audioconvert ! audio/x-raw,format=S16LE,channels=1 ! appsink name=out sync=false",
         file.display()
     ));
-    let got = Arc::new(Mutex::new((0u64, 0i32, 0i16)));
-    let g = got.clone();
-    pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap()
-        .set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let rate = sample
-                        .caps()
-                        .unwrap()
-                        .structure(0)
-                        .unwrap()
-                        .get::<i32>("rate")
-                        .unwrap();
-                    let map = sample.buffer().unwrap().map_readable().unwrap();
-                    let mut g = g.lock().unwrap();
-                    g.0 += map.len() as u64 / 2;
-                    g.1 = rate;
-                    for c in map.chunks_exact(2) {
-                        g.2 = g.2.max(i16::from_le_bytes([c[0], c[1]]).saturating_abs());
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+    let got = common::record(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let (_, end) = wait_for(
         &pipeline,
@@ -138,10 +110,11 @@ fn decode(file: &Path) -> (Duration, bool) {
         "{} does not decode",
         file.display()
     );
-    let (samples, rate, peak) = *got.lock().unwrap();
+    let got = got.lock().unwrap();
+    let rate = *got.rates.last().expect("decoded audio") as u64;
     (
-        Duration::from_nanos(samples * 1_000_000_000 / rate as u64),
-        peak > 1000,
+        Duration::from_nanos(got.samples.len() as u64 * 1_000_000_000 / rate),
+        got.samples.iter().any(|s| s.saturating_abs() > 1000),
     )
 }
 

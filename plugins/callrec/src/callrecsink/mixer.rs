@@ -186,26 +186,30 @@ impl Mixer {
     }
 
     /// Applies `track`'s gain and mute to `samples` starting at frame `pos`
-    /// (of the full timeline, as pauses cut it), saturating.
+    /// (of the full timeline, as pauses cut it), saturating: each change
+    /// covers the frames up to the next one.
     fn apply_levels(&mut self, track: usize, pos: i128, start: ClockTime, samples: &mut [i16]) {
-        let changes: Vec<(i128, f64)> = self.tracks[track]
-            .levels
-            .iter()
-            .map(|l| (self.frame_of(l.at, start), l.factor))
-            .collect();
+        let levels = &self.tracks[track].levels;
+        let end = pos + samples.len() as i128;
         let mut muted = 0u64;
-        for (i, s) in samples.iter_mut().enumerate() {
-            let frame = pos + i as i128;
-            let Some(&(_, factor)) = changes.iter().rev().find(|(at, _)| *at <= frame) else {
+        for (k, level) in levels.iter().enumerate() {
+            let from = self.frame_of(level.at, start).max(pos);
+            let until = levels
+                .get(k + 1)
+                .map_or(end, |next| self.frame_of(next.at, start).min(end));
+            if from >= until {
                 continue;
-            };
-            if factor == 0.0 {
-                muted += 1;
-                *s = 0;
-            } else if factor != 1.0 {
-                *s = (f64::from(*s) * factor)
-                    .round()
-                    .clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+            }
+            let piece = &mut samples[(from - pos) as usize..(until - pos) as usize];
+            if level.factor == 0.0 {
+                muted += piece.len() as u64;
+                piece.fill(0);
+            } else if level.factor != 1.0 {
+                for s in piece {
+                    *s = (f64::from(*s) * level.factor)
+                        .round()
+                        .clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+                }
             }
         }
         self.tracks[track].stats.muted += muted;

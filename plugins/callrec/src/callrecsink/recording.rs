@@ -307,6 +307,11 @@ impl Recording {
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
         if self.started_at.is_none() && !self.mixers.is_empty() {
+            // The recording starts with its first buffer, on every lane: a
+            // track that starts late gets leading silence in its own file too.
+            for m in &mut self.mixers {
+                m.set_start(running_time);
+            }
             let now = std::time::SystemTime::now();
             self.started_at = Some(now);
             if let Some(files) = self.files.as_mut() {
@@ -333,11 +338,6 @@ impl Recording {
     ) -> Result<(), String> {
         if self.mixers.is_empty() {
             return Ok(());
-        }
-        // Every lane starts where the recording starts: a track that
-        // starts late gets leading silence in its own file too.
-        for m in &mut self.mixers {
-            m.set_start(running_time);
         }
         let (lane, track) = self.lane_of(channel);
         let files = self

@@ -671,6 +671,7 @@ const SRC_URI_PARAMETERS: &[&str] = &[
     "max-queue",
     "max-queue-bytes",
     "latency",
+    "trim-end-silence",
 ];
 
 /// The format `caps` names, if it is raw audio a bot may send: S16LE
