@@ -46,8 +46,10 @@ fn sender(count: usize, pace: Duration) -> (u16, Arc<Mutex<Vec<Instant>>>) {
 
 fn run(count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
     let (port, sent) = sender(count, pace);
+    // The inbox must hold the whole flood: the throughput run sends faster
+    // than any sink takes it, and the default bounds would drop the oldest.
     let pipeline = gst::parse::launch(&format!(
-        "pipecatwsrc uri=ws://127.0.0.1:{port}/ max-queue=1000000000000 ! appsink name=sink sync=false"
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ max-queue=1000000000000 max-queue-bytes=100000000 ! appsink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
