@@ -1,9 +1,12 @@
 //! `callrecsink`: a sink bin with one request pad per track.
 //!
-//! Each track (`track.rs`) runs `stallfiller ! [mulawdec|alawdec] !
-//! audioconvert ! audioresample ! capsfilter ! appsink`; the appsinks'
-//! streaming threads (or, for audio already in the file's format, a probe
-//! on the converter's input) feed one `Recording` (`recording.rs`).
+//! Each track (`track.rs`) runs `stallfiller ! [decoder] ! [converter] !
+//! TrackSink`; every track's buffers enter the one `Recording`
+//! (`recording.rs`) through its `TrackSink` (`track_sink.rs`), and nowhere
+//! else. The track's pad (`pad.rs`) sees its caps and its first buffer of
+//! each recording before stallfiller does, and decides the route there: the
+//! decoder on caps; on the first buffer, once the recording's rate is fixed,
+//! whether the converter is needed.
 //!
 //! Finalization has one entry point, `Recording::finalize`, reached from the
 //! last track's EOS, from PAUSED->READY without EOS (bounded by
@@ -11,10 +14,10 @@
 //! (`report.rs`).
 //!
 //! Lock order: `recording`, then `state`, then `settings`. Nothing waits
-//! while holding `recording`: `fix_rate` waits on `caps_known` with `state`
-//! alone, then takes `recording` and `state` to fix the rates. Nothing is
-//! pushed or posted with a lock held but `recording` for the buffer being
-//! recorded; reports are posted after it is released.
+//! while holding a lock: `fix_rate` waits on `caps_known`, which releases
+//! `state`. A track is routed (elements linked, added) under `state` alone,
+//! on the track's own streaming thread. Nothing is pushed or posted with a
+//! lock held; reports are posted after `recording` is released.
 //!
 //! No panic of ours crosses into GStreamer: every callback and probe runs
 //! under `guarded`, which turns a panic into a failed recording with an
@@ -25,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+
 use std::time::Duration;
 
 use callaudio::sync::{lock, panic_text, wait_timeout_while};
@@ -37,9 +41,11 @@ use super::files::{self, Container, FileSpec, RecordingFiles};
 use super::metadata::Metadata;
 use super::mixer::{Output, PauseMode};
 use super::pad::{CallRecSinkPad, Level};
-use super::recording::{FALLBACK_RATE, Recording, Refusal, Report, Setup, TrackId};
+use super::recording::{
+    FALLBACK_RATE, Recording, Refusal, Report, Setup, SharedRecording, TrackId,
+};
 use super::report;
-use super::track::{self, Track};
+use super::track::{self, PadFunctions, Track};
 use super::writer::FileWriter;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -204,7 +210,7 @@ pub struct CallRecSink {
     state: Mutex<State>,
     /// Signalled with `state` when a track learns its input caps.
     caps_known: Condvar,
-    recording: Arc<Mutex<Option<Recording>>>,
+    recording: SharedRecording,
 }
 
 impl CallRecSink {
@@ -227,7 +233,7 @@ impl CallRecSink {
     /// Runs `f`; a panic in it fails the recording with an ERROR (keeping
     /// what was written) and gives `fallback`, instead of unwinding into
     /// GStreamer, which would abort the process.
-    fn guarded<T>(&self, fallback: T, f: impl FnOnce() -> T) -> T {
+    pub(super) fn guarded<T>(&self, fallback: T, f: impl FnOnce() -> T) -> T {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(v) => v,
             Err(panic) => {
@@ -239,7 +245,7 @@ impl CallRecSink {
 
     /// A panic of ours was caught: the recording fails with an ERROR that
     /// says so, keeping what was written.
-    fn failed_by_panic(&self, panic: &(dyn std::any::Any + Send)) {
+    pub(super) fn failed_by_panic(&self, panic: &(dyn std::any::Any + Send)) {
         let text = panic_text(panic);
         gst::error!(CAT, imp = self, "panic: {text}");
         let reason = format!("internal error in callrecsink ({text}); this is a bug");
@@ -283,7 +289,38 @@ impl CallRecSink {
             }
         };
         let bin = self.obj().clone().upcast::<gst::Bin>();
-        let (track, hooks) = match Track::build(&bin, number, track_pad_query) {
+        let functions = PadFunctions {
+            event: |pad: &CallRecSinkPad, parent: Option<&gst::Object>, event: gst::Event| {
+                if let Some(imp) = callrecsink(parent) {
+                    match event.view() {
+                        gst::EventView::Caps(c) => {
+                            imp.guarded((), || imp.on_track_caps(pad.number(), c.caps()));
+                        }
+                        // stallfiller turns a GAP into silence, which must
+                        // reach the file at its rate too; but silence alone
+                        // does not start a recording.
+                        gst::EventView::Gap(_)
+                            if pad.unrouted()
+                                && imp.guarded(false, || imp.route_track(pad.number(), false)) =>
+                        {
+                            pad.set_routed();
+                        }
+                        _ => {}
+                    }
+                }
+                gst::Pad::event_default(pad, parent, event)
+            },
+            chain: |pad: &CallRecSinkPad, parent: Option<&gst::Object>, buffer: gst::Buffer| {
+                if pad.unrouted()
+                    && let Some(imp) = callrecsink(parent)
+                {
+                    imp.guarded(false, || imp.route_track(pad.number(), true));
+                    pad.set_routed();
+                }
+                gst::ProxyPad::chain_default(pad, parent, buffer)
+            },
+        };
+        let track = match Track::build(&bin, number, self.recording.clone(), functions) {
             Ok(built) => built,
             Err(err) => {
                 drop(state);
@@ -296,9 +333,6 @@ impl CallRecSink {
                 return None;
             }
         };
-        self.install_callbacks(&hooks.appsink, number);
-        self.tap_track(&hooks.converter_input, number);
-        self.watch_caps(&hooks.input, number);
         let ghost = track.ghost.clone();
         state.next_number = state.next_number.max(number.saturating_add(1));
         state.tracks.insert(number, track);
@@ -314,41 +348,67 @@ impl CallRecSink {
         Some(ghost.upcast())
     }
 
-    /// Learns each track's input rate and format from its caps, and inserts
-    /// the G.711 decoder it needs.
-    fn watch_caps(&self, pad: &gst::Pad, number: u32) {
-        let weak = self.obj().downgrade();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::EventView::Caps(c)) = info.event().map(|e| e.view())
-                && let Some(obj) = weak.upgrade()
-            {
-                let imp = obj.imp();
-                imp.guarded((), || imp.on_track_caps(number, c.caps()));
-            }
-            gst::PadProbeReturn::Ok
-        });
+    /// The rate track `number`'s file has, once it is fixed.
+    fn file_rate(&self, number: u32) -> Option<u32> {
+        let recording = self.recording();
+        let rec = recording.as_ref()?;
+        rec.rate_of(rec.channel_of(number)?)
     }
 
+    /// Track `number`'s caps, before stallfiller sees them: the track learns
+    /// its input, links the decoder it needs and, once the recording's rate
+    /// is fixed, the converter (caps may change during a call).
     fn on_track_caps(&self, number: u32, caps: &gst::CapsRef) {
         let Ok(layout) = callaudio::Layout::from_caps(caps) else {
             return;
         };
+        let rate = self.file_rate(number);
         let bin = self.obj().clone().upcast::<gst::Bin>();
         let mut state = self.state();
         let Some(track) = state.tracks.get_mut(&number) else {
             return;
         };
-        track.input_rate = Some(layout.rate);
+        let routed = track.set_input(&bin, layout, rate);
         self.caps_known.notify_all();
-        if let Err(err) = track.use_decoder_for(&bin, layout.encoding) {
-            drop(state);
+        drop(state);
+        if let Err(err) = routed {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::MissingPlugin,
-                ("No decoder for track {}", number),
+                ("Cannot decode or convert track {}", number),
                 ["{err}"]
             );
         }
+    }
+
+    /// Track `number`'s first buffer (`fix` true) or GAP of this
+    /// recording, before stallfiller sees it: a buffer fixes the recording's
+    /// rate if no track has yet; then the track is routed for its file's
+    /// rate. Whether it was: a GAP before the rate is fixed routes nothing.
+    fn route_track(&self, number: u32, fix: bool) -> bool {
+        if fix {
+            self.fix_rate();
+        }
+        let rate = self.file_rate(number);
+        if rate.is_none() && !fix {
+            return false;
+        }
+        let bin = self.obj().clone().upcast::<gst::Bin>();
+        let mut state = self.state();
+        let Some(track) = state.tracks.get_mut(&number) else {
+            return true;
+        };
+        let routed = track.route(&bin, rate, false);
+        drop(state);
+        if let Err(err) = routed {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::MissingPlugin,
+                ("Cannot convert track {}", number),
+                ["{err}: callrecsink needs audioconvert and audioresample"]
+            );
+        }
+        true
     }
 
     /// The recording rate: the `rate` property, or the highest input rate
@@ -366,7 +426,7 @@ impl CallRecSink {
             &self.caps_known,
             self.state(),
             CAPS_WAIT,
-            |s| s.tracks.values().any(|t| t.input_rate.is_none()),
+            |s| s.tracks.values().any(|t| t.input_rate().is_none()),
         ));
         let mut recording = self.recording();
         let Some(rec) = recording.as_mut().filter(|r| !r.rates_fixed()) else {
@@ -374,7 +434,7 @@ impl CallRecSink {
         };
         let state = self.state();
         let settings = self.settings();
-        let known: Vec<Option<u32>> = state.tracks.values().map(|t| t.input_rate).collect();
+        let known: Vec<Option<u32>> = state.tracks.values().map(|t| t.input_rate()).collect();
         let highest = known
             .iter()
             .flatten()
@@ -397,61 +457,11 @@ impl CallRecSink {
             rec.channels()
         );
         rec.fix_rates(&rates);
-        for (track, &rate) in state.tracks.values().zip(&rates) {
-            track.set_rate(rate);
-        }
-    }
-
-    fn install_callbacks(&self, sink: &gst_app::AppSink, number: u32) {
-        let weak = self.obj().downgrade();
-        let weak_eos = weak.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let obj = weak.upgrade().ok_or(gst::FlowError::Flushing)?;
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                    let imp = obj.imp();
-                    imp.guarded(Err(gst::FlowError::Error), || {
-                        imp.on_sample(number, &sample)
-                    })
-                })
-                .eos(move |_| {
-                    if let Some(obj) = weak_eos.upgrade() {
-                        let imp = obj.imp();
-                        imp.guarded((), || imp.on_eos(number));
-                    }
-                })
-                .build(),
-        );
-    }
-
-    fn on_sample(
-        &self,
-        number: u32,
-        sample: &gst::Sample,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-        let segment = sample
-            .segment()
-            .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
-        let mut recording = self.recording();
-        let result = match recording.as_mut() {
-            Some(rec) => match rec.channel_of(number) {
-                Some(channel) => {
-                    rec.record(channel, running_time(segment.as_ref(), buffer), buffer)
-                }
-                // Not part of this recording: nothing to do with its audio.
-                None => Ok(None),
-            },
-            None => Err(Refusal::Flow(gst::FlowError::Flushing)),
-        };
-        drop(recording);
-        self.recorded(number, result)
     }
 
     /// What recording a buffer came to, for upstream: a report to post (the
     /// recording reached `max-duration`), or why it was refused.
-    fn recorded(
+    pub(super) fn recorded(
         &self,
         number: u32,
         result: Result<Option<Report>, Refusal>,
@@ -465,76 +475,6 @@ impl CallRecSink {
             }
             Err(refusal) => Err(self.refused(number, refusal)),
         }
-    }
-
-    /// Watches what reaches the track's `audioconvert` and records buffers
-    /// that need no conversion right there (see `Tap`).
-    fn tap_track(&self, pad: &gst::Pad, number: u32) {
-        let recording = self.recording.clone();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            // Only what the direct path needs takes the recording lock.
-            if !info.event().is_some_and(|e| {
-                matches!(e.type_(), gst::EventType::Caps | gst::EventType::Segment)
-            }) {
-                return gst::PadProbeReturn::Ok;
-            }
-            let mut guard = lock(&recording);
-            let Some(tap) = guard.as_mut().and_then(|r| r.tap_mut(number)) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            match info.event().map(|e| e.view()) {
-                Some(gst::EventView::Caps(c)) => {
-                    tap.s16_mono_rate = gst_audio::AudioInfo::from_caps(c.caps())
-                        .ok()
-                        .filter(|i| {
-                            i.format() == gst_audio::AudioFormat::S16le
-                                && i.channels() == 1
-                                && i.layout() == gst_audio::AudioLayout::Interleaved
-                        })
-                        .map(|i| i.rate());
-                }
-                Some(gst::EventView::Segment(e)) => {
-                    tap.segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
-                }
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        });
-        // The per-buffer path holds the recording itself and upgrades the
-        // element only to post a failure: GLib weak references share one
-        // process-wide lock, which thousands of tracks would contend on.
-        let recording = self.recording.clone();
-        let weak = self.obj().downgrade();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_ref() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut guard = lock(&recording);
-                let rec = guard.as_mut()?;
-                let (channel, tap) = rec.tap_is_direct(number)?;
-                let running_time = running_time(tap.segment.as_ref(), buffer);
-                Some(rec.record(channel, running_time, buffer))
-            }));
-            let result = match result {
-                Ok(None) => return gst::PadProbeReturn::Ok,
-                Ok(Some(result)) => Ok(result),
-                Err(panic) => Err(panic),
-            };
-            let Some(obj) = weak.upgrade() else {
-                info.flow_res = Err(gst::FlowError::Flushing);
-                return gst::PadProbeReturn::Handled;
-            };
-            let imp = obj.imp();
-            info.flow_res = match result {
-                Ok(result) => imp.recorded(number, result),
-                Err(panic) => {
-                    imp.failed_by_panic(&*panic);
-                    Err(gst::FlowError::Error)
-                }
-            };
-            gst::PadProbeReturn::Handled
-        });
     }
 
     /// Posts why a buffer was refused; returns what upstream gets.
@@ -556,7 +496,7 @@ impl CallRecSink {
         }
     }
 
-    fn on_eos(&self, number: u32) {
+    pub(super) fn on_eos(&self, number: u32) {
         let report = self.recording().as_mut().and_then(|r| r.track_eos(number));
         if let Some(report) = report {
             report::post(&self.element(), report);
@@ -582,18 +522,6 @@ impl CallRecSink {
                 // Every recording learns its tracks' caps and rate anew.
                 track.reset();
                 track.set_tolerance(settings.tolerance);
-                let weak = self.obj().downgrade();
-                track
-                    .ghost
-                    .target()
-                    .unwrap()
-                    .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                        if let Some(obj) = weak.upgrade() {
-                            let imp = obj.imp();
-                            imp.guarded((), || imp.fix_rate());
-                        }
-                        gst::PadProbeReturn::Remove
-                    });
             }
             state
                 .tracks
@@ -722,7 +650,7 @@ impl CallRecSink {
             .tracks
             .values()
             .filter_map(|t| {
-                let level = t.ghost.downcast_ref::<CallRecSinkPad>()?.level();
+                let level = t.ghost.level();
                 (!level.is_unity()).then_some((t.number, level))
             })
             .collect();
@@ -870,39 +798,9 @@ impl CallRecSink {
     }
 }
 
-/// A track accepts any audio the chain can decode, whatever the chain is
-/// linked to right now: the G.711 decoder is only spliced in once the caps
-/// arrive, so asking the chain itself would refuse mu-law and A-law.
-fn track_pad_query(
-    pad: &CallRecSinkPad,
-    parent: Option<&gst::Object>,
-    query: &mut gst::QueryRef,
-) -> bool {
-    match query.view_mut() {
-        gst::QueryViewMut::Caps(q) => {
-            let templ = pad.pad_template_caps();
-            let caps = match q.filter() {
-                Some(filter) => filter.intersect_with_mode(&templ, gst::CapsIntersectMode::First),
-                None => templ,
-            };
-            q.set_result(&caps);
-            true
-        }
-        gst::QueryViewMut::AcceptCaps(q) => {
-            let ok = callaudio::Layout::from_caps(q.caps()).is_ok();
-            q.set_result(ok);
-            true
-        }
-        _ => gst::Pad::query_default(pad, parent, query),
-    }
-}
-
-/// The running time of `buffer`'s first sample, if it has one.
-fn running_time(
-    segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
-    buffer: &gst::BufferRef,
-) -> Option<gst::ClockTime> {
-    segment?.to_running_time(buffer.pts()?)
+/// The element behind a track pad's `parent`.
+fn callrecsink(parent: Option<&gst::Object>) -> Option<&CallRecSink> {
+    Some(parent?.downcast_ref::<super::CallRecSink>()?.imp())
 }
 
 #[glib::object_subclass]

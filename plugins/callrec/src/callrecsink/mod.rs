@@ -11,6 +11,7 @@ mod recording;
 mod report;
 mod safe_fs;
 mod track;
+mod track_sink;
 mod wav;
 mod writer;
 

@@ -2,7 +2,13 @@
 //! and `mute`. Either may change while PLAYING; the change applies at the
 //! exact sample of the running time it was made at (the same cut as
 //! pause/resume), and a muted span is silence, counted per track.
+//!
+//! The pad is also where a track's data path is decided: its caps choose the
+//! decoder, and the first buffer of each recording (once the recording's
+//! rate is fixed) chooses whether the track needs the converter, before
+//! either reaches the track's stallfiller (see `imp.rs`).
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use callaudio::sync::lock;
@@ -54,6 +60,31 @@ impl CallRecSinkPad {
     pub fn level(&self) -> Level {
         *lock(&self.imp().level)
     }
+
+    /// The track number: `sink_N` is track N.
+    pub fn number(&self) -> u32 {
+        self.imp().number.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_number(&self, number: u32) {
+        self.imp().number.store(number, Ordering::Relaxed);
+    }
+
+    /// The next buffer is the track's first of a new recording: its route
+    /// is decided before it passes.
+    pub(super) fn route_before_next_buffer(&self) {
+        self.imp().unrouted.store(true, Ordering::Release);
+    }
+
+    /// Whether the track is still to be routed in this recording. Only
+    /// the thread streaming into the pad asks and answers.
+    pub(super) fn unrouted(&self) -> bool {
+        self.imp().unrouted.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_routed(&self) {
+        self.imp().unrouted.store(false, Ordering::Release);
+    }
 }
 
 mod imp {
@@ -62,6 +93,8 @@ mod imp {
     #[derive(Default)]
     pub struct CallRecSinkPad {
         pub(super) level: Mutex<Level>,
+        pub(super) number: AtomicU32,
+        pub(super) unrouted: AtomicBool,
     }
 
     #[glib::object_subclass]

@@ -9,8 +9,8 @@
 //! starts, in ascending pad number.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
@@ -62,17 +62,6 @@ pub enum Refusal {
     Ended(Report),
 }
 
-/// A track's audio as it reaches `audioconvert`: when it is already the
-/// file's format (S16LE mono at the recording rate), buffers skip
-/// audioconvert ! audioresample ! capsfilter ! appsink and are recorded
-/// straight from the pad, which is most of a track's per-buffer cost.
-#[derive(Default)]
-pub struct Tap {
-    /// The rate, when the caps are S16LE mono interleaved.
-    pub s16_mono_rate: Option<u32>,
-    pub segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-}
-
 /// What a recording is set up with.
 pub struct Setup {
     pub header_interval: Duration,
@@ -119,15 +108,16 @@ pub struct Recording {
     at_limit: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
-    /// Per channel: what the track's converter input looks like.
-    taps: Vec<Tap>,
 }
+
+/// The recording the element and every track's sink share; `None` between
+/// recordings.
+pub type SharedRecording = Arc<Mutex<Option<Recording>>>;
 
 impl Recording {
     /// `tracks` in any order; channels follow their pad numbers.
     pub fn new(files: FileWriter, mut tracks: Vec<TrackId>, setup: Setup) -> Self {
         tracks.sort_by_key(|t| t.number);
-        let taps = tracks.iter().map(|_| Tap::default()).collect();
         Recording {
             files: Some(files),
             mixers: Vec::new(),
@@ -145,7 +135,6 @@ impl Recording {
             full: Vec::new(),
             at_limit: false,
             abandoned: Arc::new(AtomicBool::new(false)),
-            taps,
         }
     }
 
@@ -176,17 +165,9 @@ impl Recording {
         self.abandoned.clone()
     }
 
-    pub fn tap_mut(&mut self, number: u32) -> Option<&mut Tap> {
-        let channel = self.channel_of(number)?;
-        self.taps.get_mut(channel)
-    }
-
-    /// Whether track `number`'s converter input can be recorded as it is.
-    pub fn tap_is_direct(&self, number: u32) -> Option<(usize, &Tap)> {
-        let channel = self.channel_of(number)?;
-        let tap = &self.taps[channel];
-        let rate = self.rates.as_ref()?[self.lane_of(channel).0];
-        (tap.s16_mono_rate == Some(rate)).then_some((channel, tap))
+    /// The rate `channel`'s audio must have, once the rates are fixed.
+    pub fn rate_of(&self, channel: usize) -> Option<u32> {
+        Some(self.rates.as_ref()?[self.lane_of(channel).0])
     }
 
     /// (lane, track within the lane's mixer) of `channel`.
@@ -279,11 +260,38 @@ impl Recording {
         true
     }
 
+    /// `record`, for a buffer of S16LE mono samples at `rate`: once the
+    /// rates are fixed, audio at any other rate than its lane's would be
+    /// misplaced, so it fails the recording (keeping what was written)
+    /// instead. (Before, there is only stallfiller's silence, which does not
+    /// start a recording.)
+    pub fn record_at_rate(
+        &mut self,
+        channel: usize,
+        rate: Option<u32>,
+        running_time: Option<gst::ClockTime>,
+        buffer: &gst::BufferRef,
+    ) -> Result<Option<Report>, Refusal> {
+        match (self.rate_of(channel), rate) {
+            (None, _) => {}
+            (Some(want), Some(got)) if want == got => {}
+            (Some(want), got) if !self.done => {
+                let got = got.map_or("an unknown rate".into(), |r| format!("{r} Hz"));
+                let reason = format!(
+                    "track {} reached the recorder at {got}, but its file is at {want} Hz; this is a bug",
+                    self.tracks[channel].pad,
+                );
+                return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
+            }
+            _ => {}
+        }
+        self.record(channel, running_time, buffer)
+    }
+
     /// Places one buffer of `channel`; on a write failure or a track that
     /// jumped, the recording ends here, keeping what is on disk under the
-    /// partial name.
-    /// Records one buffer; the report when it brought the recording to its
-    /// end (`max-duration`).
+    /// partial name. The report when it brought the recording to its end
+    /// (`max-duration`).
     pub fn record(
         &mut self,
         channel: usize,
