@@ -709,7 +709,9 @@ impl CallRecSink {
         if timeout.is_zero() {
             return;
         }
-        let clock = gst::SystemClock::obtain();
+        // The pipeline's clock, as every other wait of the pipeline; the
+        // system clock only for an element that has none.
+        let clock = self.obj().clock().unwrap_or_else(gst::SystemClock::obtain);
         let id = clock.new_single_shot_id(clock.time().saturating_add(timeout));
         let weak = self.obj().downgrade();
         let armed = id.wait_async(move |_, _, _| {
