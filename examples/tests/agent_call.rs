@@ -269,7 +269,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// WebSocket client sends the same beeps as protobuf audio frames and times
 /// the echo. Returns the sorted round trips.
 fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
-    use gstpipecat::protobuf::Frame;
+    use gstpipecat::protobuf;
     use tokio_tungstenite::tungstenite::{self, Message};
     let echo = bot::Bot::start(&["--mode", "echo", "--rate", "8000"]);
     let (mut ws, _) = tungstenite::connect(echo.uri()).unwrap();
@@ -298,13 +298,17 @@ fn bot_alone_round_trips(beeps: usize) -> Vec<Duration> {
                 })
                 .flat_map(|s: i16| s.to_le_bytes())
                 .collect();
-            ws.send(Message::Binary(Frame::encode_audio(&pcm, 8000, 1).into()))
-                .unwrap();
+            ws.send(Message::Binary(
+                protobuf::encode_audio(&pcm, 8000, 1).into(),
+            ))
+            .unwrap();
             next += 1;
         }
         match ws.read() {
             Ok(Message::Binary(data)) => {
-                if let Ok(Frame::Audio { audio, .. }) = Frame::decode(&data) {
+                if let Ok(protobuf::Kind::Audio(protobuf::AudioRawFrame { audio, .. })) =
+                    protobuf::decode(&data)
+                {
                     let peak = audio
                         .chunks_exact(2)
                         .map(|c| i16::from_le_bytes([c[0], c[1]]).unsigned_abs())

@@ -98,8 +98,9 @@ fn receiving_server(port: u16, n: usize) {
                     continue;
                 }
                 if let Message::Binary(data) = msg
-                    && let Ok(gstpipecat::protobuf::Frame::Audio { audio, .. }) =
-                        gstpipecat::protobuf::Frame::decode(&data)
+                    && let Ok(gstpipecat::protobuf::Kind::Audio(
+                        gstpipecat::protobuf::AudioRawFrame { audio, .. },
+                    )) = gstpipecat::protobuf::decode(&data)
                     && audio.len() >= 8
                 {
                     let sent = u64::from_le_bytes(audio[..8].try_into().unwrap());
@@ -138,7 +139,7 @@ fn server(port: u16, n: usize) {
             loop {
                 tick.tick().await;
                 audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
-                let frame = gstpipecat::protobuf::Frame::encode_audio(&audio, 16000, 1);
+                let frame = gstpipecat::protobuf::encode_audio(&audio, 16000, 1);
                 if ws.send(Message::Binary(frame.into())).await.is_err() {
                     return;
                 }

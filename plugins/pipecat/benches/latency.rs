@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 /// One protobuf audio message of `samples` samples at 16 kHz.
 fn frame(samples: usize) -> Vec<u8> {
-    gstpipecat::protobuf::Frame::encode_audio(&vec![1u8; 2 * samples], 16000, 1)
+    gstpipecat::protobuf::encode_audio(&vec![1u8; 2 * samples], 16000, 1)
 }
 
 /// Sends `count` frames, `pace` apart; returns when each was sent.

@@ -106,7 +106,7 @@ proptest! {
 
     #[test]
     fn fuzz_protobuf_frames(bytes in any_input()) {
-        let _ = crate::protobuf::Frame::decode(&bytes);
+        let _ = crate::protobuf::decode(&bytes);
     }
 
     #[test]

@@ -1,294 +1,281 @@
-//! The few messages of Pipecat's `frames.proto` this plugin speaks, with a
-//! hand-written codec: proto3 wire format is small, and a generated codec
-//! would need `protoc` at build time.
+//! Pipecat's `frames.proto` (as `pipecat-ai` 1.14 ships it), as `prost`
+//! messages. The derives need no `protoc` at build time; the field numbers
+//! below are the `.proto`'s, and the golden-byte tests hold them to what
+//! Python's protobuf writes.
 //!
-//! `Frame` is a oneof: text = 1, audio = 2, transcription = 3, message = 4,
-//! interruption = 5. `AudioRawFrame`: audio = 3 (bytes), sample_rate = 4,
-//! num_channels = 5.
+//! Decoding is bounded by the message itself: a length prefix larger than
+//! what is left is an error before anything is allocated for it, nesting is
+//! limited by prost's recursion limit, and unknown fields are skipped.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    Text(String),
-    Audio {
-        audio: Vec<u8>,
-        sample_rate: u32,
-        num_channels: u32,
-    },
-    Transcription {
-        text: String,
-        user_id: String,
-        timestamp: String,
-    },
-    Message(String),
-    Interruption,
+use prost::Message;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TextFrame {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Clone, PartialEq, Message)]
+pub struct AudioRawFrame {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub audio: Vec<u8>,
+    #[prost(uint32, tag = "4")]
+    pub sample_rate: u32,
+    #[prost(uint32, tag = "5")]
+    pub num_channels: u32,
+    #[prost(uint64, optional, tag = "6")]
+    pub pts: Option<u64>,
 }
 
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Fixed,
+#[derive(Clone, PartialEq, Message)]
+pub struct TranscriptionFrame {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub text: String,
+    #[prost(string, tag = "4")]
+    pub user_id: String,
+    #[prost(string, tag = "5")]
+    pub timestamp: String,
 }
 
-/// Iterates the fields of one message: (field number, value).
-struct Fields<'a> {
-    data: &'a [u8],
+#[derive(Clone, PartialEq, Message)]
+pub struct MessageFrame {
+    #[prost(string, tag = "1")]
+    pub data: String,
 }
 
-impl<'a> Fields<'a> {
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self
-                .data
-                .split_first()
-                .ok_or_else(|| DecodeError("truncated varint".into()))?;
-            self.data = rest;
-            value |= ((byte & 0x7F) as u64) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(DecodeError("varint longer than 10 bytes".into()))
-    }
+#[derive(Clone, PartialEq, Message)]
+pub struct InterruptionFrame {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+}
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.data.len() {
-            return Err(DecodeError(format!(
-                "field of {n} bytes with only {} left",
-                self.data.len()
-            )));
-        }
-        let (head, rest) = self.data.split_at(n);
-        self.data = rest;
-        Ok(head)
-    }
+/// `Frame`: a oneof of the frames above.
+#[derive(Clone, PartialEq, Message)]
+pub struct Frame {
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
+    pub frame: Option<Kind>,
+}
 
-    fn next_field(&mut self) -> Option<Result<(u64, Value<'a>), DecodeError>> {
-        if self.data.is_empty() {
-            return None;
-        }
-        Some((|| {
-            let key = self.varint()?;
-            let value = match key & 7 {
-                0 => Value::Varint(self.varint()?),
-                1 => {
-                    self.take(8)?;
-                    Value::Fixed
-                }
-                2 => {
-                    let len = self.varint()? as usize;
-                    Value::Bytes(self.take(len)?)
-                }
-                5 => {
-                    self.take(4)?;
-                    Value::Fixed
-                }
-                wire => return Err(DecodeError(format!("unsupported wire type {wire}"))),
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Kind {
+    #[prost(message, tag = "1")]
+    Text(TextFrame),
+    #[prost(message, tag = "2")]
+    Audio(AudioRawFrame),
+    #[prost(message, tag = "3")]
+    Transcription(TranscriptionFrame),
+    #[prost(message, tag = "4")]
+    Message(MessageFrame),
+    #[prost(message, tag = "5")]
+    Interruption(InterruptionFrame),
+}
+
+/// Reads one `Frame`: the frame it holds, or why there is none.
+pub fn decode(data: &[u8]) -> Result<Kind, String> {
+    Frame::decode(data)
+        .map_err(|e| {
+            // prost's words for a length prefix past the end of the message.
+            let hint = if e.to_string().contains("buffer underflow") {
+                "; a field claims more bytes than the message has"
+            } else {
+                ""
             };
-            Ok((key >> 3, value))
-        })())
-    }
-}
-
-fn fields(data: &[u8]) -> Fields<'_> {
-    Fields { data }
-}
-
-fn string(bytes: &[u8]) -> Result<String, DecodeError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("string field is not UTF-8".into()))
-}
-
-/// Reads the string fields `wanted` of a sub-message, in that order.
-fn strings<const N: usize>(data: &[u8], wanted: [u64; N]) -> Result<[String; N], DecodeError> {
-    let mut out: [String; N] = std::array::from_fn(|_| String::new());
-    let mut it = fields(data);
-    while let Some(field) = it.next_field() {
-        if let (number, Value::Bytes(b)) = field?
-            && let Some(i) = wanted.iter().position(|&w| w == number)
-        {
-            out[i] = string(b)?;
-        }
-    }
-    Ok(out)
-}
-
-impl Frame {
-    pub fn decode(data: &[u8]) -> Result<Frame, DecodeError> {
-        let mut frame = None;
-        let mut it = fields(data);
-        while let Some(field) = it.next_field() {
-            let (number, value) = field?;
-            let Value::Bytes(body) = value else { continue };
-            frame = Some(match number {
-                1 => Frame::Text(strings(body, [3])?.into_iter().next().unwrap()),
-                2 => decode_audio(body)?,
-                3 => {
-                    let [text, user_id, timestamp] = strings(body, [3, 4, 5])?;
-                    Frame::Transcription {
-                        text,
-                        user_id,
-                        timestamp,
-                    }
-                }
-                4 => Frame::Message(strings(body, [1])?.into_iter().next().unwrap()),
-                5 => Frame::Interruption,
-                _ => continue,
-            });
-        }
-        frame.ok_or_else(|| {
-            DecodeError(format!(
-                "no known frame in a message of {} bytes",
+            format!(
+                "not a Pipecat protobuf frame ({} bytes): {e}{hint}",
                 data.len()
-            ))
-        })
-    }
-
-    /// Encodes an audio frame, the only kind this plugin sends.
-    /// A `MessageFrame` (JSON text; Pipecat reads it as an
-    /// `InputTransportMessageFrame`).
-    pub fn encode_message(json: &str) -> Vec<u8> {
-        let mut inner = Vec::with_capacity(json.len() + 4);
-        put_bytes(&mut inner, 1, json.as_bytes());
-        let mut out = Vec::with_capacity(inner.len() + 6);
-        put_bytes(&mut out, 4, &inner);
-        out
-    }
-
-    /// A `TextFrame`.
-    pub fn encode_text(text: &str) -> Vec<u8> {
-        let mut inner = Vec::with_capacity(text.len() + 4);
-        put_bytes(&mut inner, 3, text.as_bytes());
-        let mut out = Vec::with_capacity(inner.len() + 6);
-        put_bytes(&mut out, 1, &inner);
-        out
-    }
-
-    pub fn encode_audio(audio: &[u8], sample_rate: u32, num_channels: u32) -> Vec<u8> {
-        let mut inner = Vec::with_capacity(audio.len() + 16);
-        put_bytes(&mut inner, 3, audio);
-        put_varint_field(&mut inner, 4, sample_rate as u64);
-        put_varint_field(&mut inner, 5, num_channels as u64);
-        let mut out = Vec::with_capacity(inner.len() + 6);
-        put_bytes(&mut out, 2, &inner);
-        out
-    }
+            )
+        })?
+        .frame
+        .ok_or_else(|| format!("no known frame in a message of {} bytes", data.len()))
 }
 
-fn decode_audio(body: &[u8]) -> Result<Frame, DecodeError> {
-    let (mut audio, mut sample_rate, mut num_channels) = (Vec::new(), 0, 0);
-    let mut it = fields(body);
-    while let Some(field) = it.next_field() {
-        match field? {
-            (3, Value::Bytes(b)) => audio = b.to_vec(),
-            (4, Value::Varint(v)) => sample_rate = v as u32,
-            (5, Value::Varint(v)) => num_channels = v as u32,
-            _ => {}
+fn encode(kind: Kind) -> Vec<u8> {
+    Frame { frame: Some(kind) }.encode_to_vec()
+}
+
+/// A `MessageFrame` (JSON text; Pipecat reads it as an
+/// `InputTransportMessageFrame`).
+pub fn encode_message(json: &str) -> Vec<u8> {
+    encode(Kind::Message(MessageFrame { data: json.into() }))
+}
+
+/// A `TextFrame`.
+pub fn encode_text(text: &str) -> Vec<u8> {
+    encode(Kind::Text(TextFrame {
+        text: text.into(),
+        ..Default::default()
+    }))
+}
+
+/// An `AudioRawFrame`: interleaved S16LE. Every buffer the sink sends is
+/// one, so the audio is copied once, straight into the message, rather
+/// than into an `AudioRawFrame` first; the bytes are the derive's (tested).
+pub fn encode_audio(audio: &[u8], sample_rate: u32, num_channels: u32) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, uint32};
+    let numbers = |out: &mut Vec<u8>| {
+        // proto3: a zero is not written.
+        if sample_rate != 0 {
+            uint32::encode(4, &sample_rate, out);
         }
+        if num_channels != 0 {
+            uint32::encode(5, &num_channels, out);
+        }
+    };
+    let mut tail = Vec::with_capacity(12);
+    numbers(&mut tail);
+    let audio_len = if audio.is_empty() {
+        0
+    } else {
+        1 + encoded_len_varint(audio.len() as u64) + audio.len()
+    };
+    let inner = audio_len + tail.len();
+    let mut out = Vec::with_capacity(1 + encoded_len_varint(inner as u64) + inner);
+    encode_key(2, WireType::LengthDelimited, &mut out);
+    encode_varint(inner as u64, &mut out);
+    if !audio.is_empty() {
+        encode_key(3, WireType::LengthDelimited, &mut out);
+        encode_varint(audio.len() as u64, &mut out);
+        out.extend_from_slice(audio);
     }
-    if sample_rate == 0 || num_channels == 0 {
-        return Err(DecodeError(format!(
-            "audio frame with sample_rate {sample_rate}, num_channels {num_channels}"
-        )));
-    }
-    Ok(Frame::Audio {
-        audio,
-        sample_rate,
-        num_channels,
-    })
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint_field(out: &mut Vec<u8>, number: u64, v: u64) {
-    put_varint(out, number << 3);
-    put_varint(out, v);
-}
-
-fn put_bytes(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
-    put_varint(out, (number << 3) | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+    out.extend_from_slice(&tail);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn text(text: &str) -> Kind {
+        Kind::Text(TextFrame {
+            text: text.into(),
+            ..Default::default()
+        })
+    }
+
     #[test]
     fn messages_and_texts_round_trip() {
         assert_eq!(
-            Frame::decode(&Frame::encode_message(r#"{"a":1}"#)).unwrap(),
-            Frame::Message(r#"{"a":1}"#.into())
+            decode(&encode_message(r#"{"a":1}"#)).unwrap(),
+            Kind::Message(MessageFrame {
+                data: r#"{"a":1}"#.into()
+            })
         );
-        assert_eq!(
-            Frame::decode(&Frame::encode_text("héllo")).unwrap(),
-            Frame::Text("héllo".into())
-        );
+        assert_eq!(decode(&encode_text("héllo")).unwrap(), text("héllo"));
     }
 
     #[test]
     fn audio_round_trips() {
         let audio: Vec<u8> = (0..=255).collect();
-        let bytes = Frame::encode_audio(&audio, 24000, 1);
+        let bytes = encode_audio(&audio, 24000, 1);
+        let Kind::Audio(frame) = decode(&bytes).unwrap() else {
+            panic!("not audio");
+        };
         assert_eq!(
-            Frame::decode(&bytes).unwrap(),
-            Frame::Audio {
-                audio,
-                sample_rate: 24000,
-                num_channels: 1
-            }
+            (frame.audio, frame.sample_rate, frame.num_channels),
+            (audio, 24000, 1)
         );
     }
 
     #[test]
     fn decodes_what_python_protobuf_writes() {
         // frames_pb2.Frame(text=TextFrame(id=7, name="t", text="hi")).SerializeToString()
-        let text = [
+        let bytes = [
             0x0a, 0x09, 0x08, 0x07, 0x12, 0x01, b't', 0x1a, 0x02, b'h', b'i',
         ];
-        assert_eq!(Frame::decode(&text).unwrap(), Frame::Text("hi".into()));
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Kind::Text(TextFrame {
+                id: 7,
+                name: "t".into(),
+                text: "hi".into()
+            })
+        );
         // Frame(interruption=InterruptionFrame())
-        assert_eq!(Frame::decode(&[0x2a, 0x00]).unwrap(), Frame::Interruption);
+        assert_eq!(
+            decode(&[0x2a, 0x00]).unwrap(),
+            Kind::Interruption(InterruptionFrame::default())
+        );
         // Frame(message=MessageFrame(data='{"a":1}'))
         let msg = [
             0x22, 0x09, 0x0a, 0x07, b'{', b'"', b'a', b'"', b':', b'1', b'}',
         ];
         assert_eq!(
-            Frame::decode(&msg).unwrap(),
-            Frame::Message("{\"a\":1}".into())
+            decode(&msg).unwrap(),
+            Kind::Message(MessageFrame {
+                data: "{\"a\":1}".into()
+            })
         );
     }
 
     #[test]
+    fn writes_what_python_protobuf_writes() {
+        // Frame(message=MessageFrame(data='{"a":1}')).SerializeToString()
+        assert_eq!(
+            encode_message(r#"{"a":1}"#),
+            [
+                0x22, 0x09, 0x0a, 0x07, b'{', b'"', b'a', b'"', b':', b'1', b'}'
+            ]
+        );
+        // Frame(text=TextFrame(text="hi")): defaults are not written.
+        assert_eq!(encode_text("hi"), [0x0a, 0x04, 0x1a, 0x02, b'h', b'i']);
+        // Frame(audio=AudioRawFrame(audio=b"\x01\x02", sample_rate=16000, num_channels=1))
+        assert_eq!(
+            encode_audio(&[1, 2], 16000, 1),
+            [
+                0x12, 0x09, 0x1a, 0x02, 0x01, 0x02, 0x20, 0x80, 0x7d, 0x28, 0x01
+            ]
+        );
+    }
+
+    #[test]
+    fn the_audio_fast_path_writes_what_the_derive_writes() {
+        for (len, rate, channels) in [
+            (0, 16000, 1),
+            (2, 0, 0),
+            (320, 8000, 2),
+            (70_000, 48_000, 8),
+        ] {
+            let audio: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let derived = encode(Kind::Audio(AudioRawFrame {
+                audio: audio.clone(),
+                sample_rate: rate,
+                num_channels: channels,
+                ..Default::default()
+            }));
+            assert_eq!(
+                encode_audio(&audio, rate, channels),
+                derived,
+                "{len} {rate} {channels}"
+            );
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error_that_says_why() {
-        assert!(Frame::decode(b"").unwrap_err().0.contains("no known frame"));
+        assert!(decode(b"").unwrap_err().contains("no known frame"));
+        // A length prefix of 80 bytes with one left: refused, not allocated.
+        let short = decode(&[0x12, 0x50, 0x01]).unwrap_err();
         assert!(
-            Frame::decode(&[0x12, 0x50, 0x01])
-                .unwrap_err()
-                .0
-                .contains("bytes with only")
+            short.contains("not a Pipecat protobuf frame (3 bytes)"),
+            "{short}"
         );
-        assert!(Frame::decode(&[0x0f]).unwrap_err().0.contains("wire type"));
-        assert!(
-            Frame::decode(&[0x12, 0x02, 0x20, 0x00])
-                .unwrap_err()
-                .0
-                .contains("sample_rate 0")
-        );
+        let wire = decode(&[0x0f]).unwrap_err();
+        assert!(wire.contains("wire type"), "{wire}");
+        let utf8 = decode(&[0x0a, 0x03, 0x1a, 0x01, 0xff]).unwrap_err();
+        assert!(utf8.contains("UTF-8"), "{utf8}");
     }
 }

@@ -7,7 +7,7 @@ use gst::glib;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::g711::{self, Law};
-use crate::protobuf::Frame;
+use crate::protobuf::{self, Kind};
 
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -277,12 +277,9 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
 }
 
 fn decode_protobuf(data: &[u8]) -> Result<Inbound, String> {
-    Ok(match Frame::decode(data).map_err(|e| e.0)? {
-        Frame::Audio {
-            audio,
-            sample_rate,
-            num_channels,
-        } => {
+    Ok(match protobuf::decode(data)? {
+        Kind::Audio(frame) => {
+            let (sample_rate, num_channels) = (frame.sample_rate, frame.num_channels);
             if !BOT_RATES.contains(&sample_rate) {
                 return Err(format!(
                     "the bot declared sample_rate={sample_rate}, outside {}..={} Hz",
@@ -297,31 +294,27 @@ fn decode_protobuf(data: &[u8]) -> Result<Inbound, String> {
                     BOT_CHANNELS.end()
                 ));
             }
-            if audio.len() % (2 * num_channels as usize) != 0 {
+            if frame.audio.len() % (2 * num_channels as usize) != 0 {
                 return Err(format!(
                     "audio of {} bytes is not whole S16 frames of {num_channels} channel(s)",
-                    audio.len()
+                    frame.audio.len()
                 ));
             }
             Inbound::Audio(WireAudio {
-                data: audio,
+                data: frame.audio,
                 rate: sample_rate,
                 channels: num_channels,
                 law: None,
             })
         }
-        Frame::Text(text) => Inbound::Text(text),
-        Frame::Transcription {
-            text,
-            user_id,
-            timestamp,
-        } => Inbound::Transcription {
-            text,
-            user_id,
-            timestamp,
+        Kind::Text(frame) => Inbound::Text(frame.text),
+        Kind::Transcription(frame) => Inbound::Transcription {
+            text: frame.text,
+            user_id: frame.user_id,
+            timestamp: frame.timestamp,
         },
-        Frame::Message(data) => Inbound::Message(data),
-        Frame::Interruption => Inbound::Interruption,
+        Kind::Message(frame) => Inbound::Message(frame.data),
+        Kind::Interruption(_) => Inbound::Interruption,
     })
 }
 
@@ -446,14 +439,14 @@ mod tests {
             (1, 1, "sample_rate=1"),
             (u32::MAX, 1, "sample_rate=4294967295"),
             (i32::MAX as u32, 1, "sample_rate=2147483647"),
-            (16000, 0, "num_channels 0"),
+            (16000, 0, "num_channels=0"),
             (16000, 9, "num_channels=9"),
         ] {
-            let msg = Message::Binary(Frame::encode_audio(&[0; 36], rate, channels).into());
+            let msg = Message::Binary(protobuf::encode_audio(&[0; 36], rate, channels).into());
             let err = Serializer::Protobuf.decode(&msg).unwrap_err();
             assert!(err.contains(bad), "{err}");
         }
-        let ok = Message::Binary(Frame::encode_audio(&[0; 32], 192_000, 8).into());
+        let ok = Message::Binary(protobuf::encode_audio(&[0; 32], 192_000, 8).into());
         assert!(Serializer::Protobuf.decode(&ok).is_ok());
     }
 

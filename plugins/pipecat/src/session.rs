@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::g711;
-use crate::protobuf::Frame;
+use crate::protobuf;
 use crate::serializer::{Serializer, TELEPHONY_RATE, VONAGE_RATE};
 
 /// The keys a DTMF event may carry: the ones Pipecat's `KeypadEntry` takes
@@ -204,7 +204,7 @@ impl Session {
     /// with a fixed rate gets it at that rate: the sink's caps see to it.
     pub fn audio(&self, pcm: &[u8], rate: u32) -> Message {
         if self.serializer == Serializer::Protobuf {
-            return Message::Binary(Frame::encode_audio(pcm, rate, 1).into());
+            return Message::Binary(protobuf::encode_audio(pcm, rate, 1).into());
         }
         let coded = match self.serializer.law() {
             Some(law) => g711::encode_law(law, pcm),
@@ -238,7 +238,7 @@ impl Session {
                     "id": format!("dtmf-{id}"),
                     "data": {"buttons": [digit]},
                 });
-                Message::Binary(Frame::encode_message(&rtvi.to_string()).into())
+                Message::Binary(protobuf::encode_message(&rtvi.to_string()).into())
             }
             Serializer::Twilio => self.event(
                 "dtmf",
@@ -255,14 +255,14 @@ impl Session {
     /// (protobuf's `MessageFrame`); `None` where it has none.
     pub fn message(&self, json: &str) -> Option<Message> {
         (self.serializer == Serializer::Protobuf)
-            .then(|| Message::Binary(Frame::encode_message(json).into()))
+            .then(|| Message::Binary(protobuf::encode_message(json).into()))
     }
 
     /// Text for the bot (protobuf's `TextFrame`); `None` where the wire
     /// has no way to carry it.
     pub fn text_frame(&self, text: &str) -> Option<Message> {
         (self.serializer == Serializer::Protobuf)
-            .then(|| Message::Binary(Frame::encode_text(text).into()))
+            .then(|| Message::Binary(protobuf::encode_text(text).into()))
     }
 
     /// The client's answer to a bot that asks to end the session
@@ -341,8 +341,8 @@ mod tests {
         for s in ALL {
             let msg = session(s).audio(&pcm, s.fixed_rate().unwrap_or(16000));
             let carried = match (&msg, s) {
-                (Message::Binary(b), Serializer::Protobuf) => match Frame::decode(b).unwrap() {
-                    Frame::Audio { audio, .. } => audio,
+                (Message::Binary(b), Serializer::Protobuf) => match protobuf::decode(b).unwrap() {
+                    protobuf::Kind::Audio(frame) => frame.audio,
                     other => panic!("{other:?}"),
                 },
                 (Message::Binary(b), _) => b.to_vec(),
@@ -392,7 +392,9 @@ mod tests {
         let Message::Binary(proto) = session(Serializer::Protobuf).dtmf('1') else {
             panic!("protobuf is binary")
         };
-        let Frame::Message(rtvi) = Frame::decode(&proto).unwrap() else {
+        let protobuf::Kind::Message(protobuf::MessageFrame { data: rtvi }) =
+            protobuf::decode(&proto).unwrap()
+        else {
             panic!("a MessageFrame")
         };
         let rtvi: Value = serde_json::from_str(&rtvi).unwrap();

@@ -247,7 +247,7 @@ fn garbage_frames_are_errors_that_name_the_frame() {
         vec![Message::Binary(vec![0x12, 0x50, 0x01, 0x02].into())],
     );
     assert!(
-        text.contains("does not parse") && text.contains("bytes with only"),
+        text.contains("does not parse") && text.contains("claims more bytes than the message has"),
         "{text}"
     );
     assert!(debug.contains("4 bytes"), "{debug}");
@@ -277,7 +277,7 @@ fn oversized_frame_is_an_error() {
 
 /// One protobuf audio message of `bytes` bytes of silence at 16 kHz.
 fn audio_frame(bytes: usize) -> Vec<u8> {
-    gstpipecat::protobuf::Frame::encode_audio(&vec![0; bytes], 16000, 1)
+    gstpipecat::protobuf::encode_audio(&vec![0; bytes], 16000, 1)
 }
 
 #[test]
@@ -595,9 +595,11 @@ fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
         loop {
             match ws.read() {
                 Ok(Message::Binary(data)) => {
-                    if let Ok(gstpipecat::protobuf::Frame::Audio {
-                        audio, sample_rate, ..
-                    }) = gstpipecat::protobuf::Frame::decode(&data)
+                    if let Ok(gstpipecat::protobuf::Kind::Audio(
+                        gstpipecat::protobuf::AudioRawFrame {
+                            audio, sample_rate, ..
+                        },
+                    )) = gstpipecat::protobuf::decode(&data)
                     {
                         assert_eq!(sample_rate, 16000);
                         samples += audio.len() / 2;

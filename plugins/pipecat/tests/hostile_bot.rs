@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gst::prelude::*;
-use gstpipecat::protobuf::Frame;
+use gstpipecat::protobuf;
 use tokio_tungstenite::tungstenite::Message;
 
 fn error_text_from(port: u16, extra: &str) -> Option<String> {
@@ -31,12 +31,12 @@ fn declared_rates_outside_the_bounds_are_errors_that_name_the_value() {
     // Before: 2^31-1 aborted the process in downstream allocation, 2^32-1
     // became rate=-1 in caps, 1 put every later buffer 160 s ahead.
     for rate in [2_147_483_647u32, 4_294_967_295, 1] {
-        let frame = Frame::encode_audio(&[0; 320], rate, 1);
+        let frame = protobuf::encode_audio(&[0; 320], rate, 1);
         let text =
             error_text_from(raw_server(vec![Message::Binary(frame.into())]), "").expect("an ERROR");
         assert!(text.contains(&format!("sample_rate={rate}")), "{text}");
     }
-    let frame = Frame::encode_audio(&[0; 320], 16000, 64);
+    let frame = protobuf::encode_audio(&[0; 320], 16000, 64);
     let text =
         error_text_from(raw_server(vec![Message::Binary(frame.into())]), "").expect("an ERROR");
     assert!(text.contains("num_channels=64"), "{text}");
@@ -57,7 +57,7 @@ fn a_flood_of_big_messages_is_bounded_in_bytes() {
     init();
     // 1 MiB messages, each claiming 192 kHz x 8 channels (a few ms each).
     const MESSAGES: usize = 150;
-    let frame = Frame::encode_audio(&vec![0; 1 << 20], 192_000, 8);
+    let frame = protobuf::encode_audio(&vec![0; 1 << 20], 192_000, 8);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -117,7 +117,7 @@ fn one_connection_name_in_two_pipelines_is_two_sockets() {
             .flatten()
             .collect();
         let frames = (0..10)
-            .map(|_| Message::Binary(Frame::encode_audio(&samples, 16000, 1).into()))
+            .map(|_| Message::Binary(protobuf::encode_audio(&samples, 16000, 1).into()))
             .collect();
         raw_server(frames)
     };

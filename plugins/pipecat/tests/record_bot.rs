@@ -249,7 +249,7 @@ fn a_bot_that_changes_rate_records_at_one_rate_behind_audioresample() {
             .collect();
         for _ in 0..chunks {
             messages.push(tokio_tungstenite::tungstenite::Message::Binary(
-                gstpipecat::protobuf::Frame::encode_audio(&samples, rate as u32, 1).into(),
+                gstpipecat::protobuf::encode_audio(&samples, rate as u32, 1).into(),
             ));
         }
     }

@@ -19,7 +19,7 @@ const FRAMES: usize = 25;
 /// 20 ms of 16 kHz mono protobuf audio, as a Pipecat bot sends it.
 fn frame() -> Message {
     let audio = vec![7u8; 640];
-    Message::Binary(gstpipecat::protobuf::Frame::encode_audio(&audio, 16000, 1).into())
+    Message::Binary(gstpipecat::protobuf::encode_audio(&audio, 16000, 1).into())
 }
 
 /// Accepts `CONNECTIONS` sockets, sends each `FRAMES` frames, then waits at

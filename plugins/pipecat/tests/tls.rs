@@ -35,7 +35,7 @@ fn tls_server() -> u16 {
             let Ok(mut ws) = tungstenite::accept(tls) else {
                 continue;
             };
-            let frame = gstpipecat::protobuf::Frame::encode_audio(&[1, 0, 2, 0], 16000, 1);
+            let frame = gstpipecat::protobuf::encode_audio(&[1, 0, 2, 0], 16000, 1);
             let _ = ws.send(Message::Binary(frame.into()));
             let _ = ws.close(None);
             let _ = ws.flush();
