@@ -5,6 +5,7 @@
 //! sample positions never drift, however long the stream runs.
 
 use gst::ClockTime;
+use gst::prelude::MulDiv;
 
 const NS_PER_SECOND: u128 = 1_000_000_000;
 
@@ -19,16 +20,10 @@ pub fn time_to_samples(t: ClockTime, rate: u32) -> u64 {
     scale_round(t.nseconds(), rate as u64, NS_PER_SECOND as u64)
 }
 
-/// `v * num / den`, rounded to nearest. In 64 bits while the product fits
-/// (any stream shorter than days), since this runs for every buffer; in 128
-/// bits beyond, with the same result.
+/// `v * num / den`, rounded to nearest (half up): GStreamer's own
+/// `gst_util_uint64_scale_round`, saturated where the result does not fit.
 fn scale_round(v: u64, num: u64, den: u64) -> u64 {
-    match v.checked_mul(num).and_then(|p| p.checked_add(den / 2)) {
-        Some(p) => p / den,
-        None => {
-            ((v as u128 * num as u128 + den as u128 / 2) / den as u128).min(u64::MAX as u128) as u64
-        }
-    }
+    v.mul_div_round(num, den).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -58,6 +53,58 @@ mod tests {
             let wide = ((n as u128 * 1_000_000_000 + 24_000) / 48_000) as u64;
             assert_eq!(samples_to_time(n, 48_000).nseconds(), wide, "n {n}");
             assert_eq!(time_to_samples(samples_to_time(n, 48_000), 48_000), n);
+        }
+    }
+
+    /// What this module computed by hand before it used GStreamer's
+    /// `mul_div_round`: the two agree everywhere.
+    fn by_hand(v: u64, num: u64, den: u64) -> u64 {
+        ((v as u128 * num as u128 + den as u128 / 2) / den as u128).min(u64::MAX as u128) as u64
+    }
+
+    #[test]
+    fn gstreamer_rounding_is_the_hand_rounding() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let dens = [8000u64, 11025, 44100, 48000, 768_000, 1_000_000_000];
+        for i in 0..200_000 {
+            let v = match i % 4 {
+                0 => next(),
+                1 => next() >> 20,
+                2 => next() >> 40,
+                _ => i,
+            };
+            for &den in &dens {
+                for (num, den) in [(NS_PER_SECOND as u64, den), (den, NS_PER_SECOND as u64)] {
+                    assert_eq!(
+                        scale_round(v, num, den),
+                        by_hand(v, num, den),
+                        "{v}*{num}/{den}"
+                    );
+                }
+            }
+        }
+        for v in [
+            0,
+            1,
+            u64::MAX / 1_000_000_000,
+            u64::MAX / 2,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                scale_round(v, 1_000_000_000, 8000),
+                by_hand(v, 1_000_000_000, 8000)
+            );
+            assert_eq!(
+                scale_round(v, 8000, 1_000_000_000),
+                by_hand(v, 8000, 1_000_000_000)
+            );
         }
     }
 
