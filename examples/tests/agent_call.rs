@@ -2,8 +2,7 @@
 //! (GStreamer's own `rtppcmupay ! udpsink`), a real Pipecat bot, the
 //! recording read back with `hound`. One test per way a call ends.
 
-#[path = "../../plugins/pipecat/tests/common/mod.rs"]
-mod bot;
+use callaudio_testkit::pipecat as bot;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

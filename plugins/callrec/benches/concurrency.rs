@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use callaudio_testkit::process::{cores, cpu_seconds};
 use gst::prelude::*;
 
 const RATE: u32 = 8000;
@@ -37,22 +38,6 @@ const FEEDERS: usize = 2;
 const RAMP: Duration = Duration::from_secs(1);
 const WARMUP: Duration = Duration::from_secs(3);
 const WINDOW: Duration = Duration::from_secs(5);
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-}
 
 /// One call as the benchmark drives it: a pipeline and the pads its two
 /// tracks are pushed into.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use callaudio_testkit::process::{Usage, cores};
 use futures_util::SinkExt;
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -153,31 +154,6 @@ fn server(port: u16, n: usize) {
     println!("SENT {}", sent.load(Ordering::Relaxed));
 }
 
-fn proc_status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time of this process (user + system), in clock ticks.
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 struct Leg {
     pipeline: gst::Pipeline,
     /// Added latency (µs) of every buffer while measuring.
@@ -253,19 +229,18 @@ fn measure(n: usize) {
     let (port, mut server, mut out) = start_server("--server", n);
     let mut line = String::new();
 
-    let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let rest = Usage::now();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let legs: Vec<Leg> = (0..n).map(|_| leg(port, &measuring)).collect();
     for leg in &legs {
         leg.pipeline.set_state(gst::State::Playing).unwrap();
     }
     std::thread::sleep(WARM_UP);
-    let ticks0 = cpu_ticks();
+    let start = Usage::now();
     measuring.store(true, Ordering::Relaxed);
     std::thread::sleep(WINDOW);
     measuring.store(false, Ordering::Relaxed);
-    let ticks = cpu_ticks() - ticks0;
-    let (rss, threads, fd_count) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let end = Usage::now();
     let received: u64 = legs
         .iter()
         .map(|l| l.received.load(Ordering::Relaxed))
@@ -284,19 +259,18 @@ fn measure(n: usize) {
     let sent_total: u64 = line.trim().strip_prefix("SENT ").unwrap().parse().unwrap();
 
     all.sort_unstable();
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu_seconds = ticks as f64 / hz;
+    let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
     let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
     println!(
-        "N={n:>5}: CPU {:5.1}% of {cores} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
+        "N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
          buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p99 {} us",
-        100.0 * cpu_seconds / WINDOW.as_secs_f64() / cores,
+        end.cpu_share_since(&start),
+        cores(),
         cpu_seconds * 1e6 / received.max(1) as f64,
-        threads,
-        (threads as f64 - threads0 as f64) / n as f64,
-        (fd_count as f64 - fds0 as f64) / n as f64,
-        (rss as f64 - rss0 as f64) / n as f64,
+        end.threads,
+        (end.threads as f64 - rest.threads as f64) / n as f64,
+        (end.fds as f64 - rest.fds as f64) / n as f64,
+        (end.rss_kb as f64 - rest.rss_kb as f64) / n as f64,
         received as f64 / n as f64 / WINDOW.as_secs_f64(),
         expected / n as f64 / WINDOW.as_secs_f64(),
         percentile(&all, 0.50),
@@ -309,7 +283,7 @@ fn measure_sinks(n: usize) {
     use std::io::Write;
     let (port, mut server, mut out) = start_server("--receiving-server", n);
     let mut line = String::new();
-    let (rss0, threads0, fds0) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
+    let rest = Usage::now();
     let legs: Vec<(gst::Pipeline, gst_app::AppSrc)> = (0..n)
         .map(|_| {
             let p = gst::parse::launch(&format!(
@@ -362,12 +336,11 @@ fn measure_sinks(n: usize) {
     let mut stdin = server.stdin.take().unwrap();
     std::thread::sleep(WARM_UP);
     writeln!(stdin).unwrap();
-    let (ticks0, pushed0) = (cpu_ticks(), pushed.load(Ordering::Relaxed));
+    let (start, pushed0) = (Usage::now(), pushed.load(Ordering::Relaxed));
     std::thread::sleep(WINDOW);
     writeln!(stdin).unwrap();
-    let ticks = cpu_ticks() - ticks0;
+    let end = Usage::now();
     let pushed_window = pushed.load(Ordering::Relaxed) - pushed0;
-    let (rss, threads, fd_count) = (proc_status("VmRSS:"), proc_status("Threads:"), fds());
     line.clear();
     out.read_line(&mut line).unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -384,19 +357,18 @@ fn measure_sinks(n: usize) {
         .split(' ')
         .map(|v| v.parse().unwrap())
         .collect();
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu_seconds = ticks as f64 / hz;
+    let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
     println!(
-        "sinks N={n:>5}: CPU {:5.1}% of {cores} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
+        "sinks N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
          fds +{:.2}/conn, RSS +{:.0} KB/conn; messages/s per conn received {:.1} of {:.1} pushed; \
          added latency p50 {} us, p99 {} us",
-        100.0 * cpu_seconds / WINDOW.as_secs_f64() / cores,
+        end.cpu_share_since(&start),
+        cores(),
         cpu_seconds * 1e6 / pushed_window.max(1) as f64,
-        threads,
-        (threads as f64 - threads0 as f64) / n as f64,
-        (fd_count as f64 - fds0 as f64) / n as f64,
-        (rss as f64 - rss0 as f64) / n as f64,
+        end.threads,
+        (end.threads as f64 - rest.threads as f64) / n as f64,
+        (end.fds as f64 - rest.fds as f64) / n as f64,
+        (end.rss_kb as f64 - rest.rss_kb as f64) / n as f64,
         fields[0] as f64 / n as f64 / WINDOW.as_secs_f64(),
         pushed_window as f64 / n as f64 / WINDOW.as_secs_f64(),
         fields[1],

@@ -9,7 +9,6 @@ mod connection;
 mod dial;
 #[cfg(test)]
 mod fuzz;
-pub mod g711;
 mod inbox;
 mod pipecatwsrc;
 mod pipecatwssink;

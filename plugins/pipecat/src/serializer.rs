@@ -6,8 +6,8 @@ use base64::Engine;
 use gst::glib;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::g711::{self, Law};
 use crate::protobuf::{self, Kind};
+use callaudio::g711::{self, Law};
 
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]

@@ -13,9 +13,9 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::g711;
 use crate::protobuf;
 use crate::serializer::{Serializer, TELEPHONY_RATE, VONAGE_RATE};
+use callaudio::g711;
 
 /// The keys a DTMF event may carry: the ones Pipecat's `KeypadEntry` takes
 /// (A-D are refused by every Pipecat serializer, so they are not sent).

@@ -12,8 +12,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::g711::{self, Law};
 use crate::inbox::Chunk;
+use callaudio::g711::{self, Law};
 
 /// What a decoder makes of digital silence: 0, or A-law's smallest step.
 const SILENCE_MAGNITUDE: i16 = 8;

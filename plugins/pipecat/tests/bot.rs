@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use callaudio::g711;
 use common::*;
 use gst::prelude::*;
-use gstpipecat::g711;
 use tokio_tungstenite::tungstenite::Message;
 
 fn rate_of(serializer: &str) -> usize {

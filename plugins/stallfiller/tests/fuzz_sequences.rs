@@ -86,22 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> ProptestConfig {
-    let long: Option<u32> = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    // The short pass in `cargo test` is the same every run (a regression
-    // fails it every time, never by chance); long runs explore new seeds.
-    let rng_seed = match long {
-        Some(_) => proptest::test_runner::RngSeed::Random,
-        None => proptest::test_runner::RngSeed::Fixed(0x5eed_ca11),
-    };
-    let cases = long.unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed,
-        ..ProptestConfig::default()
-    }
+    callaudio_testkit::fuzz::config(64)
 }
 
 /// The clock wait pending now (other than `not`), waiting up to 200 ms for

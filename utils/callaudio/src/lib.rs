@@ -5,6 +5,7 @@
 //! sample, and a byte offset is never mistaken for a sample index: every cut is
 //! `samples * bytes_per_frame`.
 
+pub mod g711;
 mod layout;
 pub mod message;
 mod silence;

@@ -22,11 +22,11 @@ use gst_base::subclass::prelude::*;
 
 use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, Connection, End, Next, Use};
-use crate::g711::Law;
 use crate::inbox::{Chunk, Limits};
 use crate::redact;
 use crate::serializer::{self, Format};
 use crate::trim::SilenceHold;
+use callaudio::g711::Law;
 
 const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
 /// 5 s of 48 kHz stereo S16 with room to spare; a bot that declares more

@@ -1,0 +1,73 @@
+//! What this process costs, from `/proc/self`: the figures every benchmark
+//! prints beside its own (CPU, threads, fds, RSS).
+
+/// The process's resources at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// User + system CPU time since the process started.
+    pub cpu_seconds: f64,
+    pub rss_kb: u64,
+    pub threads: u64,
+    pub fds: u64,
+    pub at: std::time::Instant,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        Usage {
+            cpu_seconds: cpu_seconds(),
+            rss_kb: status("VmRSS:"),
+            threads: status("Threads:"),
+            fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// CPU used since `earlier`, as a share (%) of all cores over the time
+    /// between the two.
+    pub fn cpu_share_since(&self, earlier: &Usage) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        100.0 * (self.cpu_seconds - earlier.cpu_seconds) / wall.max(1e-9) / cores()
+    }
+}
+
+/// The cores this process may run on.
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// User + system CPU time of this process, in seconds.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which may hold spaces and parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
+}
+
+/// The unit of `/proc`'s CPU times.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// A `kB` or count field of `/proc/self/status`.
+fn status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
