@@ -9,12 +9,22 @@
 //! pads answer LATENCY as a live 20 ms source, so `stallfiller` inside
 //! `callrecsink` keeps its stall deadlines armed exactly as in production.
 //!
-//! Per N it prints CPU (user+system of the whole process over 5 s, as a
-//! share of all cores) for:
+//! Per N, and per setup, it prints the CPU of the whole process over 5 s
+//! (user+system, as a share of all cores); what each call adds in RSS,
+//! threads and fds; how late the feeders ever were and how many stalls
+//! stallfiller filled (a recorder that falls behind shows as both); and the
+//! time to set up all N calls (build, PLAYING) and to tear them all down
+//! (EOS on every track, which finalizes and publishes each recording, then
+//! NULL). Each N is torn down completely before the next. The setups:
 //! - `callrecsink`: one stereo file per call;
 //! - `wavenc ! filesink` per track: the stock floor (two mono files per
 //!   call, no shared timeline, no stall filling, no finalization guarantees);
 //! - the feeder alone into `fakesink`: what producing the audio costs.
+//!
+//! Then callrecsink's own cost (its CPU over the feeder's) as a ratio to
+//! `wavenc ! filesink`'s own cost. Each track's segment starts when the
+//! feeder starts feeding it, as a call's audio starts when the call does,
+//! so a stall counted here is a real one.
 //!
 //! `-- --callrecsink-only N` skips the comparisons (for profiling).
 //! `-- --formats N` compares callrecsink's formats instead: WAV, FLAC, Ogg
@@ -27,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use callaudio_testkit::process::{cores, cpu_seconds};
+use callaudio_testkit::process::{Usage, cores, cpu_seconds};
 use gst::prelude::*;
 
 const RATE: u32 = 8000;
@@ -148,19 +158,45 @@ fn start(call: &Call, track_base: usize) {
             track_base + t
         )));
         pad.push_event(gst::event::Caps::new(&caps));
-        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-            gst::ClockTime,
-        >::new()));
     }
 }
 
-/// Feeds every call's tracks in real time from `FEEDERS` threads, measures
-/// CPU over `WINDOW`, and returns (CPU % of all cores, calls with an error).
-fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) {
+/// The segment of a track that starts at `running_time`: its timestamps are
+/// running times.
+fn segment_from(running_time: gst::ClockTime) -> gst::Event {
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_start(running_time);
+    segment.set_base(running_time);
+    segment.set_time(running_time);
+    gst::event::Segment::new(&segment)
+}
+
+/// What one setup cost at N calls.
+struct Figures {
+    /// % of all cores over the window.
+    cpu: f64,
+    errors: usize,
+    stalls: usize,
+    /// How far behind schedule a feeder ever started a round.
+    late: Duration,
+    setup: Duration,
+    teardown: Duration,
+    /// Added per call, against the process before the calls.
+    rss_kb: f64,
+    threads: f64,
+    fds: f64,
+}
+
+/// Builds and starts N calls, feeds them in real time from `FEEDERS`
+/// threads, measures over `WINDOW`, then tears every call down.
+fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Figures {
+    let rest = Usage::now();
+    let t = Instant::now();
     let calls: Vec<Call> = (0..n).map(|i| recorder.build(i, dir)).collect();
     for (i, call) in calls.iter().enumerate() {
         start(call, 2 * i);
     }
+    let setup = t.elapsed();
     let calls = Arc::new(calls);
     let flow_errors = Arc::new(AtomicUsize::new(0));
     let stop = Instant::now() + WARMUP + WINDOW + Duration::from_millis(200);
@@ -172,20 +208,17 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
         })
         .collect();
     std::thread::sleep(WARMUP);
-    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    if std::env::var_os("CONCURRENCY_SAY_WINDOW").is_some() {
+        eprintln!("window starts (pid {})", std::process::id());
+    }
+    let start = Usage::now();
     std::thread::sleep(WINDOW);
-    let share = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() / cores() * 100.0;
-    let lag = feeders
+    let end = Usage::now();
+    let late = feeders
         .into_iter()
         .map(|f| f.join().unwrap())
         .max()
         .unwrap_or_default();
-    if lag > FRAME.into() {
-        eprintln!(
-            "{}: the feeders fell {lag:?} behind real time",
-            recorder.label()
-        );
-    }
     // A recorder that falls behind shows as stalls: stallfiller filling
     // silence for tracks the feeder did keep fed.
     let stalls: usize = calls
@@ -200,9 +233,7 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
                 .count()
         })
         .sum();
-    if stalls > 0 {
-        eprintln!("{}: {stalls} track stalls during the run", recorder.label());
-    }
+    let t = Instant::now();
     let mut errors = 0;
     for call in calls.iter() {
         for pad in &call.inputs {
@@ -224,11 +255,24 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> (f64, usize) 
         }
         call.pipeline.set_state(gst::State::Null).unwrap();
     }
+    drop(calls);
+    let teardown = t.elapsed();
     let flow_errors = flow_errors.load(Ordering::Relaxed);
     if flow_errors > 0 {
         eprintln!("{}: {flow_errors} pushes failed", recorder.label());
     }
-    (share, errors)
+    let per_call = |after: u64, before: u64| (after as f64 - before as f64) / n as f64;
+    Figures {
+        cpu: end.cpu_share_since(&start),
+        errors,
+        stalls,
+        late,
+        setup,
+        teardown,
+        rss_kb: per_call(end.rss_kb, rest.rss_kb),
+        threads: per_call(end.threads, rest.threads),
+        fds: per_call(end.fds, rest.fds),
+    }
 }
 
 /// One feeder thread: every 20 ms of wall time, one buffer per track of its
@@ -260,6 +304,9 @@ fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize)
                 let running = clock
                     .time()
                     .saturating_sub(call.pipeline.base_time().unwrap());
+                for pad in &call.inputs {
+                    pad.push_event(segment_from(running));
+                }
                 (running, round)
             });
             let pts = start + FRAME * (round - first_round);
@@ -319,7 +366,7 @@ fn main() {
     let testsrc = args.iter().any(|a| a == "--testsrc");
     let counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() {
-        vec![250, 500, 1000]
+        vec![1000, 2500, 5000]
     } else {
         counts
     };
@@ -368,15 +415,43 @@ fn main() {
                 Recorder::FakeSink,
             ]
         };
+        println!("{n} calls:");
         for &recorder in recorders {
             fresh_dir();
-            figures.push((recorder, measure(n, recorder, &dir)));
+            let f = measure(n, recorder, &dir);
+            println!(
+                "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s",
+                recorder.label(),
+                f.cpu,
+                f.rss_kb,
+                f.threads,
+                f.fds,
+                f.late.as_millis(),
+                f.stalls,
+                f.errors,
+                f.setup.as_secs_f64(),
+                f.teardown.as_secs_f64(),
+            );
+            figures.push((recorder, f));
         }
-        let line: Vec<String> = figures
-            .iter()
-            .map(|(r, (cpu, errors))| format!("{} {cpu:5.1}% ({errors} errors)", r.label()))
-            .collect();
-        println!("{n:>5} calls: {}", line.join(" | "));
+        let cpu = |which: Recorder| {
+            figures
+                .iter()
+                .find(|(r, _)| *r == which)
+                .map(|(_, f)| f.cpu)
+        };
+        if let (Some(rec), Some(stock), Some(feeder)) = (
+            cpu(Recorder::CallRecSink("wav")),
+            cpu(Recorder::WavencPerTrack),
+            cpu(Recorder::FakeSink),
+        ) {
+            println!(
+                "  own cost over the feeder: callrecsink {:.1}%, wavenc ! filesink {:.1}%: ratio {:.2} (goal <= 1.0)",
+                rec - feeder,
+                stock - feeder,
+                (rec - feeder) / (stock - feeder).max(0.01),
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

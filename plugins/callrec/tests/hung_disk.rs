@@ -55,9 +55,10 @@ fn stop_while_the_disk_hangs_returns_within_finalize_timeout() {
     pipeline.set_state(gst::State::Playing).unwrap();
     let reader = hang_disk_of(&location);
     std::thread::sleep(Duration::from_millis(2000));
+    let early = error_text(&drain(&pipeline));
     assert!(
-        error_text(&drain(&pipeline)).is_none(),
-        "the hang is not visible while the queue has room"
+        early.is_none(),
+        "the hang is not visible while the queue has room: {early:?}"
     );
 
     let t = Instant::now();
@@ -122,5 +123,87 @@ fn audio_for_a_hung_disk_fails_the_recording_instead_of_blocking() {
         t.elapsed()
     );
     assert!(!location.exists());
+    drop(reader);
+}
+
+/// The writer pool: 100 recordings share a few writer threads. One disk
+/// hangs and holds the thread writing to it; the other 100 recordings go on
+/// writing the whole time and finish, and only the hung one fails, within
+/// its own `finalize-timeout`.
+#[test]
+fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
+    init();
+    let dir = tmp_dir("hung-disk-pool");
+    let recording = |i: usize| {
+        let location = dir.join(format!("call{i}.wav"));
+        let pipeline = launch(&format!(
+            "audiotestsrc name=src is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 \
+             ! callrecsink location={} header-interval=200000000 finalize-timeout=2000000000",
+            location.display()
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (pipeline, location)
+    };
+    let others: Vec<(gst::Pipeline, std::path::PathBuf)> = (0..100).map(recording).collect();
+    let hung_location = dir.join("hung.wav");
+    // 96 kB/s: the FIFO's 64 kB fill within a second and its writer blocks.
+    let hung = launch(&format!(
+        "audiotestsrc is-live=true samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
+         ! callrecsink location={} header-interval=3600000000000 finalize-timeout=500000000",
+        hung_location.display()
+    ));
+    hung.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = hang_disk_of(&hung_location);
+
+    // Once the hung writer is stuck, every other file keeps growing.
+    std::thread::sleep(Duration::from_millis(1500));
+    let size = |l: &std::path::Path| std::fs::metadata(part(l)).map_or(0, |m| m.len());
+    let before: Vec<u64> = others.iter().map(|(_, l)| size(l)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for ((_, location), before) in others.iter().zip(&before) {
+        let after = size(location);
+        // 1.5 s of 8 kHz S16 is 24 kB; headers are rewritten every 200 ms.
+        assert!(
+            after >= before + 16_000,
+            "{} grew from {before} to {after} bytes while another disk hung",
+            part(location).display()
+        );
+    }
+
+    for (pipeline, _) in &others {
+        pipeline.send_event(gst::event::Eos::new());
+    }
+    for (pipeline, location) in &others {
+        let messages = finish(pipeline);
+        assert!(
+            element_message(&messages, "callrecsink-finalized").is_some(),
+            "{}: {:?}",
+            location.display(),
+            error_text(&messages)
+        );
+        let (_, rate, channels) = read_wav(location);
+        assert_eq!(rate, 8000);
+        assert!(
+            channels[0].len() >= 8000 * 3,
+            "{} frames",
+            channels[0].len()
+        );
+    }
+
+    let t = Instant::now();
+    hung.set_state(gst::State::Null).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    let messages = drain(&hung);
+    let (text, _) = error_text(&messages).expect("an ERROR for the hung recording");
+    assert!(
+        text.contains("did not respond") || text.contains("finalize-timeout"),
+        "{text}"
+    );
+    assert!(!hung_location.exists());
     drop(reader);
 }

@@ -621,7 +621,10 @@ impl CallRecSink {
                     settings.overwrite,
                 )
             })
-            .and_then(|files| FileWriter::spawn(files, bytes_per_frame, disk_timeout))
+            .and_then(|files| {
+                let header_interval = Duration::from_nanos(settings.header_interval.nseconds());
+                FileWriter::spawn(files, bytes_per_frame, disk_timeout, header_interval)
+            })
             .map_err(|err| {
                 gst::element_imp_error!(
                     self,
@@ -632,7 +635,6 @@ impl CallRecSink {
                 gst::StateChangeError
             })?;
         let setup = Setup {
-            header_interval: Duration::from_nanos(settings.header_interval.nseconds()),
             separate,
             output: if mixed {
                 Output::Mixed

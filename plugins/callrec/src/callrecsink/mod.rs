@@ -14,6 +14,7 @@ mod track;
 mod track_sink;
 mod wav;
 mod writer;
+mod writer_pool;
 
 #[cfg(test)]
 mod panic_tests;

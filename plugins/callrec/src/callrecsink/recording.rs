@@ -11,7 +11,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
 use super::writer::FileWriter;
@@ -64,7 +63,6 @@ pub enum Refusal {
 
 /// What a recording is set up with.
 pub struct Setup {
-    pub header_interval: Duration,
     /// Interleaved (a channel per track) or mixed (one channel).
     pub output: Output,
     /// One file per track (`mode=separate`): each track has its own lane
@@ -87,7 +85,6 @@ pub struct Recording {
     /// Channel order: ascending pad number.
     tracks: Vec<TrackId>,
     setup: Setup,
-    last_header: Instant,
     /// Reused per buffer: the track's samples, and the interleaved output.
     samples: Vec<i16>,
     scratch: Vec<u8>,
@@ -124,7 +121,6 @@ impl Recording {
             rates: None,
             tracks,
             setup,
-            last_header: Instant::now(),
             samples: Vec::new(),
             scratch: Vec::new(),
             pending_pauses: Vec::new(),
@@ -374,10 +370,6 @@ impl Recording {
         };
         self.full[lane] = full;
         self.at_limit = self.full.iter().all(|&f| f);
-        if self.last_header.elapsed() >= self.setup.header_interval {
-            files.update_header().map_err(|e| e.to_string())?;
-            self.last_header = Instant::now();
-        }
         Ok(())
     }
 
@@ -564,7 +556,13 @@ mod tests {
         let files =
             RecordingFiles::create(&locations, &spec, channels as u16, FALLBACK_RATE, false)
                 .unwrap();
-        let writer = FileWriter::spawn(files, 2 * channels as u64, Duration::from_secs(2)).unwrap();
+        let writer = FileWriter::spawn(
+            files,
+            2 * channels as u64,
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
         let tracks = numbers
             .iter()
             .map(|&n| TrackId {
@@ -573,7 +571,6 @@ mod tests {
             })
             .collect();
         let setup = Setup {
-            header_interval: Duration::from_secs(1),
             output: Output::Interleaved,
             separate,
             min_duration: gst::ClockTime::ZERO,

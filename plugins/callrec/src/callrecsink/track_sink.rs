@@ -157,11 +157,9 @@ mod imp {
             let templ = klass.pad_template("sink").unwrap();
             let sinkpad = gst::Pad::builder_from_template(&templ)
                 .chain_function(|_, parent, buffer| {
-                    TrackSink::catch_panic_pad_function(
-                        parent,
-                        || Err(gst::FlowError::Error),
-                        |sink| sink.chain(buffer),
-                    )
+                    callaudio::sync::chain_guarded(parent, |sink: &super::TrackSink| {
+                        sink.imp().chain(buffer)
+                    })
                 })
                 .event_function(|_, parent, event| {
                     TrackSink::catch_panic_pad_function(

@@ -1,65 +1,101 @@
-//! The recording's files, written by a thread of their own.
+//! The recording's files, written by the process's writer pool
+//! (`writer_pool.rs`), never by a streaming thread.
 //!
 //! A streaming thread must never block on the disk: one stuck in `write(2)`
 //! holds its pad's stream lock, and then even stopping the pipeline waits
-//! for the disk. So audio is handed over in blocks through a bounded queue;
-//! every wait for the writer (queue space, the final fsync, removing the
-//! `.part`) is bounded by `disk_timeout`, after which the recording fails
-//! with an error that says so, and a writer still stuck in the kernel is
-//! left behind without ever publishing.
+//! for the disk. So audio is only appended to a bounded buffer here, under
+//! a lock a worker holds just to take it; the pool writes it when a header
+//! is due (every `header-interval`), when a lane holds a full block, or for
+//! a command (finish, discard). Every wait for the disk (buffer space, the
+//! final fsync, removing the `.part`) is bounded by `disk_timeout`, after
+//! which the recording fails with an error that says so, and a worker still
+//! stuck in the kernel is left behind without ever publishing.
+//!
+//! Lock order: `Channel::files`, then `Channel::shared`. Only the worker
+//! running the job takes `files`, and holds it across the I/O; `shared` is
+//! only ever held briefly (to hand audio over, to take it, to count it),
+//! so a worker stuck in the kernel never blocks the streaming side or the
+//! pool's ticker, which take `shared` alone.
 
-use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use callaudio::sync::{lock, wait, wait_timeout_while};
-use std::time::Duration;
+use callaudio::sync::{lock, wait_timeout_while};
 
 use super::files::{FileError, RecordingFiles};
+use super::writer_pool::{self, Job};
 
-/// Audio is handed to the writer in blocks of this size...
+/// A lane holding this much is written at once rather than at its next
+/// header...
 const BLOCK_BYTES: usize = 64 * 1024;
-/// ...and at most this much may wait for it.
+/// ...and at most this much may wait for the disk.
 const QUEUE_LIMIT_BYTES: usize = 1 << 20;
 
-enum Command {
-    /// The rate of each file.
-    SetRates(Vec<u32>),
-    SetOrigination(std::time::SystemTime),
-    /// Audio for one lane (file), then (if set) a header rewrite.
-    Write(usize, Vec<u8>, bool),
+/// What happens to the files after the last audio.
+enum End {
     Finish,
+    /// Remove the `.part` files, unless the recording was abandoned (then
+    /// they are kept, playable).
     Discard,
 }
 
-#[derive(Default)]
 struct Shared {
-    queue: VecDeque<Command>,
-    queued_bytes: usize,
+    /// Per lane (file): audio handed over and not yet taken by a worker.
+    pending: Vec<Vec<u8>>,
+    /// Bytes handed over and not yet written (pending or being written).
+    unwritten: usize,
+    rates: Option<Vec<u32>>,
+    origination: Option<std::time::SystemTime>,
+    end: Option<End>,
+    /// Rewrite the headers at the next run, due or not.
+    header_asked: bool,
+    /// Audio was written since the last header rewrite.
+    dirty: bool,
+    last_header: Instant,
+    /// In the pool's queue or in a worker.
+    claimed: bool,
     /// The writer's first failure, until the streaming side reports it.
     failed: Option<FileError>,
-    /// The answer to `Finish` or `Discard`.
+    /// The answer to the end.
     finished: Option<Result<Vec<PathBuf>, FileError>>,
     /// Set by the streaming side when it stops waiting for `Finish`.
     abandoned: bool,
-    /// Set by the writer once it is past the abandon check, publishing.
+    /// Set by the worker once it is past the abandon check, publishing.
     publishing: bool,
-    /// Who sleeps on a condvar now: a wake-up is only signalled to a sleeper
-    /// (each signal is a system call, and a thousand recordings add up).
-    writer_sleeps: bool,
     callers_waiting: usize,
+}
+
+impl Shared {
+    /// Work a worker should do now, rather than at a later tick.
+    fn urgent(&self) -> bool {
+        self.end.is_some()
+            || self.header_asked
+            || self.pending.iter().any(|p| p.len() >= BLOCK_BYTES)
+    }
+
+    fn has_work(&self, interval: Duration) -> bool {
+        self.urgent()
+            || self.rates.is_some()
+            || self.origination.is_some()
+            || ((self.dirty || self.unwritten > 0) && self.last_header.elapsed() >= interval)
+    }
 }
 
 struct Channel {
     shared: Mutex<Shared>,
-    /// Wakes the writer: a command is queued.
-    to_writer: Condvar,
-    /// Wakes the streaming side: queue space, a failure, or an answer.
+    /// Wakes the streaming side: buffer space, a failure, or the answer.
     to_caller: Condvar,
-    /// Mirrors `shared.failed`, so the per-buffer path takes no lock.
+    /// Mirrors `shared.failed`, so the per-buffer path skips a check.
     failed: AtomicBool,
+    /// Only the worker running this job touches them.
+    files: Mutex<Option<RecordingFiles>>,
+    header_interval: Duration,
+    /// Set once the end is done: the pool forgets the job.
+    over: AtomicBool,
+    part: PathBuf,
 }
 
 impl Channel {
@@ -90,66 +126,233 @@ impl Channel {
             self.to_caller.notify_all();
         }
     }
+
+    fn fail(&self, shared: &mut Shared, err: FileError) {
+        shared.failed.get_or_insert(err);
+        self.failed.store(true, Ordering::Release);
+        self.wake_callers(shared);
+    }
+
+    /// One run in a worker: everything the job has now, in order: the
+    /// files' settings, the audio, the headers, the end. Whether it has
+    /// more to do at once (it stays claimed then).
+    fn write_out(&self) -> bool {
+        let (rates, origination, blocks, end, header_asked, header_due) = {
+            let mut shared = self.lock();
+            let blocks: Vec<(usize, Vec<u8>)> = shared
+                .pending
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(lane, p)| {
+                    let capacity = p.len().min(BLOCK_BYTES);
+                    (lane, std::mem::replace(p, Vec::with_capacity(capacity)))
+                })
+                .collect();
+            let header_asked = std::mem::take(&mut shared.header_asked);
+            let header_due = shared.last_header.elapsed() >= self.header_interval;
+            (
+                shared.rates.take(),
+                shared.origination.take(),
+                blocks,
+                shared.end.take(),
+                header_asked,
+                header_due,
+            )
+        };
+        let mut files_slot = lock(&self.files);
+        let Some(files) = files_slot.as_mut() else {
+            return self.release();
+        };
+        if let Some(rates) = rates {
+            files.set_rates(&rates);
+        }
+        if let Some(at) = origination {
+            files.set_origination(at);
+        }
+        let failed = self.failed.load(Ordering::Acquire);
+        let mut written = 0;
+        let mut result = Ok(());
+        for (lane, block) in &blocks {
+            written += block.len();
+            if !failed && result.is_ok() {
+                result = files.write(*lane, block);
+            }
+        }
+        let rewrite =
+            (header_asked || header_due) && (written > 0 || header_asked || self.lock().dirty);
+        if !failed && result.is_ok() && rewrite {
+            result = files.update_header();
+        }
+        {
+            let mut shared = self.lock();
+            if rewrite {
+                shared.dirty = false;
+                shared.last_header = Instant::now();
+            } else if written > 0 {
+                shared.dirty = true;
+            }
+            shared.unwritten -= written;
+            if let Err(err) = result {
+                // Keep what is on disk playable under the partial name.
+                let _ = files.update_header();
+                self.fail(&mut shared, err);
+            }
+            self.wake_callers(&shared);
+        }
+        match end {
+            None => {
+                drop(files_slot);
+                self.release()
+            }
+            Some(End::Finish) => {
+                let files = files_slot.take().expect("checked above");
+                drop(files_slot);
+                let failed = self.lock().failed.take().or_else(|| {
+                    // Already reported to the streaming side, which then
+                    // does not finish; never publish after a failure.
+                    self.failed.load(Ordering::Acquire).then(|| FileError {
+                        what: "writing",
+                        path: self.part.clone(),
+                        err: io::Error::other("the writer failed earlier"),
+                    })
+                });
+                let result = match failed {
+                    Some(err) => Err(err),
+                    None => files.finish(|| {
+                        let mut shared = self.lock();
+                        shared.publishing = !shared.abandoned;
+                        shared.publishing
+                    }),
+                };
+                self.end_with(result);
+                false
+            }
+            Some(End::Discard) => {
+                let files = files_slot.take().expect("checked above");
+                drop(files_slot);
+                if !self.lock().abandoned {
+                    files.discard();
+                }
+                self.end_with(Ok(Vec::new()));
+                false
+            }
+        }
+    }
+
+    fn end_with(&self, result: Result<Vec<PathBuf>, FileError>) {
+        let mut shared = self.lock();
+        shared.finished = Some(result);
+        shared.claimed = false;
+        self.over.store(true, Ordering::Release);
+        self.wake_callers(&shared);
+    }
+
+    /// Done with this run, unless something urgent came meanwhile (then it
+    /// stays claimed and runs again); else the next tick or command queues
+    /// it again.
+    fn release(&self) -> bool {
+        let mut shared = self.lock();
+        let again = shared.urgent() && !self.over.load(Ordering::Acquire);
+        shared.claimed = again;
+        again
+    }
 }
 
-/// What is handed over for one file.
-struct Lane {
-    pending: Vec<u8>,
-    bytes: u64,
+impl Job for Channel {
+    fn claim_if_due(&self) -> bool {
+        let mut shared = self.lock();
+        if shared.claimed
+            || self.over.load(Ordering::Acquire)
+            || !shared.has_work(self.header_interval)
+        {
+            return false;
+        }
+        shared.claimed = true;
+        true
+    }
+
+    fn claim(&self) -> bool {
+        let mut shared = self.lock();
+        if shared.claimed || self.over.load(Ordering::Acquire) {
+            return false;
+        }
+        shared.claimed = true;
+        true
+    }
+
+    fn run(&self) {
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| while self.write_out() {}));
+        if let Err(panic) = ran {
+            // Whoever waits learns at once, not after disk_timeout.
+            let text = callaudio::sync::panic_text(&*panic);
+            let failure = || FileError {
+                what: "writing",
+                path: self.part.clone(),
+                err: io::Error::other(format!("the writer panicked: {text}")),
+            };
+            {
+                let mut shared = self.lock();
+                self.fail(&mut shared, failure());
+            }
+            self.end_with(Err(failure()));
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
 }
 
 pub struct FileWriter {
     channel: Arc<Channel>,
-    /// One per file (`separate`), or one for the single file.
-    lanes: Vec<Lane>,
+    /// Bytes handed over per lane (file).
+    handed: Vec<u64>,
     bytes_per_frame: u64,
     part: PathBuf,
     disk_timeout: Duration,
 }
 
 impl FileWriter {
-    /// Starts the writer thread for `files`, whose frames (in every file)
-    /// are `bytes_per_frame` bytes.
+    /// Hands `files` to the writer pool; their frames (in every file) are
+    /// `bytes_per_frame` bytes; headers are rewritten every
+    /// `header_interval` while audio comes.
     pub fn spawn(
         files: RecordingFiles,
         bytes_per_frame: u64,
         disk_timeout: Duration,
+        header_interval: Duration,
     ) -> Result<Self, FileError> {
-        let lanes = (0..files.len())
-            .map(|_| Lane {
-                pending: Vec::with_capacity(BLOCK_BYTES),
-                bytes: 0,
-            })
-            .collect();
+        let lanes = files.len();
         let part = files.first_part();
         let channel = Arc::new(Channel {
-            shared: Mutex::new(Shared::default()),
-            to_writer: Condvar::new(),
+            shared: Mutex::new(Shared {
+                pending: vec![Vec::new(); lanes],
+                unwritten: 0,
+                rates: None,
+                origination: None,
+                end: None,
+                header_asked: false,
+                dirty: false,
+                last_header: Instant::now(),
+                claimed: false,
+                failed: None,
+                finished: None,
+                abandoned: false,
+                publishing: false,
+                callers_waiting: 0,
+            }),
             to_caller: Condvar::new(),
             failed: AtomicBool::new(false),
+            files: Mutex::new(Some(files)),
+            header_interval,
+            over: AtomicBool::new(false),
+            part: part.clone(),
         });
-        let writer = channel.clone();
-        std::thread::Builder::new()
-            .name("callrec-writer".into())
-            .spawn(move || {
-                let part = files.first_part();
-                let ran =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(files, &writer)));
-                if let Err(panic) = ran {
-                    // Whoever waits learns at once, not after disk_timeout.
-                    let text = callaudio::sync::panic_text(&*panic);
-                    let failure = || FileError {
-                        what: "writing",
-                        path: part.clone(),
-                        err: io::Error::other(format!("the writer thread panicked: {text}")),
-                    };
-                    let mut shared = writer.lock();
-                    shared.failed = Some(failure());
-                    shared.finished = Some(Err(failure()));
-                    writer.failed.store(true, Ordering::Release);
-                    writer.wake_callers(&shared);
-                }
-            })
+        let job: Arc<dyn Job> = channel.clone();
+        writer_pool::pool()
+            .add(Arc::downgrade(&job))
             .map_err(|err| FileError {
                 what: "starting the writer for",
                 path: part.clone(),
@@ -157,7 +360,7 @@ impl FileWriter {
             })?;
         Ok(FileWriter {
             channel,
-            lanes,
+            handed: vec![0; lanes],
             bytes_per_frame,
             part,
             disk_timeout,
@@ -166,41 +369,55 @@ impl FileWriter {
 
     /// When the first sample was recorded (WAV's `bext`).
     pub fn set_origination(&mut self, at: std::time::SystemTime) {
-        let _ = self.send(Command::SetOrigination(at), 0);
+        self.channel.lock().origination = Some(at);
     }
 
     /// The rate of each file, in file order.
     pub fn set_rates(&mut self, rates: Vec<u32>) {
-        let _ = self.send(Command::SetRates(rates), 0);
+        self.channel.lock().rates = Some(rates);
     }
 
     /// Frames handed over so far for file `lane`.
     pub fn frames(&self, lane: usize) -> u64 {
-        self.lanes[lane].bytes / self.bytes_per_frame
+        self.handed[lane] / self.bytes_per_frame
     }
 
     pub fn write(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
         self.check()?;
-        let l = &mut self.lanes[lane];
-        l.pending.extend_from_slice(frames);
-        l.bytes += frames.len() as u64;
-        if l.pending.len() >= BLOCK_BYTES {
-            self.flush_lane(lane, false)?;
+        let len = frames.len();
+        let channel = &self.channel;
+        let (mut shared, timed_out) = channel.wait_caller(channel.lock(), self.disk_timeout, |s| {
+            s.unwritten + len > QUEUE_LIMIT_BYTES && s.failed.is_none()
+        });
+        if timed_out {
+            return Err(self.disk_stuck("writing"));
+        }
+        if let Some(err) = shared.failed.take() {
+            return Err(err);
+        }
+        shared.pending[lane].extend_from_slice(frames);
+        shared.unwritten += len;
+        let full = shared.pending[lane].len() >= BLOCK_BYTES;
+        drop(shared);
+        self.handed[lane] += len as u64;
+        if full {
+            self.queue_now();
         }
         Ok(())
     }
 
-    /// Makes what was handed over so far playable on disk, once the writer
+    /// Makes what was handed over so far playable on disk, once a worker
     /// gets to it.
     pub fn update_header(&mut self) -> Result<(), FileError> {
         self.check()?;
-        self.flush(true)
+        self.channel.lock().header_asked = true;
+        self.queue_now();
+        Ok(())
     }
 
     /// Writes the rest, syncs and publishes, waiting at most `disk_timeout`.
-    pub fn finish(mut self) -> Result<Vec<PathBuf>, FileError> {
-        self.flush(false)?;
-        self.send(Command::Finish, 0)?;
+    pub fn finish(self) -> Result<Vec<PathBuf>, FileError> {
+        self.end(End::Finish);
         let channel = self.channel.clone();
         let (mut shared, timed_out) =
             channel.wait_caller(channel.lock(), self.disk_timeout, |s| s.finished.is_none());
@@ -225,29 +442,32 @@ impl FileWriter {
     /// Ends the recording without publishing: what was handed over is
     /// written and made playable under the partial name, waiting at most
     /// `disk_timeout`.
-    pub fn keep(mut self) {
-        if self.check().is_ok() {
-            let _ = self.flush(true);
-        }
-        let channel = self.channel.clone();
+    pub fn keep(self) {
         {
-            let mut shared = channel.lock();
+            let mut shared = self.channel.lock();
             shared.abandoned = true;
-            shared.queue.push_back(Command::Discard);
-            if shared.writer_sleeps {
-                channel.to_writer.notify_one();
-            }
+            shared.header_asked = true;
         }
+        self.end(End::Discard);
+        let channel = self.channel.clone();
         let _ = channel.wait_caller(channel.lock(), self.disk_timeout, |s| s.finished.is_none());
     }
 
     /// Removes every `.part`, waiting at most `disk_timeout`.
     pub fn discard(self) {
-        if self.send(Command::Discard, 0).is_err() {
-            return;
-        }
+        self.end(End::Discard);
         let channel = self.channel.clone();
         let _ = channel.wait_caller(channel.lock(), self.disk_timeout, |s| s.finished.is_none());
+    }
+
+    fn end(&self, end: End) {
+        self.channel.lock().end.get_or_insert(end);
+        self.queue_now();
+    }
+
+    fn queue_now(&self) {
+        let job: Arc<dyn Job> = self.channel.clone();
+        writer_pool::pool().queue_now(job);
     }
 
     /// Reports the writer's failure, once.
@@ -265,43 +485,6 @@ impl FileWriter {
         }
     }
 
-    /// Hands over what every lane has pending; `header`: then rewrite the
-    /// headers.
-    fn flush(&mut self, header: bool) -> Result<(), FileError> {
-        let last = self.lanes.len() - 1;
-        for lane in 0..=last {
-            self.flush_lane(lane, header && lane == last)?;
-        }
-        Ok(())
-    }
-
-    fn flush_lane(&mut self, lane: usize, header: bool) -> Result<(), FileError> {
-        let pending = &mut self.lanes[lane].pending;
-        if pending.is_empty() && !header {
-            return Ok(());
-        }
-        let block = std::mem::replace(pending, Vec::with_capacity(BLOCK_BYTES));
-        let len = block.len();
-        self.send(Command::Write(lane, block, header), len)
-    }
-
-    /// Queues a command, waiting at most `disk_timeout` for space.
-    fn send(&self, command: Command, len: usize) -> Result<(), FileError> {
-        let channel = &self.channel;
-        let (mut shared, timed_out) = channel.wait_caller(channel.lock(), self.disk_timeout, |s| {
-            s.queued_bytes + len > QUEUE_LIMIT_BYTES && s.failed.is_none()
-        });
-        if timed_out {
-            return Err(self.disk_stuck("writing"));
-        }
-        shared.queued_bytes += len;
-        shared.queue.push_back(command);
-        if shared.writer_sleeps {
-            channel.to_writer.notify_one();
-        }
-        Ok(())
-    }
-
     fn disk_stuck(&self, what: &'static str) -> FileError {
         FileError {
             what,
@@ -316,82 +499,13 @@ impl FileWriter {
 
 impl Drop for FileWriter {
     fn drop(&mut self) {
-        // The writer ends once it has nothing left; a recording dropped
-        // without finish or discard keeps its `.part`.
+        // A recording dropped without finish or discard keeps its `.part`.
         let mut shared = self.channel.lock();
-        shared.abandoned = true;
-        shared.queue.push_back(Command::Discard);
-        if shared.writer_sleeps {
-            self.channel.to_writer.notify_one();
-        }
-    }
-}
-
-/// The writer thread: applies commands in order until `Finish` or `Discard`.
-fn run(mut files: RecordingFiles, channel: &Channel) {
-    loop {
-        let command = {
-            let mut shared = channel.lock();
-            while shared.queue.is_empty() {
-                shared.writer_sleeps = true;
-                shared = wait(&channel.to_writer, shared);
-                shared.writer_sleeps = false;
-            }
-            let command = shared.queue.pop_front().unwrap();
-            if let Command::Write(_, block, _) = &command {
-                shared.queued_bytes -= block.len();
-            }
-            channel.wake_callers(&shared);
-            command
-        };
-        match command {
-            Command::SetRates(rates) => files.set_rates(&rates),
-            Command::SetOrigination(at) => files.set_origination(at),
-            Command::Write(lane, block, header) => {
-                if channel.failed.load(Ordering::Acquire) {
-                    continue;
-                }
-                let result = files.write(lane, &block).and_then(|_| {
-                    if header {
-                        files.update_header()
-                    } else {
-                        Ok(())
-                    }
-                });
-                if let Err(err) = result {
-                    // Keep what is on disk playable under the partial name.
-                    let _ = files.update_header();
-                    let mut shared = channel.lock();
-                    shared.failed = Some(err);
-                    channel.failed.store(true, Ordering::Release);
-                    channel.wake_callers(&shared);
-                }
-            }
-            Command::Finish => {
-                let failed = channel.lock().failed.take();
-                let result = match failed {
-                    Some(err) => Err(err),
-                    None => files.finish(|| {
-                        let mut shared = channel.lock();
-                        shared.publishing = !shared.abandoned;
-                        shared.publishing
-                    }),
-                };
-                let mut shared = channel.lock();
-                shared.finished = Some(result);
-                channel.wake_callers(&shared);
-                return;
-            }
-            Command::Discard => {
-                let abandoned = channel.lock().abandoned;
-                if !abandoned {
-                    files.discard();
-                }
-                let mut shared = channel.lock();
-                shared.finished = Some(Ok(Vec::new()));
-                channel.wake_callers(&shared);
-                return;
-            }
+        if shared.end.is_none() && shared.finished.is_none() {
+            shared.abandoned = true;
+            shared.end = Some(End::Discard);
+            drop(shared);
+            self.queue_now();
         }
     }
 }

@@ -1141,11 +1141,9 @@ impl ObjectSubclass for StallFiller {
     fn with_class(klass: &Self::Class) -> Self {
         let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
             .chain_function(|pad, parent, buffer| {
-                StallFiller::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.chain(pad, buffer),
-                )
+                callaudio::sync::chain_guarded(parent, |filler: &super::StallFiller| {
+                    filler.imp().chain(pad, buffer)
+                })
             })
             .event_function(|pad, parent, event| {
                 StallFiller::catch_panic_pad_function(

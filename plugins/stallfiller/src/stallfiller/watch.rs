@@ -40,6 +40,11 @@ struct Inner {
     next_token: u64,
     /// The clock wait the thread is in, and for when.
     waiting: Option<(gst::SingleShotClockId, gst::ClockTime)>,
+    /// The thread sleeps on `cond` (nothing armed). Otherwise it is awake,
+    /// or in a clock wait, and looks at the heap before it sleeps: a
+    /// deadline re-armed from a callback (the common case: data moved the
+    /// deadline on) then costs no wake-up system call.
+    sleeping: bool,
 }
 
 /// Watches by clock: the clock's address, valid while its watch holds it.
@@ -82,7 +87,8 @@ impl Watch {
             // The thread sleeps on the clock until later than this: wake it.
             Some((id, until)) if at < *until => id.unschedule(),
             Some(_) => {}
-            None => self.cond.notify_one(),
+            None if inner.sleeping => self.cond.notify_one(),
+            None => {}
         }
         token
     }
@@ -122,7 +128,9 @@ impl Watch {
                 }
                 inner = lock(&self.inner);
                 if inner.heap.is_empty() {
+                    inner.sleeping = true;
                     inner = wait_timeout(&self.cond, inner, IDLE_EXIT).0;
+                    inner.sleeping = false;
                 }
                 continue;
             };
