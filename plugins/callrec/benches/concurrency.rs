@@ -15,7 +15,8 @@
 //! stallfiller filled (a recorder that falls behind shows as both); and the
 //! time to set up all N calls (build, PLAYING) and to tear them all down
 //! (EOS on every track, which finalizes and publishes each recording, then
-//! NULL). Each N is torn down completely before the next. The setups:
+//! NULL; from 8 threads, as a server ends calls from many). Each N is torn
+//! down completely before the next. The setups:
 //! - `callrecsink`: one stereo file per call;
 //! - `wavenc ! filesink` per track: the stock floor (two mono files per
 //!   call, no shared timeline, no stall filling, no finalization guarantees);
@@ -144,8 +145,8 @@ fn live_source_pad() -> gst::Pad {
         .build()
 }
 
-fn start(call: &Call, track_base: usize) {
-    call.pipeline.set_state(gst::State::Playing).unwrap();
+fn start(call: &Call, track_base: usize) -> Result<(), gst::StateChangeError> {
+    call.pipeline.set_state(gst::State::Playing)?;
     let caps = gst_audio::AudioCapsBuilder::new_interleaved()
         .format(gst_audio::AudioFormat::S16le)
         .rate(RATE as i32)
@@ -159,6 +160,7 @@ fn start(call: &Call, track_base: usize) {
         )));
         pad.push_event(gst::event::Caps::new(&caps));
     }
+    Ok(())
 }
 
 /// The segment of a track that starts at `running_time`: its timestamps are
@@ -189,12 +191,22 @@ struct Figures {
 
 /// Builds and starts N calls, feeds them in real time from `FEEDERS`
 /// threads, measures over `WINDOW`, then tears every call down.
-fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Figures {
+fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figures> {
     let rest = Usage::now();
     let t = Instant::now();
     let calls: Vec<Call> = (0..n).map(|i| recorder.build(i, dir)).collect();
     for (i, call) in calls.iter().enumerate() {
-        start(call, 2 * i);
+        if start(call, 2 * i).is_err() {
+            let usage = Usage::now();
+            println!(
+                "  {:<28} could not start call {i}: set_state failed with {} fds open (this process may open {})",
+                recorder.label(),
+                usage.fds,
+                open_files_limit(),
+            );
+            tear_down(calls, recorder);
+            return None;
+        }
     }
     let setup = t.elapsed();
     let calls = Arc::new(calls);
@@ -234,35 +246,17 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Figures {
         })
         .sum();
     let t = Instant::now();
-    let mut errors = 0;
-    for call in calls.iter() {
-        for pad in &call.inputs {
-            pad.push_event(gst::event::Eos::new());
-        }
-        let bus = call.pipeline.bus().unwrap();
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if errors == 0
-                && let gst::MessageView::Error(err) = msg.view()
-            {
-                eprintln!(
-                    "{}: first error: {} ({:?})",
-                    recorder.label(),
-                    err.error(),
-                    err.debug()
-                );
-            }
-            errors += 1;
-        }
-        call.pipeline.set_state(gst::State::Null).unwrap();
-    }
-    drop(calls);
+    let errors = tear_down(
+        Arc::into_inner(calls).expect("the feeders are done"),
+        recorder,
+    );
     let teardown = t.elapsed();
     let flow_errors = flow_errors.load(Ordering::Relaxed);
     if flow_errors > 0 {
         eprintln!("{}: {flow_errors} pushes failed", recorder.label());
     }
     let per_call = |after: u64, before: u64| (after as f64 - before as f64) / n as f64;
-    Figures {
+    Some(Figures {
         cpu: end.cpu_share_since(&start),
         errors,
         stalls,
@@ -272,7 +266,55 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Figures {
         rss_kb: per_call(end.rss_kb, rest.rss_kb),
         threads: per_call(end.threads, rest.threads),
         fds: per_call(end.fds, rest.fds),
-    }
+    })
+}
+
+/// Threads that end the calls, as a media server ends calls from many
+/// threads at once (each call's own): EOS on every track, which finalizes
+/// and publishes each recording, then NULL.
+const TEARDOWN_THREADS: usize = 8;
+
+/// Ends every call; returns how many posted an ERROR.
+fn tear_down(calls: Vec<Call>, recorder: Recorder) -> usize {
+    let calls = Arc::new(calls);
+    let errors = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..TEARDOWN_THREADS {
+            let (calls, errors) = (&calls, &errors);
+            scope.spawn(move || {
+                for call in calls.iter().skip(t).step_by(TEARDOWN_THREADS) {
+                    for pad in &call.inputs {
+                        pad.push_event(gst::event::Eos::new());
+                    }
+                    let bus = call.pipeline.bus().unwrap();
+                    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+                        && errors.fetch_add(1, Ordering::Relaxed) == 0
+                        && let gst::MessageView::Error(err) = msg.view()
+                    {
+                        eprintln!(
+                            "{}: first error: {} ({:?})",
+                            recorder.label(),
+                            err.error(),
+                            err.debug()
+                        );
+                    }
+                    let _ = call.pipeline.set_state(gst::State::Null);
+                }
+            });
+        }
+    });
+    errors.into_inner()
+}
+
+fn open_files_limit() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// One feeder thread: every 20 ms of wall time, one buffer per track of its
@@ -418,9 +460,11 @@ fn main() {
         println!("{n} calls:");
         for &recorder in recorders {
             fresh_dir();
-            let f = measure(n, recorder, &dir);
+            let Some(f) = measure(n, recorder, &dir) else {
+                continue;
+            };
             println!(
-                "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s",
+                "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s ({TEARDOWN_THREADS} threads)",
                 recorder.label(),
                 f.cpu,
                 f.rss_kb,

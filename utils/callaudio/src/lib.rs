@@ -12,6 +12,7 @@ mod silence;
 mod split;
 pub mod sync;
 mod time;
+pub mod workers;
 
 pub use layout::{Encoding, Layout, LayoutError, MAX_CHANNELS, MAX_RATE};
 pub use silence::SilenceSource;

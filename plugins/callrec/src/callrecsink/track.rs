@@ -86,6 +86,10 @@ impl Track {
             + 'static,
     {
         let filler = make("stallfiller")?;
+        // Its downstream (the track's sink) never blocks but for a disk
+        // that hangs, bounded by finalize-timeout: the shared fill workers
+        // serve it, and a call costs no thread.
+        filler.set_property("shared-threads", true);
         let sink = TrackSink::new(number, recording);
         let elements = [filler.clone(), sink.clone().upcast()];
         bin.add_many(&elements)?;

@@ -218,10 +218,13 @@ mod imp {
             &self,
             transition: gst::StateChange,
         ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+            let success = self.parent_change_state(transition)?;
+            // Only once the pad is inactive: upstream (a filler on another
+            // thread) may push until then, and must find the caps it sent.
             if transition == gst::StateChange::PausedToReady {
                 *lock(&self.stream) = Stream::default();
             }
-            self.parent_change_state(transition)
+            Ok(success)
         }
     }
 }

@@ -93,6 +93,8 @@ struct Channel {
     /// Only the worker running this job touches them.
     files: Mutex<Option<RecordingFiles>>,
     header_interval: Duration,
+    /// What one write hands the file at most: whole frames of every lane.
+    chunk_bytes: usize,
     /// Set once the end is done: the pool forgets the job.
     over: AtomicBool,
     part: PathBuf,
@@ -175,8 +177,13 @@ impl Channel {
         let mut result = Ok(());
         for (lane, block) in &blocks {
             written += block.len();
-            if !failed && result.is_ok() {
-                result = files.write(*lane, block);
+            // In whole-frame chunks: a write that fails part way leaves the
+            // header counting every chunk before it, as the file holds them.
+            for chunk in block.chunks(self.chunk_bytes) {
+                if failed || result.is_err() {
+                    break;
+                }
+                result = files.write(*lane, chunk);
             }
         }
         let rewrite =
@@ -347,6 +354,8 @@ impl FileWriter {
             failed: AtomicBool::new(false),
             files: Mutex::new(Some(files)),
             header_interval,
+            // A lane's frame (2 bytes a channel) divides `bytes_per_frame`.
+            chunk_bytes: (BLOCK_BYTES - BLOCK_BYTES % bytes_per_frame.max(1) as usize).max(1),
             over: AtomicBool::new(false),
             part: part.clone(),
         });

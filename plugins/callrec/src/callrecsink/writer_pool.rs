@@ -9,26 +9,26 @@
 //! or in a worker at most once at a time, so its writes stay in order.
 //!
 //! A disk that hangs holds the worker that writes to it, and only that
-//! recording: the ticker starts another worker whenever work has waited a
-//! whole tick with no worker free (up to `MAX_WORKERS`), so the other calls
+//! recording: work that finds no worker free starts another (at most one
+//! per tick, up to `MAX_WORKERS`; `callaudio::workers`), so the other calls
 //! go on; the stuck recording fails on its own `disk_timeout` (`writer.rs`).
 //!
-//! Lock order: a job's own locks (`writer.rs`), then `Pool::inner`. No lock
-//! is held while a job runs.
+//! Lock order: a job's own locks (`writer.rs`), then `Pool::inner` or the
+//! workers' queue; never both of those. No lock is held while a job runs.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use callaudio::sync::{lock, wait, wait_timeout};
+use callaudio::sync::{lock, wait};
+use callaudio::workers::Workers;
 
 /// How often the ticker looks; a header is rewritten at most this late.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Workers beyond the first that find no work for this long end.
-const WORKER_IDLE_EXIT: Duration = Duration::from_secs(10);
 /// Each hung disk holds a worker until the kernel gives up on it; past this
 /// many, work waits (and its recordings fail on their own timeouts).
 const MAX_WORKERS: usize = 64;
+
+static WRITERS: Workers = Workers::new("callrec-writer", MAX_WORKERS);
 
 /// A recording the pool writes.
 pub trait Job: Send + Sync {
@@ -45,8 +45,6 @@ pub trait Job: Send + Sync {
 
 pub struct Pool {
     inner: Mutex<Inner>,
-    /// Wakes a worker: work was queued.
-    work: Condvar,
     /// Wakes the ticker: the first job arrived.
     jobs_arrived: Condvar,
 }
@@ -54,22 +52,20 @@ pub struct Pool {
 #[derive(Default)]
 struct Inner {
     jobs: Vec<Weak<dyn Job>>,
-    queue: VecDeque<Arc<dyn Job>>,
-    workers: usize,
-    idle: usize,
     ticker: bool,
-    /// The queue was not empty at the last tick: work is waiting.
-    waited: bool,
 }
 
 static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     inner: Mutex::new(Inner::default()),
-    work: Condvar::new(),
     jobs_arrived: Condvar::new(),
 });
 
 pub fn pool() -> &'static Pool {
     &POOL
+}
+
+fn run_on_a_worker(job: Arc<dyn Job>) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || job.run())
 }
 
 impl Pool {
@@ -82,9 +78,6 @@ impl Pool {
                 .spawn(move || self.tick_loop())?;
             inner.ticker = true;
         }
-        if inner.workers == 0 {
-            self.spawn_worker(&mut inner)?;
-        }
         inner.jobs.push(job);
         if inner.jobs.len() == 1 {
             self.jobs_arrived.notify_one();
@@ -94,26 +87,11 @@ impl Pool {
 
     /// Queues `job` now (a command or a full block), if not queued already.
     pub fn queue_now(&'static self, job: Arc<dyn Job>) {
-        if !job.claim() {
-            return;
+        if job.claim() {
+            // With every worker busy (maybe on a hung disk) this starts
+            // another: a finish must not wait behind a hung disk.
+            WRITERS.submit_all([run_on_a_worker(job)]);
         }
-        let mut inner = lock(&self.inner);
-        inner.queue.push_back(job);
-        if inner.idle > 0 {
-            self.work.notify_one();
-        } else if inner.workers < MAX_WORKERS {
-            // Every worker is busy, maybe on a hung disk: a finish must not
-            // wait behind it.
-            let _ = self.spawn_worker(&mut inner);
-        }
-    }
-
-    fn spawn_worker(&'static self, inner: &mut Inner) -> std::io::Result<()> {
-        std::thread::Builder::new()
-            .name("callrec-writer".into())
-            .spawn(move || self.work_loop())?;
-        inner.workers += 1;
-        Ok(())
     }
 
     fn tick_loop(&'static self) {
@@ -130,46 +108,14 @@ impl Pool {
                 inner.jobs.iter().filter_map(Weak::upgrade).collect()
             };
             // Claimed outside the pool's lock: a job's lock comes first.
-            let due: Vec<Arc<dyn Job>> = jobs.into_iter().filter(|j| j.claim_if_due()).collect();
-            let mut inner = lock(&self.inner);
-            if inner.waited
-                && !inner.queue.is_empty()
-                && inner.idle == 0
-                && inner.workers < MAX_WORKERS
-            {
-                // Work waited a whole tick with every worker busy.
-                let _ = self.spawn_worker(&mut inner);
-            }
-            let queued = !due.is_empty();
-            inner.queue.extend(due);
-            inner.waited = !inner.queue.is_empty();
-            if queued && inner.idle > 0 {
-                self.work.notify_all();
-            }
-        }
-    }
-
-    fn work_loop(&'static self) {
-        loop {
-            let job = {
-                let mut inner = lock(&self.inner);
-                loop {
-                    if let Some(job) = inner.queue.pop_front() {
-                        break job;
-                    }
-                    inner.idle += 1;
-                    let (guard, timeout) = wait_timeout(&self.work, inner, WORKER_IDLE_EXIT);
-                    inner = guard;
-                    inner.idle -= 1;
-                    if timeout.timed_out() && inner.queue.is_empty() && inner.workers > 1 {
-                        inner.workers -= 1;
-                        return;
-                    }
-                }
-            };
-            // A job catches its own panics; one that escapes must not end
-            // the writing of every other recording.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+            // A tick's work starts at most one more worker, and only when
+            // none is free (one may be stuck on a hung disk).
+            let due: Vec<_> = jobs
+                .into_iter()
+                .filter(|j| j.claim_if_due())
+                .map(run_on_a_worker)
+                .collect();
+            WRITERS.submit_all(due);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! `stallfiller`: one continuous output timeline for a live audio stream.
 //!
 //! Two threads push on the source pad: the upstream streaming thread (real
-//! data, events) and the source pad's task (silence while upstream stalls).
+//! data, events) and the filler (silence while upstream stalls): the source
+//! pad's task, or with `shared-threads` a turn on a worker shared by every
+//! stallfiller of the process (`callaudio::workers`), which costs no thread
+//! per element.
 //!
 //! Lock order: `push_lock`, then `state`, then `settings`. `push_lock`
 //! serialises the two pushers so no buffer goes out of order and is held
@@ -60,6 +63,7 @@ struct Settings {
     tolerance: gst::ClockTime,
     max_gap: gst::ClockTime,
     post_messages: bool,
+    shared_threads: bool,
 }
 
 impl Default for Settings {
@@ -70,9 +74,18 @@ impl Default for Settings {
             tolerance: DEFAULT_TOLERANCE,
             max_gap: DEFAULT_MAX_GAP,
             post_messages: DEFAULT_POST_MESSAGES,
+            shared_threads: false,
         }
     }
 }
+
+/// The workers that fill stalls for every stallfiller with
+/// `shared-threads`. A fill that blocks downstream holds one; the next
+/// finds none free and starts another.
+static FILLERS: callaudio::workers::Workers = callaudio::workers::Workers::new("stall-fill", 64);
+
+/// Queues a turn of one element's filler on the shared workers.
+type Turn = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
@@ -116,6 +129,11 @@ struct State {
     waits_armed: u64,
     /// A deadline the clock reported passed: the task fills from it.
     overdue: Option<gst::ClockTime>,
+    /// With `shared-threads`, while the source pad is active: how to queue
+    /// a turn instead of waking a task (a strong reference to the element,
+    /// dropped at deactivation), and whether one is queued.
+    turn: Option<Turn>,
+    turn_queued: bool,
     /// Stream time at which real data stopped, while a stall is being filled.
     stall_since: Option<gst::ClockTime>,
     /// Clock time of the stall's first fill, and the running time filled
@@ -138,7 +156,19 @@ impl State {
             watch.cancel(token);
         }
         self.overdue = None;
-        cond.notify_all();
+        self.kick(cond);
+    }
+
+    /// Makes the filler look at the state again: the task, or a turn.
+    fn kick(&mut self, cond: &Condvar) {
+        match &self.turn {
+            Some(turn) if !self.turn_queued => {
+                self.turn_queued = true;
+                turn();
+            }
+            Some(_) => {}
+            None => cond.notify_all(),
+        }
     }
 
     fn reset_stream(&mut self) {
@@ -868,6 +898,33 @@ impl StallFiller {
         self.fill_if_overdue(due);
     }
 
+    /// With `shared-threads`: one turn of `fill_loop` on a shared worker,
+    /// what the task does between two waits, without the wait. The watch
+    /// (a deadline passed) or an event queues the next.
+    fn turn(&self) {
+        let mut state = self.state();
+        state.turn_queued = false;
+        if state.task_stop {
+            return;
+        }
+        if state.upstream.is_none() && state.playing && state.segment.is_some() {
+            drop(state);
+            self.ensure_upstream_known();
+            state = self.state();
+        }
+        if let Some(due) = state.overdue.take() {
+            drop(state);
+            self.fill_if_overdue(due);
+            state = self.state();
+            if state.task_stop {
+                return;
+            }
+        }
+        if state.pending_wait.is_none() {
+            self.arm_deadline(&mut state);
+        }
+    }
+
     /// Arms the watch for the current deadline, if there is one.
     fn arm_deadline(&self, state: &mut State) {
         let Some(deadline) = self.deadline(state, &self.settings()) else {
@@ -914,10 +971,10 @@ impl StallFiller {
         match self.deadline(&state, &self.settings()) {
             Some(deadline) if deadline <= waited_for => {
                 state.overdue = Some(waited_for);
-                self.cond.notify_all();
+                state.kick(&self.cond);
             }
             Some(_) => self.arm_deadline(&mut state),
-            None => self.cond.notify_all(),
+            None => state.kick(&self.cond),
         }
     }
 
@@ -1098,18 +1155,36 @@ impl StallFiller {
     }
 
     fn src_activate(&self, active: bool) -> Result<(), gst::LoggableError> {
+        let shared = self.settings().shared_threads;
         if active {
-            self.state().task_stop = false;
+            let mut state = self.state();
+            state.task_stop = false;
             let this = self.ref_counted();
+            if shared {
+                state.turn = Some(Arc::new(move || {
+                    let this = this.clone();
+                    FILLERS.submit(move || this.turn());
+                }));
+                state.turn_queued = false;
+                state.kick(&self.cond);
+                return Ok(());
+            }
+            drop(state);
             self.srcpad
                 .start_task(move || this.fill_loop())
                 .map_err(|err| gst::loggable_error!(CAT, "failed to start the fill task: {err}"))
         } else {
-            {
+            let turn = {
                 let mut state = self.state();
                 state.task_stop = true;
                 state.flushing = true;
                 state.wake_task(&self.cond);
+                state.turn.take()
+            };
+            // The element's reference in it goes outside the lock.
+            drop(turn);
+            if shared {
+                return Ok(());
             }
             self.srcpad
                 .stop_task()
@@ -1248,6 +1323,17 @@ impl ObjectImpl for StallFiller {
                     )
                     .read_only()
                     .build(),
+                glib::ParamSpecBoolean::builder("shared-threads")
+                    .nick("Shared threads")
+                    .blurb(
+                        "Fill stalls from a few worker threads shared by every stallfiller of the \
+                         process instead of a task (a thread) of its own: for processes with \
+                         thousands of streams (callrecsink sets it). A fill that blocks downstream \
+                         holds a worker and the next fill starts another",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -1271,6 +1357,7 @@ impl ObjectImpl for StallFiller {
             "tolerance" => settings.tolerance = gst::ClockTime::from_nseconds(value.get().unwrap()),
             "max-gap" => settings.max_gap = gst::ClockTime::from_nseconds(value.get().unwrap()),
             "post-messages" => settings.post_messages = value.get().unwrap(),
+            "shared-threads" => settings.shared_threads = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -1283,6 +1370,7 @@ impl ObjectImpl for StallFiller {
             "tolerance" => settings.tolerance.nseconds().to_value(),
             "max-gap" => settings.max_gap.nseconds().to_value(),
             "post-messages" => settings.post_messages.to_value(),
+            "shared-threads" => settings.shared_threads.to_value(),
             "stats" => self.stats_structure().to_value(),
             name => unreachable!("unknown property {name}"),
         }
