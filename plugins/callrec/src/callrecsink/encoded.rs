@@ -4,7 +4,7 @@
 //! complete).
 //!
 //! The encoder runs in a private pipeline, `appsrc ! <encoder> ! appsink`,
-//! fed from the recording's writer thread. Every encoded buffer is written
+//! fed from the writer pool (`writer.rs`). Every encoded buffer is written
 //! to the `.part` as it comes out (no user-space buffering), so what a
 //! killed process leaves is what the encoder had produced:
 //! - FLAC: whole frames of at most `header-interval` (and at most
