@@ -10,6 +10,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use callaudio_testkit::audio::ramp;
 use common::*;
 use gst::ClockTime;
 use gst::prelude::*;
@@ -25,18 +26,6 @@ fn s16_mono(rate: u32) -> gst::Caps {
         .rate(rate as i32)
         .channels(1)
         .build()
-}
-
-/// `samples` mono S16 samples counting up from `first`, stamped `pts`.
-fn ramp(first: i16, samples: usize, rate: u32, pts: ClockTime) -> gst::Buffer {
-    let data: Vec<u8> = (0..samples)
-        .flat_map(|i| first.wrapping_add(i as i16).to_le_bytes())
-        .collect();
-    let mut buffer = gst::Buffer::from_mut_slice(data);
-    let b = buffer.get_mut().unwrap();
-    b.set_pts(pts);
-    b.set_duration(callaudio::samples_to_time(samples as u64, rate));
-    buffer
 }
 
 /// A recorder with one track fed by the harness at 8 kHz, on the test

@@ -40,18 +40,23 @@ fn hang_disk_of(location: &std::path::Path) -> std::fs::File {
     reader
 }
 
+/// A live recording at 96 kB/s, which fills a pipe's 64 kB within a
+/// second, with no header rewrites (a FIFO cannot seek), so the only thing
+/// in its way is the hang; it gives up on the disk after 500 ms.
+fn recording_to_hang(location: &std::path::Path) -> gst::Pipeline {
+    launch(&format!(
+        "audiotestsrc is-live=true samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
+         ! callrecsink location={} header-interval=3600000000000 finalize-timeout=500000000",
+        location.display()
+    ))
+}
+
 #[test]
 fn stop_while_the_disk_hangs_returns_within_finalize_timeout() {
     init();
     let dir = tmp_dir("hung-disk");
     let location = dir.join("call.wav");
-    // 96 kB/s fills the pipe's 64 kB within a second; no header rewrites
-    // (a FIFO cannot seek), so the only thing in the way is the hang.
-    let pipeline = launch(&format!(
-        "audiotestsrc is-live=true samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
-         ! callrecsink location={} header-interval=3600000000000 finalize-timeout=500000000",
-        location.display()
-    ));
+    let pipeline = recording_to_hang(&location);
     pipeline.set_state(gst::State::Playing).unwrap();
     let reader = hang_disk_of(&location);
     std::thread::sleep(Duration::from_millis(2000));
@@ -146,12 +151,7 @@ fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
     };
     let others: Vec<(gst::Pipeline, std::path::PathBuf)> = (0..100).map(recording).collect();
     let hung_location = dir.join("hung.wav");
-    // 96 kB/s: the FIFO's 64 kB fill within a second and its writer blocks.
-    let hung = launch(&format!(
-        "audiotestsrc is-live=true samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 \
-         ! callrecsink location={} header-interval=3600000000000 finalize-timeout=500000000",
-        hung_location.display()
-    ));
+    let hung = recording_to_hang(&hung_location);
     hung.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let reader = hang_disk_of(&hung_location);

@@ -13,7 +13,13 @@ use common::*;
 
 #[test]
 fn stall_is_filled_on_the_clock_with_exact_timestamps() {
-    let mut h = harness();
+    // The filler's own task, and the workers shared by every stallfiller.
+    for shared in [false, true] {
+        stall_is_filled(harness_with(shared));
+    }
+}
+
+fn stall_is_filled(mut h: Harness) {
     h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
     let first = h.pull().unwrap();
     assert_eq!(first.pts(), Some(ClockTime::ZERO));
@@ -38,7 +44,12 @@ fn stall_is_filled_on_the_clock_with_exact_timestamps() {
 
 #[test]
 fn late_data_is_trimmed_at_the_exact_sample() {
-    let mut h = harness();
+    for shared in [false, true] {
+        late_data_is_trimmed(harness_with(shared));
+    }
+}
+
+fn late_data_is_trimmed(mut h: Harness) {
     h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
     h.pull().unwrap();
     // Stall long enough for 5 chunks: output now ends at 200 ms.

@@ -1,6 +1,7 @@
-//! `shared-threads=true`: the same stall filling, on the test clock, done by
-//! the workers every stallfiller of the process shares instead of a task of
-//! the element's own (none runs).
+//! `shared-threads=true`: what only the shared workers need shown, on the
+//! test clock: no task of the element's own runs, and a stopped element
+//! filled again after a restart. (`harness.rs` runs its core stall tests in
+//! both modes.)
 
 use gst::ClockTime;
 use gst::prelude::*;
@@ -9,17 +10,8 @@ use gst_check::Harness;
 mod common;
 use common::*;
 
-/// As `harness()`, with `shared-threads` set before the pads activate.
 fn shared_harness() -> Harness {
-    init();
-    let element = gst::ElementFactory::make("stallfiller")
-        .property("shared-threads", true)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
-    h.use_testclock();
-    h.set_src_caps(caps(gst_audio::AudioFormat::S16le, RATE, 1));
-    h
+    harness_with(true)
 }
 
 #[test]
@@ -45,24 +37,6 @@ fn a_stall_is_filled_on_the_clock_without_a_task() {
     assert_eq!(stat(&h, "silence-samples"), 50 * 160);
     assert_eq!(stat(&h, "stalls"), 1);
     assert_eq!(src.task_state(), gst::TaskState::Stopped);
-}
-
-#[test]
-fn late_data_after_a_shared_fill_is_trimmed_at_the_exact_sample() {
-    let mut h = shared_harness();
-    h.play();
-    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
-    h.pull().unwrap();
-    for k in 0..5u64 {
-        crank_expecting(&mut h, ms(300 + 20 * k));
-    }
-    h.push(ramp(1000, 800, ms(150))).unwrap();
-    let resumed = h.pull().unwrap();
-    assert_eq!(resumed.pts(), Some(ms(200)));
-    assert_eq!(resumed.offset(), 1600);
-    let expected: Vec<i16> = (1400..1800).collect();
-    assert_eq!(samples_of(&resumed), expected);
-    assert_eq!(stat(&h, "dropped-samples"), 400);
 }
 
 #[test]

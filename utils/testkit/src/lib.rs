@@ -4,6 +4,7 @@
 //! Pipecat bot (a real `pipecat-ai` server in the workspace's venv) with the
 //! servers and pipelines its tests drive.
 
+pub mod audio;
 pub mod fuzz;
 pub mod pipecat;
 pub mod process;

@@ -29,33 +29,30 @@ pub fn caps(format: gst_audio::AudioFormat, rate: u32, channels: u32) -> gst::Ca
 }
 
 pub fn harness() -> Harness {
+    harness_with(false)
+}
+
+/// A harness on the test clock around a stallfiller whose `shared-threads`
+/// is `shared` (set before its pads activate).
+pub fn harness_with(shared: bool) -> Harness {
     init();
-    let mut h = Harness::new("stallfiller");
+    let element = gst::ElementFactory::make("stallfiller")
+        .property("shared-threads", shared)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.use_testclock();
     h.set_src_caps(caps(gst_audio::AudioFormat::S16le, RATE, 1));
     h
 }
 
-/// Mono S16 samples whose values are their own index + `first`: any sample
-/// dropped, duplicated or misplaced shows up in the values.
+/// A ramp at `RATE` (`callaudio_testkit::audio::ramp`).
 pub fn ramp(first: i16, samples: usize, pts: ClockTime) -> gst::Buffer {
-    let data: Vec<u8> = (0..samples)
-        .flat_map(|i| (first.wrapping_add(i as i16)).to_le_bytes())
-        .collect();
-    let mut buffer = gst::Buffer::from_mut_slice(data);
-    {
-        let b = buffer.get_mut().unwrap();
-        b.set_pts(pts);
-        b.set_duration(callaudio::samples_to_time(samples as u64, RATE));
-    }
-    buffer
+    callaudio_testkit::audio::ramp(first, samples, RATE, pts)
 }
 
 pub fn samples_of(buffer: &gst::Buffer) -> Vec<i16> {
-    let map = buffer.map_readable().unwrap();
-    map.chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
+    callaudio_testkit::audio::samples_of(buffer)
 }
 
 pub fn stats(h: &Harness) -> gst::Structure {
