@@ -363,20 +363,35 @@ impl CallRecSink {
             return;
         };
         let rate = self.file_rate(number);
+        self.with_track(number, |track, bin| {
+            let routed = track.set_input(bin, layout, rate);
+            self.caps_known.notify_all();
+            routed
+        });
+    }
+
+    /// Runs `route` on track `number` under `state`; a failure (a decoder or
+    /// converter missing) is an ERROR, posted once the lock is released.
+    fn with_track(
+        &self,
+        number: u32,
+        route: impl FnOnce(&mut Track, &gst::Bin) -> Result<(), String>,
+    ) {
         let bin = self.obj().clone().upcast::<gst::Bin>();
         let mut state = self.state();
         let Some(track) = state.tracks.get_mut(&number) else {
             return;
         };
-        let routed = track.set_input(&bin, layout, rate);
-        self.caps_known.notify_all();
+        let routed = route(track, &bin);
         drop(state);
         if let Err(err) = routed {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::MissingPlugin,
                 ("Cannot decode or convert track {}", number),
-                ["{err}"]
+                [
+                    "{err}: callrecsink needs mulawdec/alawdec (plugins-good), audioconvert and audioresample"
+                ]
             );
         }
     }
@@ -393,21 +408,7 @@ impl CallRecSink {
         if rate.is_none() && !fix {
             return false;
         }
-        let bin = self.obj().clone().upcast::<gst::Bin>();
-        let mut state = self.state();
-        let Some(track) = state.tracks.get_mut(&number) else {
-            return true;
-        };
-        let routed = track.route(&bin, rate, false);
-        drop(state);
-        if let Err(err) = routed {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::MissingPlugin,
-                ("Cannot convert track {}", number),
-                ["{err}: callrecsink needs audioconvert and audioresample"]
-            );
-        }
+        self.with_track(number, |track, bin| track.route(bin, rate, false));
         true
     }
 
