@@ -75,36 +75,44 @@ pub struct Setup {
 }
 
 pub struct Recording {
+    /// The files, until the outcome is decided (then nothing is written).
     files: Option<FileWriter>,
-    /// One per file, once the rates are fixed: one mixer for all tracks,
-    /// or (separate) one per track at its own rate. They share the start
-    /// (the first buffer of any track) and, at the end, the length.
-    mixers: Vec<Mixer>,
-    /// Per lane (file), once fixed.
-    rates: Option<Vec<u32>>,
+    phase: Phase,
     /// Channel order: ascending pad number.
     tracks: Vec<TrackId>,
     setup: Setup,
     /// Reused per buffer: the track's samples, and the interleaved output.
     samples: Vec<i16>,
     scratch: Vec<u8>,
-    /// Pauses (true) and resumes (false) asked for before the mixer exists.
-    pending_pauses: Vec<(bool, gst::ClockTime)>,
-    /// Gain and mute changes (channel, at, factor) made before it exists.
-    pending_levels: Vec<(usize, gst::ClockTime, f64)>,
-    /// Set once the outcome is decided; nothing is written after it.
-    done: bool,
     /// When the first sample was recorded (wall clock).
     started_at: Option<std::time::SystemTime>,
-    /// `max-duration` in frames of each lane, once the rates are known.
-    max_frames: Vec<Option<u64>>,
-    /// Lanes that hold `max-duration` in full.
-    full: Vec<bool>,
-    /// Every lane reached `max-duration`: what comes after is dropped and
-    /// the pipeline goes on.
-    at_limit: bool,
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
+}
+
+/// Where a recording is between its start and its outcome.
+enum Phase {
+    /// No buffer has fixed the rates yet. Pauses (true) and resumes made
+    /// meanwhile, and gain and mute changes (channel, at, factor), wait for
+    /// the mixers.
+    Waiting {
+        pauses: Vec<(bool, gst::ClockTime)>,
+        levels: Vec<(usize, gst::ClockTime, f64)>,
+    },
+    /// The rates are fixed: one lane per file, one mixer for all tracks or
+    /// (separate) one per track at its own rate. They share the start (the
+    /// first buffer of any track) and, at the end, the length.
+    Mixing(Vec<Lane>),
+}
+
+/// One file's share of the recording.
+struct Lane {
+    mixer: Mixer,
+    rate: u32,
+    /// `max-duration` in this lane's frames.
+    max_frames: Option<u64>,
+    /// The lane holds `max-duration` in full.
+    full: bool,
 }
 
 /// The recording the element and every track's sink share; `None` between
@@ -117,19 +125,15 @@ impl Recording {
         tracks.sort_by_key(|t| t.number);
         Recording {
             files: Some(files),
-            mixers: Vec::new(),
-            rates: None,
+            phase: Phase::Waiting {
+                pauses: Vec::new(),
+                levels: Vec::new(),
+            },
             tracks,
             setup,
             samples: Vec::new(),
             scratch: Vec::new(),
-            pending_pauses: Vec::new(),
-            pending_levels: Vec::new(),
-            done: false,
             started_at: None,
-            max_frames: Vec::new(),
-            full: Vec::new(),
-            at_limit: false,
             abandoned: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -143,18 +147,26 @@ impl Recording {
         self.tracks.len()
     }
 
+    fn lanes(&self) -> &[Lane] {
+        match &self.phase {
+            Phase::Mixing(lanes) => lanes,
+            Phase::Waiting { .. } => &[],
+        }
+    }
+
     /// The rate of the first file (every file's, but in `separate` mode).
     pub fn rate(&self) -> u32 {
-        self.rates.as_ref().map_or(FALLBACK_RATE, |r| r[0])
+        self.lanes().first().map_or(FALLBACK_RATE, |l| l.rate)
     }
 
     /// The rates are fixed by the first real input buffer of any track.
     pub fn rates_fixed(&self) -> bool {
-        self.rates.is_some()
+        matches!(self.phase, Phase::Mixing(_))
     }
 
+    /// The outcome is decided; nothing is written any more.
     pub fn is_done(&self) -> bool {
-        self.done
+        self.files.is_none()
     }
 
     pub fn abandoned_flag(&self) -> Arc<AtomicBool> {
@@ -163,7 +175,14 @@ impl Recording {
 
     /// The rate `channel`'s audio must have, once the rates are fixed.
     pub fn rate_of(&self, channel: usize) -> Option<u32> {
-        Some(self.rates.as_ref()?[self.lane_of(channel).0])
+        self.lanes().get(self.lane_of(channel).0).map(|l| l.rate)
+    }
+
+    /// Every lane holds `max-duration`: what comes after is dropped and the
+    /// pipeline goes on.
+    fn at_limit(&self) -> bool {
+        let lanes = self.lanes();
+        !lanes.is_empty() && lanes.iter().all(|l| l.full)
     }
 
     /// (lane, track within the lane's mixer) of `channel`.
@@ -178,40 +197,42 @@ impl Recording {
     /// Fixes the rate of every track (in channel order) and starts mixing.
     /// Once. Outside `separate` mode every track has the same rate.
     pub fn fix_rates(&mut self, track_rates: &[u32]) {
-        if self.rates.is_some() {
+        let Phase::Waiting { pauses, levels } = &mut self.phase else {
             return;
-        }
+        };
+        let (pauses, levels) = (std::mem::take(pauses), std::mem::take(levels));
         let rates: Vec<u32> = if self.setup.separate {
             track_rates.to_vec()
         } else {
             vec![track_rates[0]]
         };
-        self.max_frames = rates
+        let mut lanes: Vec<Lane> = rates
             .iter()
-            .map(|&rate| {
-                (!self.setup.max_duration.is_zero())
-                    .then(|| callaudio::time_to_samples(self.setup.max_duration, rate))
+            .map(|&rate| Lane {
+                mixer: self.new_mixer(rate),
+                rate,
+                max_frames: (!self.setup.max_duration.is_zero())
+                    .then(|| callaudio::time_to_samples(self.setup.max_duration, rate)),
+                full: false,
             })
             .collect();
-        self.full = vec![false; rates.len()];
-        self.mixers = rates.iter().map(|&rate| self.new_mixer(rate)).collect();
-        for (pause, at) in self.pending_pauses.drain(..) {
-            for mixer in &mut self.mixers {
+        for (pause, at) in pauses {
+            for lane in &mut lanes {
                 if pause {
-                    mixer.pause(at)
+                    lane.mixer.pause(at)
                 } else {
-                    mixer.resume(at)
+                    lane.mixer.resume(at)
                 }
             }
         }
-        for (channel, at, factor) in std::mem::take(&mut self.pending_levels) {
+        for (channel, at, factor) in levels {
             let (lane, track) = self.lane_of(channel);
-            self.mixers[lane].set_level(track, at, factor);
+            lanes[lane].mixer.set_level(track, at, factor);
         }
         if let Some(files) = self.files.as_mut() {
-            files.set_rates(rates.clone());
+            files.set_rates(rates);
         }
-        self.rates = Some(rates);
+        self.phase = Phase::Mixing(lanes);
     }
 
     fn new_mixer(&self, rate: u32) -> Mixer {
@@ -229,14 +250,20 @@ impl Recording {
     /// Pauses (`pause` true) or resumes every track at `at`; false once the
     /// recording is over.
     pub fn set_paused(&mut self, pause: bool, at: gst::ClockTime) -> bool {
-        if self.done {
+        if self.is_done() {
             return false;
         }
-        if self.mixers.is_empty() {
-            self.pending_pauses.push((pause, at));
-        }
-        for m in &mut self.mixers {
-            if pause { m.pause(at) } else { m.resume(at) }
+        match &mut self.phase {
+            Phase::Waiting { pauses, .. } => pauses.push((pause, at)),
+            Phase::Mixing(lanes) => {
+                for lane in lanes {
+                    if pause {
+                        lane.mixer.pause(at)
+                    } else {
+                        lane.mixer.resume(at)
+                    }
+                }
+            }
         }
         true
     }
@@ -244,14 +271,13 @@ impl Recording {
     /// Track `number`'s samples are multiplied by `factor` (0: muted) from
     /// running time `at` on; false once the recording is over.
     pub fn set_level(&mut self, number: u32, at: gst::ClockTime, factor: f64) -> bool {
-        let Some(channel) = self.channel_of(number).filter(|_| !self.done) else {
+        let Some(channel) = self.channel_of(number).filter(|_| !self.is_done()) else {
             return false;
         };
-        if self.mixers.is_empty() {
-            self.pending_levels.push((channel, at, factor));
-        } else {
-            let (lane, track) = self.lane_of(channel);
-            self.mixers[lane].set_level(track, at, factor);
+        let (lane, track) = self.lane_of(channel);
+        match &mut self.phase {
+            Phase::Waiting { levels, .. } => levels.push((channel, at, factor)),
+            Phase::Mixing(lanes) => lanes[lane].mixer.set_level(track, at, factor),
         }
         true
     }
@@ -271,7 +297,7 @@ impl Recording {
         match (self.rate_of(channel), rate) {
             (None, _) => {}
             (Some(want), Some(got)) if want == got => {}
-            (Some(want), got) if !self.done => {
+            (Some(want), got) if !self.is_done() => {
                 let got = got.map_or("an unknown rate".into(), |r| format!("{r} Hz"));
                 let reason = format!(
                     "track {} reached the recorder at {got}, but its file is at {want} Hz; this is a bug",
@@ -298,23 +324,25 @@ impl Recording {
         if self.tracks[channel].number == PANIC_TRACK {
             panic!("test: track {PANIC_TRACK} panics");
         }
-        if self.at_limit {
+        if self.at_limit() {
             // Recorded in full: the call may go on, the file does not.
             return Ok(None);
         }
         let running_time = running_time.ok_or(Refusal::NoTimestamps)?;
-        if self.done {
+        if self.is_done() {
             return Err(Refusal::Flow(gst::FlowError::Eos));
         }
         let map = buffer
             .map_readable()
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
-        if self.started_at.is_none() && !self.mixers.is_empty() {
+        if let Phase::Mixing(lanes) = &mut self.phase
+            && self.started_at.is_none()
+        {
             // The recording starts with its first buffer, on every lane: a
             // track that starts late gets leading silence in its own file too.
-            for m in &mut self.mixers {
-                m.set_start(running_time);
+            for lane in lanes {
+                lane.mixer.set_start(running_time);
             }
             let now = std::time::SystemTime::now();
             self.started_at = Some(now);
@@ -325,7 +353,7 @@ impl Recording {
         if let Err(reason) = self.push(channel, running_time, &map, silence) {
             return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
         }
-        if self.at_limit {
+        if self.at_limit() {
             return Ok(self.finalize("max-duration"));
         }
         Ok(None)
@@ -340,18 +368,23 @@ impl Recording {
         s16le: &[u8],
         silence: bool,
     ) -> Result<(), String> {
-        if self.mixers.is_empty() {
-            return Ok(());
-        }
         let (lane, track) = self.lane_of(channel);
+        let Phase::Mixing(lanes) = &mut self.phase else {
+            return Ok(());
+        };
         let files = self
             .files
             .as_mut()
             .expect("files live as long as the recording is not done");
-        let max = self.max_frames[lane];
-        let mixer = &mut self.mixers[lane];
+        let Lane {
+            mixer,
+            max_frames: max,
+            full,
+            ..
+        } = &mut lanes[lane];
+        let max = *max;
         // One track continuing exactly: its bytes are already the file's.
-        let full = if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
+        *full = if mixer.pass_through(running_time, s16le.len() as u64 / 2, silence) {
             write_capped(files, lane, s16le, 2, max).map_err(|e| e.to_string())?
         } else {
             self.samples.clear();
@@ -368,22 +401,21 @@ impl Recording {
             let frame = 2 * mixer.output_channels();
             write_capped(files, lane, &self.scratch, frame, max).map_err(|e| e.to_string())?
         };
-        self.full[lane] = full;
-        self.at_limit = self.full.iter().all(|&f| f);
         Ok(())
     }
 
     /// Track `number` ended; the report once every track has.
     pub fn track_eos(&mut self, number: u32) -> Option<Report> {
         let channel = self.channel_of(number)?;
-        if self.mixers.is_empty() {
-            // A track may end before any track sent a buffer.
-            let rates = vec![FALLBACK_RATE; self.tracks.len()];
-            self.fix_rates(&rates);
-        }
+        // A track may end before any track sent a buffer.
+        let rates = vec![FALLBACK_RATE; self.tracks.len()];
+        self.fix_rates(&rates);
         let (lane, track) = self.lane_of(channel);
-        self.mixers[lane].set_eos(track);
-        if !self.mixers.iter().all(|m| m.all_eos()) {
+        let Phase::Mixing(lanes) = &mut self.phase else {
+            unreachable!("the rates were fixed just above");
+        };
+        lanes[lane].mixer.set_eos(track);
+        if !lanes.iter().all(|l| l.mixer.all_eos()) {
             return None;
         }
         self.finalize("eos")
@@ -392,19 +424,13 @@ impl Recording {
     /// Ends the recording as failed, keeping what is on disk under the
     /// partial name (the writer has made it playable). Once.
     pub fn fail(&mut self, reason: String) -> Option<Report> {
-        if self.done {
-            return None;
-        }
-        self.done = true;
-        if let Some(files) = self.files.take() {
-            files.keep();
-        }
+        let files = self.files.take()?;
+        files.keep();
         Some(self.report(Outcome::Failed(reason)))
     }
 
     /// Gives up before any audio: every `.part` is removed.
     pub fn discard(&mut self) {
-        self.done = true;
         if let Some(files) = self.files.take() {
             files.discard();
         }
@@ -412,11 +438,8 @@ impl Recording {
 
     /// Decides the outcome: publish, or discard and say why. Once.
     pub fn finalize(&mut self, reason: &'static str) -> Option<Report> {
-        if self.done {
-            return None;
-        }
-        self.done = true;
-        let outcome = self.finish_file(reason);
+        let files = self.files.take()?;
+        let outcome = self.finish_file(files, reason);
         Some(self.report(outcome))
     }
 
@@ -429,9 +452,9 @@ impl Recording {
             .map(|(c, id)| {
                 let (lane, track) = self.lane_of(c);
                 let stats = self
-                    .mixers
+                    .lanes()
                     .get(lane)
-                    .map(|m| m.stats(track))
+                    .map(|l| l.mixer.stats(track))
                     .unwrap_or_default();
                 (id.clone(), stats)
             })
@@ -444,42 +467,35 @@ impl Recording {
         }
     }
 
-    fn finish_file(&mut self, reason: &'static str) -> Outcome {
-        let Some(files) = self.files.take() else {
-            return Outcome::Failed("the recording file was never opened".into());
+    fn finish_file(&mut self, mut files: FileWriter, reason: &'static str) -> Outcome {
+        let Phase::Mixing(lanes) = &mut self.phase else {
+            // Stopped before any buffer.
+            files.discard();
+            return Outcome::NoAudio;
         };
-        let has_audio = self.mixers.iter().any(|m| m.has_audio());
-        if !has_audio {
+        if !lanes.iter().any(|l| l.mixer.has_audio()) {
             files.discard();
             return Outcome::NoAudio;
         }
-        let mut files = files;
         // Every file ends at the same time: the longest lane's end.
-        let rates = self.rates.clone().expect("mixers have rates");
-        let end = self
-            .mixers
+        let end = lanes
             .iter()
-            .zip(&rates)
-            .map(|(m, &rate)| callaudio::samples_to_time(m.lead(), rate))
+            .map(|l| callaudio::samples_to_time(l.mixer.lead(), l.rate))
             .max()
             .unwrap_or_default();
-        for (lane, (mixer, &rate)) in self.mixers.iter_mut().zip(&rates).enumerate() {
-            mixer.extend_to(callaudio::time_to_samples(end, rate));
+        for (index, lane) in lanes.iter_mut().enumerate() {
+            lane.mixer
+                .extend_to(callaudio::time_to_samples(end, lane.rate));
             self.scratch.clear();
-            mixer.drain_all(&mut self.scratch);
-            let frame = 2 * mixer.output_channels();
-            if let Err(err) = write_capped(
-                &mut files,
-                lane,
-                &self.scratch,
-                frame,
-                self.max_frames[lane],
-            ) {
+            lane.mixer.drain_all(&mut self.scratch);
+            let frame = 2 * lane.mixer.output_channels();
+            if let Err(err) = write_capped(&mut files, index, &self.scratch, frame, lane.max_frames)
+            {
                 return Outcome::Failed(err.to_string());
             }
         }
         let frames = files.frames(0);
-        if callaudio::samples_to_time(frames, rates[0]) < self.setup.min_duration {
+        if callaudio::samples_to_time(frames, lanes[0].rate) < self.setup.min_duration {
             files.discard();
             return Outcome::TooShort { frames };
         }
