@@ -9,7 +9,9 @@
 //! Lock order: `push_lock`, then `state`, then `settings`. `push_lock`
 //! serialises the two pushers so no buffer goes out of order and is held
 //! across pushes; `state` is only ever held for arithmetic, never across a
-//! push; `settings` only to copy them.
+//! push; `settings` only to copy them. Under `state`, a turn may be queued
+//! on the shared workers (their queue's lock, which calls nothing back) and
+//! a deadline armed on the watch (its lock, likewise).
 //!
 //! The clock's deadline watch (`watch.rs`, one thread per clock for every
 //! stallfiller) tells the task when the next sample is overdue:
