@@ -220,9 +220,7 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
         })
         .collect();
     std::thread::sleep(WARMUP);
-    if std::env::var_os("CONCURRENCY_SAY_WINDOW").is_some() {
-        eprintln!("window starts (pid {})", std::process::id());
-    }
+    callaudio_testkit::process::say_window_starts();
     let start = Usage::now();
     std::thread::sleep(WINDOW);
     let end = Usage::now();

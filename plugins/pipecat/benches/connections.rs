@@ -236,6 +236,7 @@ fn measure(n: usize) {
         leg.pipeline.set_state(gst::State::Playing).unwrap();
     }
     std::thread::sleep(WARM_UP);
+    callaudio_testkit::process::say_window_starts();
     let start = Usage::now();
     measuring.store(true, Ordering::Relaxed);
     std::thread::sleep(WINDOW);

@@ -489,7 +489,13 @@ impl Connection {
                 let arrival = std::time::Instant::now();
                 let mut mailbox = self.mailbox();
                 mailbox.inbox.push(Chunk { audio, arrival });
-                if mailbox.sleepers > 0 {
+                let sleepers = mailbox.sleepers > 0;
+                // Woken after the lock is released: a sleeper woken under
+                // it would only block again on the lock (a second futex
+                // round trip per message). A sleeper counted here is in its
+                // wait already, so the wake-up cannot be lost.
+                drop(mailbox);
+                if sleepers {
                     self.cond.notify_all();
                 }
             }

@@ -31,6 +31,14 @@ impl Usage {
     }
 }
 
+/// Says on stderr that a benchmark's measuring window starts, when
+/// `BENCH_SAY_WINDOW` is set, so a profiler can be attached for it alone.
+pub fn say_window_starts() {
+    if std::env::var_os("BENCH_SAY_WINDOW").is_some() {
+        eprintln!("window starts (pid {})", std::process::id());
+    }
+}
+
 /// The cores this process may run on.
 pub fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
