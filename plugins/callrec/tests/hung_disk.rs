@@ -134,7 +134,8 @@ fn audio_for_a_hung_disk_fails_the_recording_instead_of_blocking() {
 /// The writer pool: 100 recordings share a few writer threads. One disk
 /// hangs and holds the thread writing to it; the other 100 recordings go on
 /// writing the whole time and finish, and only the hung one fails, within
-/// its own `finalize-timeout`.
+/// its own `finalize-timeout`. Meanwhile one of the 100 stalls for a
+/// second: its stall is filled while it lasts, as if no disk hung.
 #[test]
 fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
     init();
@@ -143,7 +144,7 @@ fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
         let location = dir.join(format!("call{i}.wav"));
         let pipeline = launch(&format!(
             "audiotestsrc name=src is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 \
-             ! callrecsink location={} header-interval=200000000 finalize-timeout=2000000000",
+             ! valve name=stall ! callrecsink location={} header-interval=200000000 finalize-timeout=2000000000",
             location.display()
         ));
         pipeline.set_state(gst::State::Playing).unwrap();
@@ -160,7 +161,17 @@ fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
     std::thread::sleep(Duration::from_millis(1500));
     let size = |l: &std::path::Path| std::fs::metadata(part(l)).map_or(0, |m| m.len());
     let before: Vec<u64> = others.iter().map(|(_, l)| size(l)).collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Call 0's audio stops for a second (its valve drops it): a stall.
+    let valve = others[0].0.by_name("stall").unwrap();
+    valve.set_property("drop", true);
+    let stalled_at = size(&others[0].1);
+    std::thread::sleep(Duration::from_millis(1000));
+    // Its silence reached the file during the stall: 1 s less stallfiller's
+    // 200 ms threshold, a header interval and a tick is at least 0.5 s.
+    let grown = size(&others[0].1) - stalled_at;
+    valve.set_property("drop", false);
+    assert!(grown >= 8000, "{grown} bytes written during a 1 s stall");
+    std::thread::sleep(Duration::from_millis(500));
     for ((_, location), before) in others.iter().zip(&before) {
         let after = size(location);
         // 1.5 s of 8 kHz S16 is 24 kB; headers are rewritten every 200 ms.
@@ -174,14 +185,23 @@ fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
     for (pipeline, _) in &others {
         pipeline.send_event(gst::event::Eos::new());
     }
-    for (pipeline, location) in &others {
+    for (i, (pipeline, location)) in others.iter().enumerate() {
         let messages = finish(pipeline);
+        let finalized = element_message(&messages, "callrecsink-finalized");
         assert!(
-            element_message(&messages, "callrecsink-finalized").is_some(),
+            finalized.is_some(),
             "{}: {:?}",
             location.display(),
             error_text(&messages)
         );
+        if i == 0 {
+            // The second without audio was filled.
+            let silence = track_stat(&finalized.unwrap(), 0, "silence-samples");
+            assert!(
+                silence >= 7000,
+                "{silence} samples of silence for a 1 s stall"
+            );
+        }
         let (_, rate, channels) = read_wav(location);
         assert_eq!(rate, 8000);
         assert!(
