@@ -8,6 +8,11 @@
 //! decoder on caps; on the first buffer, once the recording's rate is fixed,
 //! whether the converter is needed.
 //!
+//! This file is the element: its pads, signals and state changes. Its
+//! properties are in `settings.rs`, the recording's model in
+//! `recording.rs` (no GObject), the files in `writer.rs` and `files.rs`,
+//! and the bus reports in `report.rs`.
+//!
 //! Finalization has one entry point, `Recording::finalize`, reached from the
 //! last track's EOS, from PAUSED->READY without EOS (bounded by
 //! `finalize-timeout`), and never twice. Its outcome is always a bus message
@@ -25,7 +30,6 @@
 //! that a panic poisoned does not take the next caller down with it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
@@ -39,12 +43,13 @@ use gst::subclass::prelude::*;
 use super::encoded::Codec;
 use super::files::{self, Container, FileSpec, RecordingFiles};
 use super::metadata::Metadata;
-use super::mixer::{Output, PauseMode};
+use super::mixer::Output;
 use super::pad::{CallRecSinkPad, Level};
 use super::recording::{
     FALLBACK_RATE, Recording, Refusal, Report, Setup, SharedRecording, TrackId,
 };
 use super::report;
+use super::settings::{CallRecFormat, CallRecMode, Settings};
 use super::track::{self, PadFunctions, Track};
 use super::writer::FileWriter;
 
@@ -56,145 +61,9 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_START_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(5);
-const DEFAULT_FINALIZE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(2);
-const DEFAULT_HEADER_INTERVAL: gst::ClockTime = gst::ClockTime::SECOND;
-const DEFAULT_MIN_DURATION: gst::ClockTime = gst::ClockTime::ZERO;
-const DEFAULT_FILE_MODE: u32 = 0o640;
-/// Bounds on the time properties: long enough for any real use, short
-/// enough that no sum with them overflows.
-const MAX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(24 * 3600);
 /// How long the first audio waits for the other tracks' caps before the
 /// recording rate is fixed without them.
 const CAPS_WAIT: Duration = Duration::from_millis(500);
-
-/// `mode` as GStreamer sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
-#[repr(u32)]
-#[enum_type(name = "GstCallRecMode")]
-pub enum CallRecMode {
-    #[default]
-    #[enum_value(
-        name = "Interleaved: one file, one channel per track in pad order",
-        nick = "interleaved"
-    )]
-    Interleaved,
-    #[enum_value(
-        name = "Separate: one mono file per track; location holds %u for the track number",
-        nick = "separate"
-    )]
-    Separate,
-    #[enum_value(
-        name = "Mixed: one mono file, the sum of the tracks (saturated: a sum past full scale clips)",
-        nick = "mixed"
-    )]
-    Mixed,
-}
-
-/// `format` as GStreamer sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
-#[repr(u32)]
-#[enum_type(name = "GstCallRecFormat")]
-pub enum CallRecFormat {
-    #[default]
-    #[enum_value(
-        name = "WAV: PCM S16LE (RF64 past 4 GiB); a killed recording plays up to the last header rewrite",
-        nick = "wav"
-    )]
-    Wav,
-    #[enum_value(
-        name = "FLAC: lossless, flacenc; a killed recording plays up to its last whole frame",
-        nick = "flac"
-    )]
-    Flac,
-    #[enum_value(
-        name = "Ogg Opus: opusenc ! oggmux, sample-exact length; a killed recording plays up to its last page (at most header-interval old)",
-        nick = "opus"
-    )]
-    Opus,
-    #[enum_value(
-        name = "MP3: lamemp3enc, at most 2 channels; a killed recording plays up to its last frame; a decoder adds LAME's delay (length not exact)",
-        nick = "mp3"
-    )]
-    Mp3,
-}
-
-impl CallRecFormat {
-    /// The extension a file of this format has.
-    fn extension(self) -> &'static str {
-        match self {
-            CallRecFormat::Wav => "wav",
-            CallRecFormat::Flac => "flac",
-            CallRecFormat::Opus => "opus",
-            CallRecFormat::Mp3 => "mp3",
-        }
-    }
-}
-
-const DEFAULT_BITRATE: u32 = 32_000;
-
-/// `pause-mode` as GStreamer sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum, Default)]
-#[repr(u32)]
-#[enum_type(name = "GstCallRecPauseMode")]
-pub enum CallRecPauseMode {
-    #[default]
-    #[enum_value(
-        name = "Silence: the timeline goes on, paused time is written as silence",
-        nick = "silence"
-    )]
-    Silence,
-    #[enum_value(name = "Skip: paused time is cut out of the file", nick = "skip")]
-    Skip,
-}
-
-impl From<CallRecPauseMode> for PauseMode {
-    fn from(mode: CallRecPauseMode) -> Self {
-        match mode {
-            CallRecPauseMode::Silence => PauseMode::Silence,
-            CallRecPauseMode::Skip => PauseMode::Skip,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Settings {
-    location: Option<PathBuf>,
-    rate: u32,
-    start_timeout: gst::ClockTime,
-    finalize_timeout: gst::ClockTime,
-    header_interval: gst::ClockTime,
-    min_duration: gst::ClockTime,
-    max_duration: gst::ClockTime,
-    file_mode: u32,
-    pause_mode: CallRecPauseMode,
-    mode: CallRecMode,
-    overwrite: bool,
-    tolerance: gst::ClockTime,
-    format: CallRecFormat,
-    bitrate: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            location: None,
-            rate: 0,
-            start_timeout: DEFAULT_START_TIMEOUT,
-            finalize_timeout: DEFAULT_FINALIZE_TIMEOUT,
-            header_interval: DEFAULT_HEADER_INTERVAL,
-            min_duration: DEFAULT_MIN_DURATION,
-            max_duration: gst::ClockTime::ZERO,
-            file_mode: DEFAULT_FILE_MODE,
-            pause_mode: CallRecPauseMode::Silence,
-            mode: CallRecMode::Interleaved,
-            overwrite: false,
-            tolerance: gst::ClockTime::ZERO,
-            format: CallRecFormat::Wav,
-            bitrate: DEFAULT_BITRATE,
-        }
-    }
-}
 
 #[derive(Default)]
 struct State {
@@ -827,148 +696,16 @@ impl ObjectSubclass for CallRecSink {
 
 impl ObjectImpl for CallRecSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb("The recording file (format: see format); written as <location>.part (created new: an existing .part is refused, never reused) and renamed only when complete")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("rate")
-                    .nick("Rate")
-                    .blurb("Sample rate of the file; 0 = the highest input rate")
-                    .maximum(384_000)
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("start-timeout")
-                    .nick("Start timeout")
-                    .blurb("ERROR if no audio reaches any track this long (ns) after PLAYING; 0 = wait forever")
-                    .maximum(MAX_TIMEOUT.nseconds())
-                    .default_value(DEFAULT_START_TIMEOUT.nseconds())
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("finalize-timeout")
-                    .nick("Finalize timeout")
-                    .blurb("Longest time (ns) anything waits for the disk: finishing the file (on EOS or a stop without EOS), or audio waiting for a disk that takes nothing; then the recording fails")
-                    .minimum(gst::ClockTime::MSECOND.nseconds())
-                    .maximum(MAX_TIMEOUT.nseconds())
-                    .default_value(DEFAULT_FINALIZE_TIMEOUT.nseconds())
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("header-interval")
-                    .nick("Header interval")
-                    .blurb("How often (ns) the .part header is rewritten, bounding what a crash loses")
-                    .maximum(MAX_TIMEOUT.nseconds())
-                    .default_value(DEFAULT_HEADER_INTERVAL.nseconds())
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("min-duration")
-                    .nick("Minimum duration")
-                    .blurb("Recordings shorter than this (ns) are discarded with a WARNING")
-                    .maximum(MAX_TIMEOUT.nseconds())
-                    .default_value(DEFAULT_MIN_DURATION.nseconds())
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-duration")
-                    .nick("Maximum duration")
-                    .blurb("The recording finalizes by itself at this length (ns), exactly (reason max-duration); the pipeline keeps running and what follows is not recorded. 0 = no limit")
-                    .maximum(MAX_TIMEOUT.nseconds())
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("mode", CallRecMode::Interleaved)
-                    .nick("Mode")
-                    .blurb("One file with a channel per track (interleaved), one mono file per track (separate; location then holds %u), or one mono file of the tracks summed (mixed)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("format", CallRecFormat::Wav)
-                    .nick("Format")
-                    .blurb("How the audio is stored: wav, flac, opus (Ogg Opus) or mp3; location's extension does not choose it (a mismatch is a WARNING)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("bitrate")
-                    .nick("Bitrate")
-                    .blurb("Bitrate (bits/s) of the whole file, all its channels (format=opus; format=mp3, as an average)")
-                    .minimum(6000)
-                    .maximum(510_000)
-                    .default_value(DEFAULT_BITRATE)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("pause-mode", CallRecPauseMode::Silence)
-                    .nick("Pause mode")
-                    .blurb("What the pause/resume action signals do to the file: write silence or cut")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("tolerance")
-                    .nick("Tolerance")
-                    .blurb("Timestamp jitter (ns) each track absorbs without filling or trimming (its stallfiller's tolerance); about 20 ms on RTP legs")
-                    .maximum(gst::ClockTime::SECOND.nseconds())
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("overwrite")
-                    .nick("Overwrite")
-                    .blurb("Replace a file already at location when publishing; false refuses it at PAUSED (and a file that appears there during the call fails the recording), so a recording is never silently replaced")
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("file-mode")
-                    .nick("File mode")
-                    .blurb("Permissions of the recording file (recordings are personal data)")
-                    .maximum(0o777)
-                    .default_value(DEFAULT_FILE_MODE)
-                    .mutable_ready()
-                    .build(),
-            ]
-        });
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(Settings::properties);
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = lock(&self.settings);
-        let ns = |v: &glib::Value| gst::ClockTime::from_nseconds(v.get::<u64>().unwrap());
-        match pspec.name() {
-            "location" => s.location = value.get::<Option<String>>().unwrap().map(PathBuf::from),
-            "rate" => s.rate = value.get().unwrap(),
-            "start-timeout" => s.start_timeout = ns(value),
-            "finalize-timeout" => s.finalize_timeout = ns(value),
-            "header-interval" => s.header_interval = ns(value),
-            "min-duration" => s.min_duration = ns(value),
-            "max-duration" => s.max_duration = ns(value),
-            "file-mode" => s.file_mode = value.get().unwrap(),
-            "pause-mode" => s.pause_mode = value.get().unwrap(),
-            "mode" => s.mode = value.get().unwrap(),
-            "overwrite" => s.overwrite = value.get().unwrap(),
-            "tolerance" => s.tolerance = ns(value),
-            "format" => s.format = value.get().unwrap(),
-            "bitrate" => s.bitrate = value.get().unwrap(),
-            name => unreachable!("unknown property {name}"),
-        }
+        lock(&self.settings).set(pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings();
-        match pspec.name() {
-            "location" => s
-                .location
-                .map(|l| l.to_string_lossy().into_owned())
-                .to_value(),
-            "rate" => s.rate.to_value(),
-            "start-timeout" => s.start_timeout.nseconds().to_value(),
-            "finalize-timeout" => s.finalize_timeout.nseconds().to_value(),
-            "header-interval" => s.header_interval.nseconds().to_value(),
-            "min-duration" => s.min_duration.nseconds().to_value(),
-            "max-duration" => s.max_duration.nseconds().to_value(),
-            "file-mode" => s.file_mode.to_value(),
-            "pause-mode" => s.pause_mode.to_value(),
-            "mode" => s.mode.to_value(),
-            "overwrite" => s.overwrite.to_value(),
-            "tolerance" => s.tolerance.nseconds().to_value(),
-            "format" => s.format.to_value(),
-            "bitrate" => s.bitrate.to_value(),
-            name => unreachable!("unknown property {name}"),
-        }
+        self.settings().get(pspec.name())
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {

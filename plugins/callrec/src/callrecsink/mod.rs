@@ -10,6 +10,7 @@ mod pad;
 mod recording;
 mod report;
 mod safe_fs;
+mod settings;
 mod track;
 mod track_sink;
 mod wav;
