@@ -433,11 +433,18 @@ fn max_duration_ends_the_recording_at_the_exact_frame_and_the_call_goes_on() {
     let dir = tmp_dir("max-duration");
     let branch =
         "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! rec.";
-    // One track (written as it comes) and two (through the mixer).
-    for tracks in [1, 2] {
-        let location = dir.join(format!("call-{tracks}.wav"));
+    // One track (written as it comes), two (through the mixer), and two in
+    // a file each (mono files, while the recording has two channels).
+    for (tracks, mode) in [(1, "interleaved"), (2, "interleaved"), (2, "separate")] {
+        let (location, first) = if mode == "separate" {
+            let pattern = dir.join("separate-%u.wav");
+            (pattern.clone(), dir.join("separate-0.wav"))
+        } else {
+            let location = dir.join(format!("call-{tracks}.wav"));
+            (location.clone(), location)
+        };
         let pipeline = launch(&format!(
-            "callrecsink name=rec max-duration=500000000 location={} {}",
+            "callrecsink name=rec mode={mode} max-duration=500000000 location={} {}",
             location.display(),
             vec![branch; tracks].join(" ")
         ));
@@ -460,9 +467,19 @@ fn max_duration_ends_the_recording_at_the_exact_frame_and_the_call_goes_on() {
             element_message(&messages, "callrecsink-finalized").expect("finalized at the limit");
         assert_eq!(finalized.get::<String>("reason").unwrap(), "max-duration");
         assert_eq!(finalized.get::<u64>("frames").unwrap(), 4000);
-        let (channels, _, data) = read_wav(&location);
-        assert_eq!(channels as usize, tracks);
-        assert!(data.iter().all(|c| c.len() == 4000), "{tracks} track(s)");
-        assert_header_matches_file(&location);
+        let files = if mode == "separate" {
+            vec![first, dir.join("separate-1.wav")]
+        } else {
+            vec![first]
+        };
+        for file in &files {
+            let (channels, _, data) = read_wav(file);
+            assert_eq!(channels as usize, tracks / files.len());
+            assert!(
+                data.iter().all(|c| c.len() == 4000),
+                "{tracks} track(s) {mode}"
+            );
+            assert_header_matches_file(file);
+        }
     }
 }

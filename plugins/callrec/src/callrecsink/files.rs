@@ -199,6 +199,12 @@ impl RecordingFiles {
         self.writers.len()
     }
 
+    /// The bytes of one frame (S16LE, every channel) in each file: all
+    /// files have the same channels.
+    pub fn frame_bytes(&self) -> u64 {
+        2 * self.writers.first().map_or(1, |w| w.channels()) as u64
+    }
+
     /// The rate of each file, in file order (before any audio).
     pub fn set_rates(&mut self, rates: &[u32]) {
         for (w, &rate) in self.writers.iter_mut().zip(rates) {

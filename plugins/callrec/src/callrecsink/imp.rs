@@ -428,9 +428,6 @@ impl CallRecSink {
             CallRecMode::Separate | CallRecMode::Mixed => 1,
         };
         let mixed = settings.mode == CallRecMode::Mixed;
-        // What the writer is handed per frame: interleaved tracks (split
-        // into files in separate mode), or their mix.
-        let bytes_per_frame = if mixed { 2 } else { 2 * tracks.len() as u64 };
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
         let max_channels = match settings.format {
             CallRecFormat::Flac => 8,
@@ -493,7 +490,7 @@ impl CallRecSink {
             })
             .and_then(|files| {
                 let header_interval = Duration::from_nanos(settings.header_interval.nseconds());
-                FileWriter::spawn(files, bytes_per_frame, disk_timeout, header_interval)
+                FileWriter::spawn(files, disk_timeout, header_interval)
             })
             .map_err(|err| {
                 gst::element_imp_error!(

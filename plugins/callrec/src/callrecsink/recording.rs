@@ -574,7 +574,6 @@ mod tests {
                 .unwrap();
         let writer = FileWriter::spawn(
             files,
-            2 * channels as u64,
             std::time::Duration::from_secs(2),
             std::time::Duration::from_secs(1),
         )

@@ -93,7 +93,7 @@ struct Channel {
     /// Only the worker running this job touches them.
     files: Mutex<Option<RecordingFiles>>,
     header_interval: Duration,
-    /// What one write hands the file at most: whole frames of every lane.
+    /// What one write hands a file at most: whole frames.
     chunk_bytes: usize,
     /// Set once the end is done: the pool forgets the job.
     over: AtomicBool,
@@ -316,22 +316,22 @@ pub struct FileWriter {
     channel: Arc<Channel>,
     /// Bytes handed over per lane (file).
     handed: Vec<u64>,
-    bytes_per_frame: u64,
+    /// One frame of a file (every file has the same channels).
+    frame_bytes: u64,
     part: PathBuf,
     disk_timeout: Duration,
 }
 
 impl FileWriter {
-    /// Hands `files` to the writer pool; their frames (in every file) are
-    /// `bytes_per_frame` bytes; headers are rewritten every
+    /// Hands `files` to the writer pool; headers are rewritten every
     /// `header_interval` while audio comes.
     pub fn spawn(
         files: RecordingFiles,
-        bytes_per_frame: u64,
         disk_timeout: Duration,
         header_interval: Duration,
     ) -> Result<Self, FileError> {
         let lanes = files.len();
+        let frame_bytes = files.frame_bytes();
         let part = files.first_part();
         let channel = Arc::new(Channel {
             shared: Mutex::new(Shared {
@@ -354,8 +354,7 @@ impl FileWriter {
             failed: AtomicBool::new(false),
             files: Mutex::new(Some(files)),
             header_interval,
-            // A lane's frame (2 bytes a channel) divides `bytes_per_frame`.
-            chunk_bytes: (BLOCK_BYTES - BLOCK_BYTES % bytes_per_frame.max(1) as usize).max(1),
+            chunk_bytes: (BLOCK_BYTES / frame_bytes as usize).max(1) * frame_bytes as usize,
             over: AtomicBool::new(false),
             part: part.clone(),
         });
@@ -370,7 +369,7 @@ impl FileWriter {
         Ok(FileWriter {
             channel,
             handed: vec![0; lanes],
-            bytes_per_frame,
+            frame_bytes,
             part,
             disk_timeout,
         })
@@ -388,7 +387,7 @@ impl FileWriter {
 
     /// Frames handed over so far for file `lane`.
     pub fn frames(&self, lane: usize) -> u64 {
-        self.handed[lane] / self.bytes_per_frame
+        self.handed[lane] / self.frame_bytes
     }
 
     pub fn write(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
@@ -539,7 +538,7 @@ mod tests {
         };
         let locations = files::locations(&location, false, &[0]);
         let files = RecordingFiles::create(&locations, &spec, 1, 8000, false).unwrap();
-        let writer = FileWriter::spawn(files, 2, Duration::from_secs(5), header_interval).unwrap();
+        let writer = FileWriter::spawn(files, Duration::from_secs(5), header_interval).unwrap();
         (writer, location)
     }
 
