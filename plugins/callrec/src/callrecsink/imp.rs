@@ -24,7 +24,7 @@
 //! on the track's own streaming thread. Nothing is pushed or posted with a
 //! lock held; reports are posted after `recording` is released.
 //!
-//! No panic of ours crosses into GStreamer: every callback and probe runs
+//! No panic of ours crosses into GStreamer: every callback and pad function runs
 //! under `guarded`, which turns a panic into a failed recording with an
 //! ERROR, and every lock is taken with `callaudio::sync::lock`, so a lock
 //! that a panic poisoned does not take the next caller down with it.
@@ -285,9 +285,9 @@ impl CallRecSink {
     /// (in `separate` mode each track's own). Fixed at the first buffer of
     /// any track, which waits (at most `CAPS_WAIT`) for every track to
     /// announce its caps. The wait holds no recording lock: another track's
-    /// events pass the recorder's probes, which take it, on their way to
-    /// announcing those caps (holding it here made every track but the
-    /// first fall back to the highest rate known).
+    /// caps take it on their way in (`on_track_caps` asks the file's rate),
+    /// and holding it here made every track but the first fall back to the
+    /// highest rate known.
     fn fix_rate(&self) {
         if self.recording().as_ref().is_none_or(|r| r.rates_fixed()) {
             return;

@@ -139,7 +139,7 @@ impl Channel {
     /// files' settings, the audio, the headers, the end. Whether it has
     /// more to do at once (it stays claimed then).
     fn write_out(&self) -> bool {
-        let (rates, origination, blocks, end, header_asked, header_due) = {
+        let (rates, origination, blocks, end, header_asked, header_due, dirty) = {
             let mut shared = self.lock();
             let blocks: Vec<(usize, Vec<u8>)> = shared
                 .pending
@@ -160,6 +160,7 @@ impl Channel {
                 shared.end.take(),
                 header_asked,
                 header_due,
+                shared.dirty,
             )
         };
         let mut files_slot = lock(&self.files);
@@ -186,10 +187,13 @@ impl Channel {
                 result = files.write(*lane, chunk);
             }
         }
-        let rewrite =
-            (header_asked || header_due) && (written > 0 || header_asked || self.lock().dirty);
+        let rewrite = (header_asked || header_due) && (written > 0 || header_asked || dirty);
         if !failed && result.is_ok() && rewrite {
             result = files.update_header();
+        }
+        if result.is_err() {
+            // Keep what is on disk playable under the partial name.
+            let _ = files.update_header();
         }
         {
             let mut shared = self.lock();
@@ -201,8 +205,6 @@ impl Channel {
             }
             shared.unwritten -= written;
             if let Err(err) = result {
-                // Keep what is on disk playable under the partial name.
-                let _ = files.update_header();
                 self.fail(&mut shared, err);
             }
             self.wake_callers(&shared);
@@ -215,14 +217,12 @@ impl Channel {
             Some(End::Finish) => {
                 let files = files_slot.take().expect("checked above");
                 drop(files_slot);
+                // A failure already reported to the streaming side (which
+                // then does not finish) still forbids publishing.
                 let failed = self.lock().failed.take().or_else(|| {
-                    // Already reported to the streaming side, which then
-                    // does not finish; never publish after a failure.
-                    self.failed.load(Ordering::Acquire).then(|| FileError {
-                        what: "writing",
-                        path: self.part.clone(),
-                        err: io::Error::other("the writer failed earlier"),
-                    })
+                    self.failed
+                        .load(Ordering::Acquire)
+                        .then(|| failed_earlier(&self.part))
                 });
                 let result = match failed {
                     Some(err) => Err(err),
@@ -309,6 +309,15 @@ impl Job for Channel {
 
     fn is_over(&self) -> bool {
         self.over.load(Ordering::Acquire)
+    }
+}
+
+/// A failure whose error was reported once already.
+fn failed_earlier(part: &std::path::Path) -> FileError {
+    FileError {
+        what: "writing",
+        path: part.to_owned(),
+        err: io::Error::other("the writer failed earlier"),
     }
 }
 
@@ -483,14 +492,12 @@ impl FileWriter {
         if !self.channel.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        match self.channel.lock().failed.take() {
-            Some(err) => Err(err),
-            None => Err(FileError {
-                what: "writing",
-                path: self.part.clone(),
-                err: io::Error::other("the writer failed earlier"),
-            }),
-        }
+        Err(self
+            .channel
+            .lock()
+            .failed
+            .take()
+            .unwrap_or_else(|| failed_earlier(&self.part)))
     }
 
     fn disk_stuck(&self, what: &'static str) -> FileError {
