@@ -249,7 +249,7 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
         recorder,
     );
     let teardown = t.elapsed();
-    settle();
+    callaudio_testkit::process::settle();
     let flow_errors = flow_errors.load(Ordering::Relaxed);
     if flow_errors > 0 {
         eprintln!("{}: {flow_errors} pushes failed", recorder.label());
@@ -303,22 +303,6 @@ fn tear_down(calls: Vec<Call>, recorder: Recorder) -> usize {
         }
     });
     errors.into_inner()
-}
-
-/// Waits (at most 5 s) for the threads of what was torn down to end, so
-/// the next setup's figures per call start from rest.
-fn settle() {
-    let mut last = Usage::now().threads;
-    let mut steady = 0;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = Usage::now().threads;
-        steady = if now == last { steady + 1 } else { 0 };
-        if steady >= 3 {
-            return;
-        }
-        last = now;
-    }
 }
 
 fn open_files_limit() -> String {

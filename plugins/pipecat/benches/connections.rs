@@ -1,15 +1,20 @@
-//! Many bot legs in one process: N `pipecatwsrc ! fakesink` pipelines, each
-//! on its own WebSocket, fed by a server in a separate process (this same
-//! binary, started with `--server`) that sends every connection one 20 ms
-//! protobuf audio frame (16 kHz mono, 640 bytes) every 20 ms.
+//! Many bot legs in one process: N `pipecatwsrc ! fakesink sync=false`
+//! pipelines, each on its own WebSocket, fed by a server in a separate
+//! process (this same binary, started with `--server`) that sends every
+//! connection one 20 ms protobuf audio frame (16 kHz mono, 640 bytes) every
+//! 20 ms; then the same with `pipecatwssharedsrc`, which pushes from the
+//! shared WebSocket thread instead of a streaming thread per source.
 //!
 //!     cargo bench -p gst-plugin-pipecat --bench connections -- 100 300 1000
 //!
-//! Per N, over a 5 s window after a 2 s warm-up: CPU of this process (share
-//! of all cores) and per message, threads, fds and RSS per connection,
-//! buffers received against sent, and the latency added between the
+//! Each measurement runs in a process of its own (what one leaves behind,
+//! lingering threads or heap, would count in the next). Per N, over a 5 s
+//! window after a 2 s warm-up: CPU of this process (share of all cores)
+//! and per message, threads, fds and RSS per connection, buffers received
+//! (fakesink's own count) against sent, and the latency added between the
 //! server's send and the buffer leaving the source (CLOCK_MONOTONIC, shared
-//! by both processes, stamped in the frame's first 8 bytes).
+//! by both processes, stamped in the frame's first 8 bytes), measured by a
+//! probe on one leg in ten so the probes cost little of what is measured.
 //!
 //! Then the same the other way: N `appsrc ! pipecatwssink` legs, fed 20 ms
 //! buffers in real time by one thread, each sending to its own connection
@@ -27,6 +32,8 @@ use futures_util::SinkExt;
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Each thread per source as it comes, then on the shared threads.
+const SOURCES: [&str; 2] = ["pipecatwsrc", "pipecatwssharedsrc"];
 const FRAME: Duration = Duration::from_millis(20);
 const SAMPLES: usize = 320;
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -156,45 +163,63 @@ fn server(port: u16, n: usize) {
 
 struct Leg {
     pipeline: gst::Pipeline,
-    /// Added latency (µs) of every buffer while measuring.
+    sink: gst::Element,
+    /// Added latency (µs) of every buffer while measuring, on the legs
+    /// that measure it.
     latencies: Arc<Mutex<Vec<u32>>>,
-    received: Arc<AtomicU64>,
 }
 
-fn leg(port: u16, measuring: &Arc<std::sync::atomic::AtomicBool>) -> Leg {
+/// One leg in this many measures latency: a probe on every source would
+/// add its own cost to what is measured.
+const LATENCY_EVERY: usize = 10;
+
+impl Leg {
+    /// Buffers the sink has rendered so far (its own count, no probe).
+    fn rendered(&self) -> u64 {
+        let stats = self.sink.property::<gst::Structure>("stats");
+        stats.get::<u64>("rendered").unwrap_or(0)
+    }
+}
+
+fn leg(
+    source: &str,
+    port: u16,
+    index: usize,
+    measuring: &Arc<std::sync::atomic::AtomicBool>,
+) -> Leg {
     let pipeline = gst::parse::launch(&format!(
-        "pipecatwsrc name=src uri=ws://127.0.0.1:{port}/ ! fakesink sync=false"
+        "{source} name=src uri=ws://127.0.0.1:{port}/ ! fakesink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     let latencies = Arc::new(Mutex::new(Vec::new()));
-    let received = Arc::new(AtomicU64::new(0));
-    let (l, r, m) = (latencies.clone(), received.clone(), measuring.clone());
-    pipeline
-        .by_name("src")
-        .unwrap()
-        .static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if !m.load(Ordering::Relaxed) {
-                return gst::PadProbeReturn::Ok;
-            }
-            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
-                && let Ok(map) = b.map_readable()
-                && map.len() >= 8
-            {
-                let sent = u64::from_le_bytes(map[..8].try_into().unwrap());
-                let added = monotonic_ns().saturating_sub(sent) / 1000;
-                l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
-                r.fetch_add(1, Ordering::Relaxed);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let (l, m) = (latencies.clone(), measuring.clone());
+    if index % LATENCY_EVERY == 0 {
+        pipeline
+            .by_name("src")
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if !m.load(Ordering::Relaxed) {
+                    return gst::PadProbeReturn::Ok;
+                }
+                if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                    && let Ok(map) = b.map_readable()
+                    && map.len() >= 8
+                {
+                    let sent = u64::from_le_bytes(map[..8].try_into().unwrap());
+                    let added = monotonic_ns().saturating_sub(sent) / 1000;
+                    l.lock().unwrap().push(added.min(u32::MAX as u64) as u32);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
     Leg {
+        sink: pipeline.by_name("sink").unwrap(),
         pipeline,
         latencies,
-        received,
     }
 }
 
@@ -225,27 +250,26 @@ fn start_server(
     (port, server, out)
 }
 
-fn measure(n: usize) {
+fn measure(source: &str, n: usize) {
     let (port, mut server, mut out) = start_server("--server", n);
     let mut line = String::new();
 
     let rest = Usage::now();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let legs: Vec<Leg> = (0..n).map(|_| leg(port, &measuring)).collect();
+    let legs: Vec<Leg> = (0..n).map(|i| leg(source, port, i, &measuring)).collect();
     for leg in &legs {
         leg.pipeline.set_state(gst::State::Playing).unwrap();
     }
     std::thread::sleep(WARM_UP);
     callaudio_testkit::process::say_window_starts();
+    let rendered = |legs: &[Leg]| legs.iter().map(Leg::rendered).sum::<u64>();
+    let before = rendered(&legs);
     let start = Usage::now();
     measuring.store(true, Ordering::Relaxed);
     std::thread::sleep(WINDOW);
     measuring.store(false, Ordering::Relaxed);
     let end = Usage::now();
-    let received: u64 = legs
-        .iter()
-        .map(|l| l.received.load(Ordering::Relaxed))
-        .sum();
+    let received = rendered(&legs) - before;
     let mut all: Vec<u32> = legs
         .iter()
         .flat_map(|l| l.latencies.lock().unwrap().clone())
@@ -263,7 +287,7 @@ fn measure(n: usize) {
     let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
     let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
     println!(
-        "N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
+        "{source:>18} N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
          buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p99 {} us",
         end.cpu_share_since(&start),
         cores(),
@@ -390,15 +414,31 @@ fn main() {
     }
     gst::init().unwrap();
     gstpipecat::plugin_register_static().unwrap();
+    // One measurement per process: what a setup leaves behind (threads
+    // that linger, heap kept by the allocator) must not count in the next.
+    match args.first().map(String::as_str) {
+        Some("--one") => return measure(&args[1], args[2].parse().unwrap()),
+        Some("--one-sinks") => return measure_sinks(args[1].parse().unwrap()),
+        _ => {}
+    }
     let counts: Vec<usize> = if args.is_empty() {
         vec![100, 300, 1000]
     } else {
         args.iter().filter_map(|a| a.parse().ok()).collect()
     };
+    let run = |what: &[&str]| {
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(what)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{what:?} failed: {status}");
+    };
     for &n in &counts {
-        measure(n);
+        for source in SOURCES {
+            run(&["--one", source, &n.to_string()]);
+        }
     }
     for &n in &counts {
-        measure_sinks(n);
+        run(&["--one-sinks", &n.to_string()]);
     }
 }

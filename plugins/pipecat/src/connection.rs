@@ -44,6 +44,23 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// Runs `f` on the WebSocket runtime's thread, where the shared source
+/// pushes: never on the caller's (a state change must not push).
+pub fn spawn_on_runtime(f: impl FnOnce() + Send + 'static) {
+    RUNTIME.spawn(async move { f() });
+}
+
+/// Runs `f` on the WebSocket runtime's thread after `after`.
+pub fn spawn_after(
+    after: Duration,
+    f: impl FnOnce() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    RUNTIME.spawn(async move {
+        tokio::time::sleep(after).await;
+        f()
+    })
+}
+
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -104,7 +121,14 @@ struct Mailbox {
     /// (a signal is a system call, and a thousand bots send 50 000 messages
     /// a second).
     sleepers: usize,
+    /// A source that takes what arrives on the reader's own thread
+    /// (`pipecatwssharedsrc`) instead of waiting on `cond`: called, with no
+    /// lock held, after audio or the end arrived.
+    pusher: Option<Pusher>,
 }
+
+/// Called on the WebSocket runtime's thread when there is something to take.
+pub type Pusher = Arc<dyn Fn() + Send + Sync>;
 
 /// Which bot a connection is for, as the first element naming one said.
 struct Peer {
@@ -240,6 +264,7 @@ impl Connection {
                 send_flushing: false,
                 connected: false,
                 sleepers: 0,
+                pusher: None,
             }),
             cond: Condvar::new(),
             link: Mutex::new(Link::default()),
@@ -255,6 +280,12 @@ impl Connection {
     pub fn attach_src(&self, src: &gst::Element, limits: Limits) {
         *lock(&self.src) = Some(src.downgrade());
         self.mailbox().inbox.set_limits(limits);
+    }
+
+    /// Makes `pusher` the one who takes what arrives (see `Mailbox::pusher`),
+    /// or nobody.
+    pub fn set_pusher(&self, pusher: Option<Pusher>) {
+        self.mailbox().pusher = pusher;
     }
 
     fn src(&self) -> Option<gst::Element> {
@@ -363,20 +394,29 @@ impl Connection {
         }
     }
 
+    /// What is there to take now, if anything: as `next`, without waiting.
+    pub fn poll(&self) -> Option<(Next, Dropped)> {
+        Self::take(&mut self.mailbox())
+    }
+
+    fn take(mailbox: &mut Mailbox) -> Option<(Next, Dropped)> {
+        let next = if mailbox.flushing {
+            Next::Flushing
+        } else if let Some(chunk) = mailbox.inbox.pop() {
+            Next::Audio(chunk)
+        } else {
+            Next::End(mailbox.end.clone()?)
+        };
+        Some((next, mailbox.inbox.take_dropped()))
+    }
+
     /// The next audio, the end, or a wake-up: whatever comes first, with
     /// what the inbox dropped to make room (only ever alongside audio).
     pub fn next(&self, timeout: Option<Duration>) -> (Next, Dropped) {
         let mut mailbox = self.mailbox();
         loop {
-            let next = if mailbox.flushing {
-                Some(Next::Flushing)
-            } else if let Some(chunk) = mailbox.inbox.pop() {
-                Some(Next::Audio(chunk))
-            } else {
-                mailbox.end.clone().map(Next::End)
-            };
-            if let Some(next) = next {
-                return (next, mailbox.inbox.take_dropped());
+            if let Some(taken) = Self::take(&mut mailbox) {
+                return taken;
             }
             match timeout {
                 None => {
@@ -490,6 +530,7 @@ impl Connection {
                 let mut mailbox = self.mailbox();
                 mailbox.inbox.push(Chunk { audio, arrival });
                 let sleepers = mailbox.sleepers > 0;
+                let pusher = mailbox.pusher.clone();
                 // Woken after the lock is released: a sleeper woken under
                 // it would only block again on the lock (a second futex
                 // round trip per message). A sleeper counted here is in its
@@ -497,6 +538,9 @@ impl Connection {
                 drop(mailbox);
                 if sleepers {
                     self.cond.notify_all();
+                }
+                if let Some(push) = pusher {
+                    push();
                 }
             }
             Inbound::Interruption => {
@@ -557,8 +601,12 @@ impl Connection {
         let mut mailbox = self.mailbox();
         mailbox.end.get_or_insert(end);
         mailbox.connected = false;
+        let pusher = mailbox.pusher.clone();
         drop(mailbox);
         self.cond.notify_all();
+        if let Some(push) = pusher {
+            push();
+        }
     }
 }
 
@@ -651,13 +699,19 @@ impl Run {
         use tokio::time::{Instant, sleep_until};
         let far = Duration::from_secs(365 * 24 * 3600);
         let (every, within) = keepalive.unwrap_or((far, far));
-        let mut next_ping = Instant::now() + every;
-        let mut pong_due: Option<Instant> = None;
+        // One timer for the whole read, moved only when it fires: re-arming
+        // it per message put a timer-wheel insert and removal on every
+        // message of every connection.
+        let mut last_heard = Instant::now();
+        let timer = sleep_until(last_heard + every);
+        tokio::pin!(timer);
+        let mut pong_due = false;
         loop {
             let received = tokio::select! {
                 received = read.next() => received,
-                _ = sleep_until(pong_due.unwrap_or(next_ping)) => {
-                    if pong_due.is_some() {
+                () = &mut timer => {
+                    let quiet_until = last_heard + every;
+                    if pong_due {
                         return End::Failed {
                             text: format!(
                                 "Pipecat bot connection lost: the bot did not answer a ping for {within:?} (frozen, or its host is gone)"
@@ -665,14 +719,22 @@ impl Run {
                             debug: format!("keepalive-interval {every:?}, keepalive-timeout {within:?}: nothing received after the ping"),
                         };
                     }
+                    if Instant::now() < quiet_until {
+                        // Heard from since it was armed: not quiet yet.
+                        timer.as_mut().reset(quiet_until);
+                        continue;
+                    }
                     let _ = self.pings.try_send(Message::Ping(Vec::new().into()));
-                    pong_due = Some(Instant::now() + within);
+                    pong_due = true;
+                    timer.as_mut().reset(Instant::now() + within);
                     continue;
                 }
             };
             // Anything from the bot shows it is alive.
-            pong_due = None;
-            next_ping = Instant::now() + every;
+            last_heard = Instant::now();
+            if std::mem::take(&mut pong_due) {
+                timer.as_mut().reset(last_heard + every);
+            }
             match received {
                 // The frame as the bot sent it: tungstenite's may be its own.
                 Some(Ok(Message::Close(_))) => {

@@ -3,6 +3,7 @@
 
 use gst::glib;
 
+mod bot_audio;
 mod close;
 mod common;
 mod connection;
@@ -11,6 +12,7 @@ mod dial;
 mod fuzz;
 mod inbox;
 mod pipecatwsrc;
+mod pipecatwssharedsrc;
 mod pipecatwssink;
 pub mod protobuf;
 mod redact;
@@ -20,10 +22,12 @@ mod tls;
 mod trim;
 
 pub use pipecatwsrc::PipecatWsSrc;
+pub use pipecatwssharedsrc::PipecatWsSharedSrc;
 pub use pipecatwssink::PipecatWsSink;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     pipecatwsrc::register(plugin)?;
+    pipecatwssharedsrc::register(plugin)?;
     pipecatwssink::register(plugin)
 }
 

@@ -18,10 +18,11 @@ fn rate_of(serializer: &str) -> usize {
     }
 }
 
-/// A bot that says 0.5 s of its ramp and hangs up, heard by pipecatwsrc
-/// with `extra` properties: what reached the sink, the `pipecat-closed`
-/// message, and when EOS came.
+/// A bot that says 0.5 s of its ramp and hangs up, heard by `source`
+/// (`pipecatwsrc` or `pipecatwssharedsrc`) with `extra` properties: what
+/// reached the sink, the `pipecat-closed` message, and when EOS came.
 fn hear_a_bot_hang_up(
+    source: &str,
     serializer: &str,
     extra: &str,
 ) -> (
@@ -40,7 +41,7 @@ fn hear_a_bot_hang_up(
         "--hangup",
     ]);
     let pipeline = launch(&format!(
-        "pipecatwsrc uri={} serializer={serializer} {extra} ! appsink name=sink sync=false",
+        "{source} uri={} serializer={serializer} {extra} ! appsink name=sink sync=false",
         bot.uri()
     ));
     let received = record(&pipeline, "sink");
@@ -61,7 +62,11 @@ fn hear_a_bot_hang_up(
 }
 
 fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
-    let (received, closed, eos_at) = hear_a_bot_hang_up(serializer, "");
+    heard_whole_then_eos("pipecatwsrc", serializer);
+}
+
+fn heard_whole_then_eos(source: &str, serializer: &str) {
+    let (received, closed, eos_at) = hear_a_bot_hang_up(source, serializer, "");
     assert!(closed.get::<bool>("clean").unwrap());
     assert!(matches!(closed.get::<u32>("code").unwrap(), 1000 | 1001));
     let r = received.lock().unwrap();
@@ -96,6 +101,17 @@ fn bot_audio_arrives_then_hang_up_is_eos(serializer: &str) {
 #[test]
 fn protobuf_bot_audio_arrives_then_hang_up_is_eos() {
     bot_audio_arrives_then_hang_up_is_eos("protobuf");
+}
+
+/// The source on the shared threads hears the same, to the sample.
+#[test]
+fn shared_source_protobuf_bot_audio_arrives_then_hang_up_is_eos() {
+    heard_whole_then_eos("pipecatwssharedsrc", "protobuf");
+}
+
+#[test]
+fn shared_source_twilio_bot_audio_arrives_then_hang_up_is_eos() {
+    heard_whole_then_eos("pipecatwssharedsrc", "twilio");
 }
 
 #[test]
@@ -560,10 +576,19 @@ fn interruption_drops_queued_audio(serializer: &str) {
 
 #[test]
 fn on_close_error_makes_a_hang_up_an_error() {
+    on_close_error_makes_a_hang_up_an_error_in("pipecatwsrc");
+}
+
+#[test]
+fn on_close_error_makes_a_hang_up_an_error_on_the_shared_source() {
+    on_close_error_makes_a_hang_up_an_error_in("pipecatwssharedsrc");
+}
+
+fn on_close_error_makes_a_hang_up_an_error_in(source: &str) {
     init();
     let bot = Bot::start(&["--mode", "ramp", "--seconds", "0.2", "--hangup"]);
     let pipeline = launch(&format!(
-        "pipecatwsrc uri={} on-close=error ! fakesink sync=false",
+        "{source} uri={} on-close=error ! fakesink sync=false",
         bot.uri()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -732,7 +757,8 @@ fn dtmf_reaches_bots_on_protobuf_vonage_and_genesys() {
 /// 2 s of end silence (audio_out_end_silence_secs) does not: a 0.5 s answer
 /// is 0.5 s, and `pipecat-closed` says what was trimmed.
 fn trim_end_silence_keeps_only_the_speech(serializer: &str) {
-    let (received, closed, _) = hear_a_bot_hang_up(serializer, "trim-end-silence=3000000000");
+    let (received, closed, _) =
+        hear_a_bot_hang_up("pipecatwsrc", serializer, "trim-end-silence=3000000000");
     assert_eq!(
         closed.get::<gst::ClockTime>("trimmed").unwrap(),
         gst::ClockTime::from_seconds(2)

@@ -12,9 +12,13 @@ use gstpipecat::protobuf;
 use tokio_tungstenite::tungstenite::Message;
 
 fn error_text_from(port: u16, extra: &str) -> Option<String> {
+    error_text_of("pipecatwsrc", port, extra)
+}
+
+fn error_text_of(source: &str, port: u16, extra: &str) -> Option<String> {
     init();
     let pipeline = launch(&format!(
-        "pipecatwsrc uri=ws://127.0.0.1:{port}/ {extra} ! fakesink sync=false"
+        "{source} uri=ws://127.0.0.1:{port}/ {extra} ! fakesink sync=false"
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let (_, end) = wait_for(
@@ -40,6 +44,28 @@ fn declared_rates_outside_the_bounds_are_errors_that_name_the_value() {
     let text =
         error_text_from(raw_server(vec![Message::Binary(frame.into())]), "").expect("an ERROR");
     assert!(text.contains("num_channels=64"), "{text}");
+}
+
+/// The shared source reports the same values the same way, from the
+/// runtime's thread.
+#[test]
+fn the_shared_source_names_hostile_values_and_garbage_too() {
+    let frame = protobuf::encode_audio(&[0; 320], 4_294_967_295, 1);
+    let text = error_text_of(
+        "pipecatwssharedsrc",
+        raw_server(vec![Message::Binary(frame.into())]),
+        "",
+    )
+    .expect("an ERROR");
+    assert!(text.contains("sample_rate=4294967295"), "{text}");
+    let garbage = Message::Binary(vec![0xff; 40].into());
+    let text =
+        error_text_of("pipecatwssharedsrc", raw_server(vec![garbage]), "").expect("an ERROR");
+    assert!(text.contains("does not parse"), "{text}");
+    let mut close = vec![0x88, 2];
+    close.extend(1005u16.to_be_bytes());
+    let text = error_text_of("pipecatwssharedsrc", raw_bytes_server(close), "").expect("an ERROR");
+    assert!(text.contains("code 1005"), "{text}");
 }
 
 fn rss_bytes() -> u64 {
@@ -171,6 +197,7 @@ fn stopping_while_connecting_returns_at_once() {
     init();
     for desc in [
         "pipecatwsrc uri=ws://127.0.0.1:{port}/ connect-timeout=10000000000 ! fakesink",
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ connect-timeout=10000000000 ! fakesink",
         "audiotestsrc is-live=true ! audio/x-raw,rate=16000 ! pipecatwssink uri=ws://127.0.0.1:{port}/ connect-timeout=10000000000",
     ] {
         let port = silent_server();

@@ -1,7 +1,7 @@
 //! Many bot legs in one process: 200 `pipecatwsrc` connections, each on its
 //! own WebSocket from one server, all receive every frame; when the server
 //! dies (every socket reset, no close frame), every one of them reports it
-//! with its cause, at once.
+//! with its cause, at once. The same for `pipecatwssharedsrc`.
 
 mod common;
 
@@ -69,6 +69,15 @@ fn reset_on_close(stream: &std::net::TcpStream) {
 
 #[test]
 fn two_hundred_connections_get_every_frame_and_all_learn_of_the_death() {
+    every_frame_then_the_death_at_once("pipecatwsrc");
+}
+
+#[test]
+fn two_hundred_shared_connections_get_every_frame_and_all_learn_of_the_death() {
+    every_frame_then_the_death_at_once("pipecatwssharedsrc");
+}
+
+fn every_frame_then_the_death_at_once(source: &str) {
     init();
     let die = Arc::new(Barrier::new(CONNECTIONS + 1));
     let port = server(die.clone());
@@ -80,7 +89,7 @@ fn two_hundred_connections_get_every_frame_and_all_learn_of_the_death() {
     let calls: Vec<Call> = (0..CONNECTIONS)
         .map(|_| {
             let pipeline = launch(&format!(
-                "pipecatwsrc uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false"
+                "{source} uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false"
             ));
             let received = record(&pipeline, "sink");
             // When the ERROR is posted, not when the test gets to read it.
@@ -129,7 +138,7 @@ fn two_hundred_connections_get_every_frame_and_all_learn_of_the_death() {
         pipeline.set_state(gst::State::Null).unwrap();
     }
     println!(
-        "{CONNECTIONS} connections: every frame received; the death reported by all within {slowest:?}"
+        "{CONNECTIONS} {source} connections: every frame received; the death reported by all within {slowest:?}"
     );
     // Measured well under 100 ms here; the bound only catches a blind timeout.
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");

@@ -39,6 +39,22 @@ pub fn say_window_starts() {
     }
 }
 
+/// Waits (at most 5 s) for the threads of what was torn down to end, so
+/// the next setup's figures per call start from rest.
+pub fn settle() {
+    let mut last = Usage::now().threads;
+    let mut steady = 0;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = Usage::now().threads;
+        steady = if now == last { steady + 1 } else { 0 };
+        if steady >= 3 {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// The cores this process may run on.
 pub fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64

@@ -20,60 +20,23 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use crate::bot_audio::{self, SourceSettings};
 use crate::common::{self, LinkSettings};
-use crate::connection::{CAT, Connection, End, Next, Use};
-use crate::inbox::{Chunk, Limits};
-use crate::redact;
-use crate::serializer::{self, Format};
+use crate::connection::{CAT, End, Next, Use};
+use crate::inbox::Chunk;
+use crate::serializer::Format;
 use crate::trim::SilenceHold;
-use callaudio::g711::Law;
 
-const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
-/// 5 s of 48 kHz stereo S16 with room to spare; a bot that declares more
-/// bytes per second than that is bounded by bytes before duration.
-const DEFAULT_MAX_QUEUE_BYTES: u32 = 2 << 20;
-const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 /// Longer than Pipecat's default end silence (2 s), and a hold that long
 /// is what bounds how late silence may be.
 const MAX_TRIM_END_SILENCE: gst::ClockTime = gst::ClockTime::from_seconds(10);
 
-#[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstPipecatOnClose")]
-pub enum OnClose {
-    #[default]
-    #[enum_value(name = "EOS: the bot hanging up ends the stream", nick = "eos")]
-    Eos,
-    #[enum_value(name = "Error: the bot hanging up is an error", nick = "error")]
-    Error,
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Settings {
     link: LinkSettings,
-    on_close: OnClose,
+    source: SourceSettings,
     response_timeout: gst::ClockTime,
-    max_queue: gst::ClockTime,
-    max_queue_bytes: u32,
-    latency: gst::ClockTime,
     trim_end_silence: gst::ClockTime,
-    /// The bot's format when the application knows it in advance.
-    expected: Option<gst::Caps>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            link: LinkSettings::default(),
-            on_close: OnClose::Eos,
-            response_timeout: gst::ClockTime::ZERO,
-            max_queue: DEFAULT_MAX_QUEUE,
-            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
-            latency: DEFAULT_LATENCY,
-            trim_end_silence: gst::ClockTime::ZERO,
-            expected: None,
-        }
-    }
 }
 
 struct State {
@@ -132,38 +95,9 @@ impl PipecatWsSrc {
         callaudio::message::post_element_message(&*self.obj(), s);
     }
 
-    /// Caps for audio of this format: the wire's own G.711 when the wire is
-    /// G.711 and downstream prefers it, S16LE otherwise.
-    fn caps_for(&self, format: Format) -> (gst::Caps, bool) {
-        let raw = gst_audio::AudioCapsBuilder::new_interleaved()
-            .format(gst_audio::AudioFormat::S16le)
-            .rate(format.rate as i32)
-            .channels(format.channels as i32)
-            .build();
-        let Some(law) = format.law else {
-            return (raw, false);
-        };
-        let name = match law {
-            Law::Mu => "audio/x-mulaw",
-            Law::A => "audio/x-alaw",
-        };
-        let coded = gst::Caps::builder(name)
-            .field("rate", format.rate as i32)
-            .field("channels", format.channels as i32)
-            .build();
-        let peer = self.obj().src_pad().peer_query_caps(None);
-        let prefers_coded =
-            peer.iter().next().is_some_and(|s| s.name() == name) || !peer.can_intersect(&raw);
-        if prefers_coded && peer.can_intersect(&coded) {
-            (coded, true)
-        } else {
-            (raw, false)
-        }
-    }
-
     /// Sets the caps for `format`, as downstream prefers them now.
     fn use_format(&self, format: Format) -> Result<(), gst::FlowError> {
-        let (caps, coded) = self.caps_for(format);
+        let (caps, coded) = bot_audio::caps_for(self.obj().src_pad(), format);
         gst::debug!(CAT, imp = self, "bot audio is {caps}");
         self.obj()
             .set_caps(&caps)
@@ -175,41 +109,20 @@ impl PipecatWsSrc {
     }
 
     fn buffer_for(&self, chunk: Chunk) -> Result<gst::Buffer, gst::FlowError> {
-        let duration = chunk.duration();
-        let audio = chunk.audio;
-        let format = audio.format();
-        // Stamped at arrival on the pipeline clock, but never before the end
-        // of the previous buffer: a burst of TTS plays out in order.
-        let arrival = self.obj().current_running_time().map(|now| {
-            now.saturating_sub(gst::ClockTime::from_nseconds(
-                chunk.arrival.elapsed().as_nanos() as u64,
-            ))
-        });
+        let format = chunk.audio.format();
+        let now = self.obj().current_running_time();
         let (pts, new_format) = {
             let mut state = lock(&self.state);
-            let new_format = state.format != Some(format);
-            let pts = arrival.unwrap_or(state.next_pts).max(state.next_pts);
-            state.next_pts = pts + duration;
+            let pts = bot_audio::stamp(now, &chunk, &mut state.next_pts);
             state.warned_silent = false;
             state.announced = true;
-            (pts, new_format)
+            (pts, state.format != Some(format))
         };
         if new_format {
             self.use_format(format)?;
         }
         let coded_out = lock(&self.state).coded_out;
-        let data = if coded_out {
-            audio.data
-        } else {
-            audio.into_s16le()
-        };
-        let mut buffer = gst::Buffer::from_mut_slice(data);
-        {
-            let b = buffer.get_mut().unwrap();
-            b.set_pts(pts);
-            b.set_duration(duration);
-        }
-        Ok(buffer)
+        Ok(bot_audio::buffer(chunk, pts, coded_out))
     }
 
     /// The bot has said nothing yet: one GAP lets synchronised sinks preroll,
@@ -249,26 +162,14 @@ impl PipecatWsSrc {
             End::Closed { code, reason } => {
                 // What is still held is the bot's end silence.
                 let trimmed = lock(&self.state).hold.trim();
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "bot hung up ({code}); all received audio was pushed"
-                );
-                self.post(
-                    gst::Structure::builder("pipecat-closed")
-                        .field("code", code as u32)
-                        .field("reason", reason.as_str())
-                        .field("clean", true)
-                        .field("trimmed", trimmed)
-                        .build(),
-                );
-                if settings.on_close == OnClose::Error {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Read,
-                        ("The Pipecat bot hung up (close code {})", code),
-                        ["on-close=error; reason: {reason:?}"]
-                    );
+                let obj = self.obj();
+                if bot_audio::report_close(
+                    obj.upcast_ref(),
+                    code,
+                    &reason,
+                    trimmed,
+                    settings.source.on_close,
+                ) {
                     return self.failed_with_error_posted();
                 }
                 gst::FlowError::Eos
@@ -301,35 +202,12 @@ impl ObjectImpl for PipecatWsSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut props = LinkSettings::properties();
+            props.extend(SourceSettings::properties());
             props.extend([
-                glib::ParamSpecEnum::builder_with_default("on-close", OnClose::Eos)
-                    .nick("On close")
-                    .blurb("What a clean hang-up by the bot becomes")
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecUInt64::builder("response-timeout")
                     .nick("Response timeout")
                     .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns); 0 = off")
                     .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-queue")
-                    .nick("Max queue")
-                    .blurb("Audio (ns) held while downstream is slow; beyond it the oldest is dropped with a WARNING")
-                    .minimum(gst::ClockTime::MSECOND.nseconds())
-                    .default_value(DEFAULT_MAX_QUEUE.nseconds())
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-queue-bytes")
-                    .nick("Max queue bytes")
-                    .blurb("Bytes of the bot's audio held while downstream is slow (each message counts 64 bytes more); beyond it, or beyond max-queue, the oldest is dropped with a WARNING")
-                    .minimum(4096)
-                    .default_value(DEFAULT_MAX_QUEUE_BYTES)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
-                    .nick("Caps")
-                    .blurb("The bot's audio when known in advance, e.g. audio/x-raw,rate=16000,channels=1: set at start, so sinks preroll before the bot speaks (protobuf carries the rate only with audio); audio in another format still renegotiates")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("trim-end-silence")
@@ -337,12 +215,6 @@ impl ObjectImpl for PipecatWsSrc {
                     .blurb("Hold back pure silence up to this long (ns, 0 = off, at most 10 s) and drop it when the bot then closes cleanly: Pipecat's end silence (audio_out_end_silence_secs) stays out of a recording. Silence is late by up to this long: for recording legs, not live playback")
                     .maximum(MAX_TRIM_END_SILENCE.nseconds())
                     .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("latency")
-                    .nick("Latency")
-                    .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
-                    .default_value(DEFAULT_LATENCY.nseconds())
                     .mutable_ready()
                     .build(),
             ]);
@@ -353,35 +225,29 @@ impl ObjectImpl for PipecatWsSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
-        if s.link.set(pspec.name(), value) {
+        if s.link.set(pspec.name(), value) || s.source.set(pspec.name(), value) {
             return;
         }
         let ns = || gst::ClockTime::from_nseconds(value.get::<u64>().unwrap());
         match pspec.name() {
-            "on-close" => s.on_close = value.get().unwrap(),
             "response-timeout" => s.response_timeout = ns(),
-            "max-queue" => s.max_queue = ns(),
-            "max-queue-bytes" => s.max_queue_bytes = value.get().unwrap(),
-            "latency" => s.latency = ns(),
             "trim-end-silence" => s.trim_end_silence = ns(),
-            "caps" => s.expected = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings();
-        if let Some(v) = s.link.get(pspec.name()) {
+        if let Some(v) = s
+            .link
+            .get(pspec.name())
+            .or_else(|| s.source.get(pspec.name()))
+        {
             return v;
         }
         match pspec.name() {
-            "on-close" => s.on_close.to_value(),
             "response-timeout" => s.response_timeout.nseconds().to_value(),
-            "max-queue" => s.max_queue.nseconds().to_value(),
-            "max-queue-bytes" => s.max_queue_bytes.to_value(),
-            "latency" => s.latency.nseconds().to_value(),
             "trim-end-silence" => s.trim_end_silence.nseconds().to_value(),
-            "caps" => s.expected.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -419,40 +285,8 @@ impl ElementImpl for PipecatWsSrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            // What a bot may declare (see `serializer::BOT_RATES`), and the
-            // telephony wires' G.711.
-            let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
-                .format(gst_audio::AudioFormat::S16le)
-                .rate_range(
-                    *serializer::BOT_RATES.start() as i32..=*serializer::BOT_RATES.end() as i32,
-                )
-                .channels_range(
-                    *serializer::BOT_CHANNELS.start() as i32
-                        ..=*serializer::BOT_CHANNELS.end() as i32,
-                )
-                .build();
-            {
-                let caps = caps.get_mut().unwrap();
-                for name in ["audio/x-mulaw", "audio/x-alaw"] {
-                    caps.append_structure(
-                        gst::Structure::builder(name)
-                            .field("rate", 8000)
-                            .field("channels", 1)
-                            .build(),
-                    );
-                }
-            }
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![bot_audio::src_template()]);
         TEMPLATES.as_ref()
     }
 }
@@ -460,56 +294,9 @@ impl ElementImpl for PipecatWsSrc {
 impl BaseSrcImpl for PipecatWsSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
-        let Some(uri) = settings.link.uri.clone() else {
-            return Err(gst::error_msg!(
-                gst::ResourceError::NotFound,
-                ["No uri set for the Pipecat bot"]
-            ));
-        };
-        gst::debug!(
-            CAT,
-            imp = self,
-            "starting with {}",
-            redact::redact_uri(&uri)
-        );
-        if let Some(caps) = settings.expected.as_ref()
-            && expected_format(caps).is_none()
-        {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                (
-                    "caps {} is not audio a bot may send: audio/x-raw with a rate in 8000..=192000 Hz and 1..=8 channels",
-                    caps
-                )
-            ));
-        }
-        let obj = self.obj();
-        let element: &gst::Element = obj.upcast_ref();
-        let conn = Connection::acquire(
-            element,
-            &settings.link.connection,
-            Some((&uri, settings.link.serializer)),
-        )
-        .map_err(|text| gst::error_msg!(gst::ResourceError::Settings, ("{}", text)))?;
-        conn.attach_src(
-            element,
-            Limits {
-                duration: settings.max_queue,
-                bytes: settings.max_queue_bytes as usize,
-            },
-        );
         // Returns at once: connecting goes on in the background and create()
         // waits for it, so stopping the pipeline never waits for the bot.
-        conn.connect(&settings.link.connect_config(&uri))
-            .map_err(|end| match end {
-                End::Failed { text, debug } => {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text), ["{}", debug])
-                }
-                End::Closed { .. } => gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ["The Pipecat bot closed at once"]
-                ),
-            })?;
+        let conn = bot_audio::open(self.obj().upcast_ref(), &settings.link, &settings.source)?;
         *lock(&self.state) = State {
             connection: Some(std::sync::Arc::new(conn)),
             hold: SilenceHold::new(settings.trim_end_silence),
@@ -529,9 +316,9 @@ impl BaseSrcImpl for PipecatWsSrc {
     fn negotiate(&self) -> Result<(), gst::LoggableError> {
         let known = lock(&self.state).format;
         let settings = self.settings();
-        let format = known
-            .or_else(|| settings.link.serializer.wire_format())
-            .or_else(|| settings.expected.as_ref().and_then(expected_format));
+        let format = known.or_else(|| {
+            bot_audio::known_in_advance(settings.link.serializer, settings.source.expected.as_ref())
+        });
         match format {
             Some(format) => self
                 .use_format(format)
@@ -556,7 +343,7 @@ impl BaseSrcImpl for PipecatWsSrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            q.set(true, self.settings().latency, gst::ClockTime::NONE);
+            q.set(true, self.settings().source.latency, gst::ClockTime::NONE);
             return true;
         }
         BaseSrcImplExt::parent_query(self, query)
@@ -586,7 +373,7 @@ impl PushSrcImpl for PipecatWsSrc {
             let timeout = if announced {
                 response_timeout
             } else {
-                Some(Duration::from_nanos(settings.latency.nseconds()))
+                Some(Duration::from_nanos(settings.source.latency.nseconds()))
             };
             let timeout = match (timeout, hold_left) {
                 (Some(t), Some(h)) => Some(t.min(h)),
@@ -594,22 +381,7 @@ impl PushSrcImpl for PipecatWsSrc {
             }
             .map(|t| t.max(Duration::from_millis(1)));
             let (next, dropped) = conn.next(timeout);
-            if !dropped.is_empty() {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Read,
-                    (
-                        "Downstream is slow: dropped {} of the bot's oldest audio ({} messages)",
-                        dropped.duration,
-                        dropped.messages
-                    ),
-                    [
-                        "more than max-queue ({}) or max-queue-bytes ({}) was waiting",
-                        settings.max_queue,
-                        settings.max_queue_bytes
-                    ]
-                );
-            }
+            bot_audio::warn_dropped(self.obj().upcast_ref(), dropped, settings.source.limits());
             match next {
                 Next::Audio(chunk) => lock(&self.state).hold.push(chunk),
                 Next::Flushing => return Err(gst::FlowError::Flushing),
@@ -673,20 +445,3 @@ const SRC_URI_PARAMETERS: &[&str] = &[
     "latency",
     "trim-end-silence",
 ];
-
-/// The format `caps` names, if it is raw audio a bot may send: S16LE
-/// (protobuf's audio) within the bounds a bot may declare.
-fn expected_format(caps: &gst::Caps) -> Option<Format> {
-    let s = caps.structure(0)?;
-    if s.name() != "audio/x-raw" {
-        return None;
-    }
-    let rate = s.get::<i32>("rate").ok()? as u32;
-    let channels = s.get::<i32>("channels").unwrap_or(1) as u32;
-    (serializer::BOT_RATES.contains(&rate) && serializer::BOT_CHANNELS.contains(&channels))
-        .then_some(Format {
-            rate,
-            channels,
-            law: None,
-        })
-}

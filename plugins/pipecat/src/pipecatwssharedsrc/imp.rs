@@ -1,0 +1,523 @@
+//! `pipecatwssharedsrc`: the bot's audio, pushed from the WebSocket
+//! runtime's thread that read it, with no streaming thread of its own.
+//!
+//! `pipecatwsrc` hands every message from the thread that reads the socket
+//! to its own streaming thread: at a thousand bot legs that is a thousand
+//! threads and two thread switches per 20 ms message, which cost more than
+//! everything else the source does. This source pushes on the reading
+//! thread instead, as gst-plugins-rs' threadshare elements push from their
+//! context's thread. The price is the same as theirs: downstream must not
+//! block, since a push that waits holds every connection on that thread.
+//! What follows it must return at once: `callrecsink`, `appsink`, a sink
+//! with `sync=false`, or a `queue` (leaky, or drained by its own thread).
+//! A push that holds the thread longer than `BLOCKED_PUSH` is reported
+//! with a WARNING on the bus, once per element.
+//!
+//! It pushes only while PLAYING: what arrives before waits in the bounded
+//! inbox, as in `pipecatwsrc`. The end of the connection reaches the bus
+//! as there: a hang-up is EOS (or an ERROR with `on-close=error`), any
+//! other end an ERROR that names the cause, then EOS, at once.
+//!
+//! Lock order: `turn`, then `state`; `settings` is taken alone.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+use callaudio::sync::lock;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::bot_audio::{self, SourceSettings};
+use crate::common::{self, LinkSettings};
+use crate::connection::{self, CAT, End, Next, Use};
+use crate::inbox::{Chunk, Limits};
+use crate::serializer::Format;
+
+/// A push longer than this held every connection on the shared thread.
+const BLOCKED_PUSH: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    link: LinkSettings,
+    source: SourceSettings,
+}
+
+#[derive(Default)]
+struct State {
+    connection: Option<Arc<Use>>,
+    playing: bool,
+    /// What went downstream of the stream's sticky events.
+    stream_started: bool,
+    segment_sent: bool,
+    /// The format the caps were last set for, and whether they are the
+    /// wire's G.711.
+    format: Option<Format>,
+    coded_out: bool,
+    /// Downstream asked to renegotiate.
+    reconfigure: bool,
+    /// Where the next buffer may start at the earliest.
+    next_pts: gst::ClockTime,
+    /// Something went downstream (audio, or the GAP for silence).
+    announced: bool,
+    /// `latency` passed in PLAYING with nothing from the bot: send a GAP.
+    announce_due: bool,
+    announce_timer: Option<tokio::task::JoinHandle<()>>,
+    /// The stream ended (EOS or an error): nothing more goes out.
+    done: bool,
+    warned_blocked: bool,
+    limits: Option<Limits>,
+    /// The pipeline's clock and base time while PLAYING: looked up once,
+    /// not per message (both change only through a state change).
+    clock: Option<(gst::Clock, gst::ClockTime)>,
+}
+
+pub struct PipecatWsSharedSrc {
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Held by whoever pushes: the runtime thread that read a message, or
+    /// the one that starts the push when the pipeline begins PLAYING.
+    turn: Mutex<()>,
+    /// Something arrived while another thread had the turn.
+    pending: AtomicBool,
+}
+
+impl PipecatWsSharedSrc {
+    fn send(&self, what: common::Outgoing) -> bool {
+        let conn = lock(&self.state).connection.clone();
+        common::send_outgoing(self.obj().upcast_ref(), conn.as_deref(), what)
+    }
+
+    /// Pushes what there is to push, unless another thread is at it (it
+    /// then pushes this too). The one entry to the data path.
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        loop {
+            let turn = match self.turn.try_lock() {
+                Ok(turn) => turn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if !self.pending.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            // This runs on the shared runtime: a panic here would end the
+            // reader of this connection without a word.
+            let pushed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.push_what_arrived()));
+            if pushed.is_err() {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("Internal error in pipecatwssharedsrc: this call's bot audio ended"),
+                    ["a panic while pushing; see the log"]
+                );
+                self.finish_stream();
+            }
+            drop(turn);
+            if !self.pending.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn push_what_arrived(&self) {
+        let (conn, limits, announce) = {
+            let mut state = lock(&self.state);
+            if !state.playing || state.done {
+                return;
+            }
+            let announce = std::mem::take(&mut state.announce_due) && !state.announced;
+            (state.connection.clone(), state.limits, announce)
+        };
+        let Some(conn) = conn else {
+            return;
+        };
+        // Deactivating the pad waits for this lock: nothing is pushed once
+        // the element stops.
+        let _stream = self.srcpad.stream_lock();
+        if announce {
+            self.announce_silence();
+        }
+        while let Some((next, dropped)) = conn.poll() {
+            if let Some(limits) = limits {
+                bot_audio::warn_dropped(self.obj().upcast_ref(), dropped, limits);
+            }
+            let more = match next {
+                Next::Audio(chunk) => self.push_audio(chunk),
+                Next::End(end) => {
+                    self.ended(end);
+                    false
+                }
+                Next::Flushing | Next::TimedOut => false,
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+
+    fn push_audio(&self, chunk: Chunk) -> bool {
+        let format = chunk.audio.format();
+        let (pts, renegotiate, coded_out) = {
+            let mut state = lock(&self.state);
+            let now = state
+                .clock
+                .as_ref()
+                .and_then(|(clock, base)| clock.time().checked_sub(*base));
+            let pts = bot_audio::stamp(now, &chunk, &mut state.next_pts);
+            state.announced = true;
+            let renegotiate =
+                state.format != Some(format) || std::mem::take(&mut state.reconfigure);
+            (pts, renegotiate, state.coded_out)
+        };
+        let coded_out = if renegotiate {
+            match self.set_format(format) {
+                Some(coded) => coded,
+                None => return false,
+            }
+        } else {
+            coded_out
+        };
+        self.push_buffer(bot_audio::buffer(chunk, pts, coded_out))
+    }
+
+    /// Sends the stream's start, once.
+    fn start_stream(&self) {
+        let first = !std::mem::replace(&mut lock(&self.state).stream_started, true);
+        if first {
+            let id = self.srcpad.create_stream_id(&*self.obj(), None::<&str>);
+            self.srcpad
+                .push_event(gst::event::StreamStart::builder(&id).build());
+        }
+    }
+
+    /// Sets the caps for `format` (then the segment, the first time).
+    /// Returns whether they are the wire's G.711, or `None` when
+    /// downstream refused them (an ERROR is posted).
+    fn set_format(&self, format: Format) -> Option<bool> {
+        self.start_stream();
+        let (caps, coded) = bot_audio::caps_for(&self.srcpad, format);
+        gst::debug!(CAT, imp = self, "bot audio is {caps}");
+        if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Downstream does not accept the bot's audio ({})", caps),
+                ["the caps event was refused"]
+            );
+            self.finish_stream();
+            return None;
+        }
+        let first_segment = {
+            let mut state = lock(&self.state);
+            state.format = Some(format);
+            state.coded_out = coded;
+            !std::mem::replace(&mut state.segment_sent, true)
+        };
+        if first_segment {
+            // Buffers carry running time, as a live source's do.
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            self.srcpad.push_event(gst::event::Segment::new(&segment));
+        }
+        Some(coded)
+    }
+
+    fn push_buffer(&self, buffer: gst::Buffer) -> bool {
+        let started = Instant::now();
+        let pushed = self.srcpad.push(buffer);
+        let took = started.elapsed();
+        if took > BLOCKED_PUSH && !std::mem::replace(&mut lock(&self.state).warned_blocked, true) {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Clock,
+                (
+                    "Downstream held the shared WebSocket thread for {} ms: every bot leg on it waited",
+                    took.as_millis()
+                ),
+                [
+                    "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc"
+                ]
+            );
+        }
+        match pushed {
+            Ok(_) => true,
+            // Stopping: the state change ends the stream.
+            Err(gst::FlowError::Flushing) => false,
+            Err(gst::FlowError::Eos) => {
+                lock(&self.state).done = true;
+                false
+            }
+            Err(err) => {
+                // What a base source says when its task stops on a flow error.
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error."),
+                    ["streaming stopped, reason {err:?}"]
+                );
+                self.finish_stream();
+                false
+            }
+        }
+    }
+
+    /// The bot has said nothing for `latency`: a GAP lets synchronised
+    /// sinks complete the change to PLAYING, when the format is known
+    /// (before caps a segment would be misordered).
+    fn announce_silence(&self) {
+        let settings = lock(&self.settings).clone();
+        let Some(format) = bot_audio::known_in_advance(
+            settings.link.serializer,
+            settings.source.expected.as_ref(),
+        ) else {
+            return;
+        };
+        let Some(now) = self.obj().current_running_time() else {
+            return;
+        };
+        if self.set_format(format).is_none() {
+            return;
+        }
+        lock(&self.state).announced = true;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "the bot is silent: GAP at {now} so sinks preroll"
+        );
+        self.srcpad
+            .push_event(gst::event::Gap::builder(now).build());
+    }
+
+    fn ended(&self, end: End) {
+        if let End::Closed { code, reason } = end {
+            let on_close = lock(&self.settings).source.on_close;
+            let obj = self.obj();
+            bot_audio::report_close(
+                obj.upcast_ref(),
+                code,
+                &reason,
+                gst::ClockTime::ZERO,
+                on_close,
+            );
+        }
+        // A failure is on the bus already, posted by the connection.
+        self.finish_stream();
+    }
+
+    /// Ends the stream: EOS, so a recorder downstream finalizes.
+    fn finish_stream(&self) {
+        if std::mem::replace(&mut lock(&self.state).done, true) {
+            return;
+        }
+        self.start_stream();
+        self.srcpad.push_event(gst::event::Eos::new());
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        // Returns at once: connecting goes on in the background.
+        let conn = bot_audio::open(self.obj().upcast_ref(), &settings.link, &settings.source)?;
+        // The pad, not the element: a strong reference to the element
+        // would keep it alive through its own connection.
+        let pad = self.srcpad.clone();
+        conn.set_pusher(Some(Arc::new(move || {
+            if let Some(src) = pad
+                .parent()
+                .and_then(|p| p.downcast::<super::PipecatWsSharedSrc>().ok())
+            {
+                src.imp().wake();
+            }
+        })));
+        *lock(&self.state) = State {
+            limits: Some(settings.source.limits()),
+            connection: Some(Arc::new(conn)),
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    fn play(&self) {
+        let latency = lock(&self.settings).source.latency;
+        let obj = self.obj().clone();
+        let announce =
+            connection::spawn_after(Duration::from_nanos(latency.nseconds()), move || {
+                lock(&obj.imp().state).announce_due = true;
+                obj.imp().wake();
+            });
+        let obj = self.obj();
+        let clock = obj.clock().zip(obj.base_time());
+        {
+            let mut state = lock(&self.state);
+            state.playing = true;
+            state.clock = clock;
+            if let Some(old) = state.announce_timer.replace(announce) {
+                old.abort();
+            }
+        }
+        // What waited for PLAYING goes out from the runtime, not from this
+        // thread: a state change never pushes.
+        let obj = self.obj().clone();
+        connection::spawn_on_runtime(move || obj.imp().wake());
+    }
+
+    fn stop(&self) {
+        let mut state = lock(&self.state);
+        if let Some(timer) = state.announce_timer.take() {
+            timer.abort();
+        }
+        if let Some(conn) = state.connection.take() {
+            conn.set_pusher(None);
+        }
+        state.playing = false;
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            q.set(
+                true,
+                lock(&self.settings).source.latency,
+                gst::ClockTime::NONE,
+            );
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Reconfigure(_) => {
+                lock(&self.state).reconfigure = true;
+                true
+            }
+            // Live: nothing to seek in.
+            gst::EventView::Seek(_) => false,
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for PipecatWsSharedSrc {
+    const NAME: &'static str = "GstPipecatWsSharedSrc";
+    type Type = super::PipecatWsSharedSrc;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .query_function(|pad, parent, query| {
+                PipecatWsSharedSrc::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_query(pad, query),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                PipecatWsSharedSrc::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.src_event(pad, event),
+                )
+            })
+            .build();
+        PipecatWsSharedSrc {
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+            turn: Mutex::new(()),
+            pending: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ObjectImpl for PipecatWsSharedSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = LinkSettings::properties();
+            props.extend(SourceSettings::properties());
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        let known = s.link.set(pspec.name(), value) || s.source.set(pspec.name(), value);
+        assert!(known, "unknown property {}", pspec.name());
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        s.link
+            .get(pspec.name())
+            .or_else(|| s.source.get(pspec.name()))
+            .unwrap_or_else(|| unreachable!("unknown property {}", pspec.name()))
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            common::send_signals::<super::PipecatWsSharedSrc>(|obj, what| obj.imp().send(what))
+        });
+        SIGNALS.as_ref()
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.srcpad).unwrap();
+        obj.set_element_flags(gst::ElementFlags::SOURCE);
+    }
+}
+
+impl GstObjectImpl for PipecatWsSharedSrc {}
+
+impl ElementImpl for PipecatWsSharedSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Pipecat WebSocket source on shared threads",
+                "Source/Audio/Network",
+                "Outputs a Pipecat bot's audio as pipecatwsrc does, pushed from the thread shared by \
+                 every WebSocket instead of a thread of its own: downstream must not block",
+                env!("CARGO_PKG_AUTHORS"),
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![bot_audio::src_template()]);
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match transition {
+            gst::StateChange::ReadyToPaused => self.start().map_err(|err| {
+                self.post_error_message(err);
+                gst::StateChangeError
+            })?,
+            gst::StateChange::PlayingToPaused => lock(&self.state).playing = false,
+            _ => {}
+        }
+        let result = self.parent_change_state(transition);
+        match transition {
+            // Deactivating the pad (in the parent) waited for any push.
+            gst::StateChange::PausedToReady => self.stop(),
+            gst::StateChange::ReadyToPaused if result.is_err() => self.stop(),
+            gst::StateChange::PausedToPlaying if result.is_ok() => self.play(),
+            _ => {}
+        }
+        match (transition, result?) {
+            (gst::StateChange::ReadyToPaused | gst::StateChange::PlayingToPaused, _) => {
+                Ok(gst::StateChangeSuccess::NoPreroll)
+            }
+            (_, success) => Ok(success),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What `pipecatwssharedsrc` does differently from `pipecatwsrc`: it pushes
+//! from the shared WebSocket thread, so it must hold audio until PLAYING,
+//! let sinks complete PLAYING while the bot is silent, and say so when
+//! downstream holds that thread. (The same bots as `pipecatwsrc`, real and
+//! hostile, are in `bot.rs`, `hostile_bot.rs` and `scale.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `n` 20 ms protobuf frames of 16 kHz mono, sample k of the whole being k.
+fn frames(n: usize) -> Vec<Message> {
+    let all = ramp(320 * n);
+    all.chunks(320)
+        .map(|chunk| {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+            Message::Binary(gstpipecat::protobuf::encode_audio(&bytes, 16000, 1).into())
+        })
+        .collect()
+}
+
+#[test]
+fn audio_that_arrives_before_playing_waits_and_is_pushed_whole_in_order() {
+    init();
+    let port = raw_server(frames(5));
+    let pipeline = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ ! appsink name=sink sync=false"
+    ));
+    let received = record(&pipeline, "sink");
+    // Connects in PAUSED; a live source pushes nothing there.
+    pipeline.set_state(gst::State::Paused).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(received.lock().unwrap().samples.is_empty());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, error) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_millis(500),
+    );
+    let samples = received.lock().unwrap().samples.clone();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none(), "{:?}", error.map(|e| error_of(&e.0)));
+    assert_eq!(samples, ramp(320 * 5));
+}
+
+/// A bot that says nothing yet: with its format known in advance (`caps`),
+/// a GAP after `latency` lets a clock-synchronised sink finish the change
+/// to PLAYING, as `pipecatwsrc` does.
+#[test]
+fn a_silent_bot_with_known_caps_lets_sinks_reach_playing() {
+    init();
+    let port = raw_server(Vec::new());
+    let pipeline = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ caps=audio/x-raw,rate=16000,channels=1 ! fakesink"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (result, state, _) = pipeline.state(gst::ClockTime::from_seconds(5));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(result, Ok(gst::StateChangeSuccess::Success));
+    assert_eq!(state, gst::State::Playing);
+}
+
+/// Downstream that blocks holds every connection on the shared thread:
+/// the element says so on the bus, with what to do about it.
+#[test]
+fn a_downstream_that_blocks_is_reported() {
+    init();
+    let port = raw_server(frames(3));
+    // identity sleeps 100 ms per buffer: longer than the 50 ms allowed.
+    let pipeline = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ ! identity sleep-time=100000 ! fakesink sync=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, warning) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Warning, gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (msg, _) = warning.expect("a WARNING");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        panic!("not a WARNING: {msg:?}");
+    };
+    let text = w.error().to_string();
+    assert!(text.contains("held the shared WebSocket thread"), "{text}");
+    let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
+    assert!(debug.contains("pipecatwsrc"), "{debug}");
+}
+
+/// A failure found once playing (no answer within `connect-timeout`) is
+/// one ERROR, with its cause, then EOS downstream, as from `pipecatwsrc`.
+#[test]
+fn a_failed_connect_is_one_error_then_eos() {
+    init();
+    let port = silent_server();
+    let pipeline = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ connect-timeout=1000000000 ! fakesink async=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, error) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
+    let (text, _) = error_of(&error.expect("an ERROR").0).unwrap();
+    assert!(text.contains("connect-timeout"), "{text}");
+    let (between, eos) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(3));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos.is_some(), "downstream got no EOS after the failure");
+    let more: Vec<_> = between.iter().filter_map(error_of).collect();
+    assert!(more.is_empty(), "a second ERROR: {more:?}");
+}
+
+#[test]
+fn no_uri_fails_the_start_with_an_error_that_says_so() {
+    init();
+    let text = start_error("pipecatwssharedsrc ! fakesink");
+    assert!(text.contains("No uri"), "{text}");
+}
