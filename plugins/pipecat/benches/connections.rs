@@ -16,10 +16,11 @@
 //! by both processes, stamped in the frame's first 8 bytes), measured by a
 //! probe on one leg in ten so the probes cost little of what is measured.
 //!
-//! Then the same the other way: N `appsrc ! pipecatwssink` legs, fed 20 ms
-//! buffers in real time by one thread, each sending to its own connection
-//! of a server that counts what arrives and measures the latency from the
-//! buffer's push to the message's arrival.
+//! Then the same the other way: N `pipecatwssink` legs, fed 20 ms buffers
+//! in real time by one thread that pushes into each leg's pad at its own
+//! phase of the 20 ms (no thread per leg), each sending to its own connection of a server that counts what
+//! arrives and measures the latency from the buffer's push to the message's
+//! arrival; beside the same feeder into N `fakesink`s, the harness's floor.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -28,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callaudio_testkit::process::{Usage, cores};
-use futures_util::SinkExt;
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -134,14 +134,41 @@ fn receiving_server(port: u16, n: usize) {
     );
 }
 
-/// The source's bot: sends every connection a frame each 20 ms until stdin
-/// closes; prints the total sent.
-fn server(port: u16, n: usize) {
+/// How the bots' frames are spread over each 20 ms.
+#[derive(Clone, Copy)]
+enum Phases {
+    /// Each connection at its own phase, as independent bots are.
+    Own,
+    /// A tokio timer per connection: tokio rounds them to the millisecond,
+    /// so frames come in bursts of N/20 (and a reader wakes once a burst).
+    Bursts,
+}
+
+impl Phases {
+    fn name(self) -> &'static str {
+        match self {
+            Phases::Own => "own",
+            Phases::Bursts => "bursts",
+        }
+    }
+
+    fn parse(s: &str) -> Phases {
+        if s == "bursts" {
+            Phases::Bursts
+        } else {
+            Phases::Own
+        }
+    }
+}
+
+/// The source's bot with its frames in bursts (see `Phases::Bursts`).
+fn bursty_server(port: u16, n: usize) {
     let sent = Arc::new(AtomicU64::new(0));
     let s = sent.clone();
     let _runtime = serve_bots(port, n, move |mut ws| {
         let sent = s.clone();
         async move {
+            use futures_util::SinkExt;
             let mut tick = tokio::time::interval(FRAME);
             let mut audio = vec![1u8; 2 * SAMPLES];
             loop {
@@ -152,6 +179,51 @@ fn server(port: u16, n: usize) {
                     return;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    println!("SENT {}", sent.load(Ordering::Relaxed));
+}
+
+/// The source's bot: sends every connection a frame each 20 ms until stdin
+/// closes; prints the total sent. Each connection has its own phase in the
+/// 20 ms (see `Phases::Own`): one thread sends them in turn.
+fn server(port: u16, n: usize) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let s = sent.clone();
+    std::thread::spawn(move || {
+        let mut bots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (stream, _) = listener.accept().unwrap();
+            let _ = stream.set_nodelay(true);
+            if let Ok(ws) = tokio_tungstenite::tungstenite::accept(stream) {
+                bots.push(Some(ws));
+            }
+        }
+        let step = FRAME / bots.len().max(1) as u32;
+        let start = std::time::Instant::now();
+        let mut audio = vec![1u8; 2 * SAMPLES];
+        for k in 0u64.. {
+            let due = start + step * k as u32;
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let slot = (k % bots.len() as u64) as usize;
+            let Some(ws) = &mut bots[slot] else {
+                continue;
+            };
+            audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+            let frame = gstpipecat::protobuf::encode_audio(&audio, 16000, 1);
+            if ws.send(Message::Binary(frame.into())).is_ok() {
+                s.fetch_add(1, Ordering::Relaxed);
+            } else {
+                bots[slot] = None;
             }
         }
     });
@@ -250,8 +322,12 @@ fn start_server(
     (port, server, out)
 }
 
-fn measure(source: &str, n: usize) {
-    let (port, mut server, mut out) = start_server("--server", n);
+fn measure(source: &str, n: usize, phases: Phases) {
+    let mode = match phases {
+        Phases::Own => "--server",
+        Phases::Bursts => "--bursty-server",
+    };
+    let (port, mut server, mut out) = start_server(mode, n);
     let mut line = String::new();
 
     let rest = Usage::now();
@@ -287,8 +363,9 @@ fn measure(source: &str, n: usize) {
     let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
     let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
     println!(
-        "{source:>18} N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
-         buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p99 {} us",
+        "{source:>18}, frames at {:>6} phases, N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
+         buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
+        phases.name(),
         end.cpu_share_since(&start),
         cores(),
         cpu_seconds * 1e6 / received.max(1) as f64,
@@ -299,94 +376,122 @@ fn measure(source: &str, n: usize) {
         received as f64 / n as f64 / WINDOW.as_secs_f64(),
         expected / n as f64 / WINDOW.as_secs_f64(),
         percentile(&all, 0.50),
+        percentile(&all, 0.90),
         percentile(&all, 0.99),
+        percentile(&all, 0.999),
+        all.last().copied().unwrap_or(0),
     );
 }
 
-/// N `appsrc ! pipecatwssink` legs sending to a receiving server.
-fn measure_sinks(n: usize) {
+/// A source pad owned by the application that tells downstream it is live,
+/// as a media server's demuxer hands on caller audio.
+fn live_source_pad() -> gst::Pad {
+    gst::Pad::builder(gst::PadDirection::Src)
+        .query_function(|pad, parent, query| match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                q.set(
+                    true,
+                    gst::ClockTime::from_mseconds(20),
+                    gst::ClockTime::NONE,
+                );
+                true
+            }
+            _ => gst::Pad::query_default(pad, parent, query),
+        })
+        .build()
+}
+
+/// N `pipecatwssink` legs sending to a receiving server (or, as the floor,
+/// N `fakesink`s), fed 20 ms buffers in real time by one thread that pushes
+/// into each leg's pad itself, with no thread per leg: what each costs
+/// beyond that feeder is the sink's own.
+fn measure_sinks(n: usize, sink: &str) {
     use std::io::Write;
-    let (port, mut server, mut out) = start_server("--receiving-server", n);
-    let mut line = String::new();
+    let to_bot = sink == "pipecatwssink";
+    let mut server = to_bot.then(|| start_server("--receiving-server", n));
     let rest = Usage::now();
-    let legs: Vec<(gst::Pipeline, gst_app::AppSrc)> = (0..n)
+    let caps = gst_audio::AudioCapsBuilder::new_interleaved()
+        .format(gst_audio::AudioFormat::S16le)
+        .rate(16000)
+        .channels(1)
+        .build();
+    let legs: Vec<(gst::Pipeline, gst::Pad)> = (0..n)
         .map(|_| {
-            let p = gst::parse::launch(&format!(
-                "appsrc name=src is-live=true format=time \
-                 caps=audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1 \
-                 ! pipecatwssink uri=ws://127.0.0.1:{port}/"
-            ))
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-            let src = p
-                .by_name("src")
-                .unwrap()
-                .downcast::<gst_app::AppSrc>()
-                .unwrap();
-            (p, src)
+            let desc = match &server {
+                Some((port, _, _)) => format!("pipecatwssink uri=ws://127.0.0.1:{port}/"),
+                None => "fakesink sync=false async=false".into(),
+            };
+            let pipeline = gst::Pipeline::new();
+            let element = gst::parse::bin_from_description(&desc, true).unwrap();
+            pipeline.add(&element).unwrap();
+            let input = live_source_pad();
+            input.link(&element.static_pad("sink").unwrap()).unwrap();
+            pipeline.set_state(gst::State::Playing).unwrap();
+            input.set_active(true).unwrap();
+            input.push_event(gst::event::StreamStart::new("caller"));
+            input.push_event(gst::event::Caps::new(&caps));
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            input.push_event(gst::event::Segment::new(&segment));
+            (pipeline, input)
         })
         .collect();
-    for (p, _) in &legs {
-        p.set_state(gst::State::Playing).unwrap();
-    }
-    // One feeder thread, in real time, as a media server hands on caller audio.
+    // One feeder thread, in real time, each leg at its own phase of the
+    // 20 ms, as calls are.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pushed = Arc::new(AtomicU64::new(0));
-    let srcs: Vec<gst_app::AppSrc> = legs.iter().map(|(_, s)| s.clone()).collect();
+    let inputs: Vec<gst::Pad> = legs.iter().map(|(_, s)| s.clone()).collect();
     let (st, pu) = (stop.clone(), pushed.clone());
     let feeder = std::thread::spawn(move || {
+        let step = FRAME / inputs.len() as u32;
         let start = std::time::Instant::now();
-        let mut k = 0u32;
-        while !st.load(Ordering::Relaxed) {
-            if let Some(wait) =
-                (start + FRAME * k).checked_duration_since(std::time::Instant::now())
+        for k in 0u32.. {
+            if st.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(wait) = (start + step * k).checked_duration_since(std::time::Instant::now())
             {
                 std::thread::sleep(wait);
             }
-            for src in &srcs {
-                let mut audio = vec![1u8; 2 * SAMPLES];
-                audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
-                let mut buffer = gst::Buffer::from_mut_slice(audio);
-                buffer
-                    .get_mut()
-                    .unwrap()
-                    .set_pts(gst::ClockTime::from_nseconds((FRAME * k).as_nanos() as u64));
-                let _ = src.push_buffer(buffer);
-                pu.fetch_add(1, Ordering::Relaxed);
+            let round = k / inputs.len() as u32;
+            let mut audio = vec![1u8; 2 * SAMPLES];
+            audio[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+            let mut buffer = gst::Buffer::from_mut_slice(audio);
+            {
+                let b = buffer.get_mut().unwrap();
+                b.set_pts(gst::ClockTime::from_nseconds(
+                    (FRAME * round).as_nanos() as u64
+                ));
+                b.set_duration(gst::ClockTime::from_nseconds(FRAME.as_nanos() as u64));
             }
-            k += 1;
+            let _ = inputs[k as usize % inputs.len()].push(buffer);
+            pu.fetch_add(1, Ordering::Relaxed);
         }
     });
-    let mut stdin = server.stdin.take().unwrap();
     std::thread::sleep(WARM_UP);
-    writeln!(stdin).unwrap();
+    let say = |server: &mut Option<(
+        u16,
+        std::process::Child,
+        BufReader<std::process::ChildStdout>,
+    )>| {
+        if let Some((_, child, _)) = server {
+            writeln!(child.stdin.as_mut().unwrap()).unwrap();
+        }
+    };
+    say(&mut server);
     let (start, pushed0) = (Usage::now(), pushed.load(Ordering::Relaxed));
     std::thread::sleep(WINDOW);
-    writeln!(stdin).unwrap();
+    say(&mut server);
     let end = Usage::now();
     let pushed_window = pushed.load(Ordering::Relaxed) - pushed0;
-    line.clear();
-    out.read_line(&mut line).unwrap();
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
     for (p, _) in &legs {
         p.set_state(gst::State::Null).unwrap();
     }
-    drop(stdin);
-    let _ = server.wait();
-    let fields: Vec<u64> = line
-        .trim()
-        .strip_prefix("RECEIVED ")
-        .unwrap()
-        .split(' ')
-        .map(|v| v.parse().unwrap())
-        .collect();
     let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
-    println!(
-        "sinks N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
-         fds +{:.2}/conn, RSS +{:.0} KB/conn; messages/s per conn received {:.1} of {:.1} pushed; \
-         added latency p50 {} us, p99 {} us",
+    let figures = format!(
+        "N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
+         fds +{:.2}/conn, RSS +{:.0} KB/conn",
         end.cpu_share_since(&start),
         cores(),
         cpu_seconds * 1e6 / pushed_window.max(1) as f64,
@@ -394,6 +499,26 @@ fn measure_sinks(n: usize) {
         (end.threads as f64 - rest.threads as f64) / n as f64,
         (end.fds as f64 - rest.fds as f64) / n as f64,
         (end.rss_kb as f64 - rest.rss_kb as f64) / n as f64,
+    );
+    let Some((_, mut child, mut out)) = server else {
+        println!("{:>18} {figures} (the feeder alone)", "fakesink");
+        return;
+    };
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let fields: Vec<u64> = line
+        .trim()
+        .strip_prefix("RECEIVED ")
+        .unwrap()
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    println!(
+        "{:>18} {figures}; messages/s per conn received {:.1} of {:.1} pushed; \
+         added latency p50 {} us, p99 {} us",
+        "pipecatwssink",
         fields[0] as f64 / n as f64 / WINDOW.as_secs_f64(),
         pushed_window as f64 / n as f64 / WINDOW.as_secs_f64(),
         fields[1],
@@ -406,6 +531,9 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.first().map(String::as_str) == Some("--bursty-server") {
+        return bursty_server(args[1].parse().unwrap(), args[2].parse().unwrap());
+    }
     if args.first().map(String::as_str) == Some("--server") {
         return server(args[1].parse().unwrap(), args[2].parse().unwrap());
     }
@@ -417,8 +545,10 @@ fn main() {
     // One measurement per process: what a setup leaves behind (threads
     // that linger, heap kept by the allocator) must not count in the next.
     match args.first().map(String::as_str) {
-        Some("--one") => return measure(&args[1], args[2].parse().unwrap()),
-        Some("--one-sinks") => return measure_sinks(args[1].parse().unwrap()),
+        Some("--one") => {
+            return measure(&args[1], args[2].parse().unwrap(), Phases::parse(&args[3]));
+        }
+        Some("--one-sinks") => return measure_sinks(args[1].parse().unwrap(), &args[2]),
         _ => {}
     }
     let counts: Vec<usize> = if args.is_empty() {
@@ -434,11 +564,15 @@ fn main() {
         assert!(status.success(), "{what:?} failed: {status}");
     };
     for &n in &counts {
-        for source in SOURCES {
-            run(&["--one", source, &n.to_string()]);
+        for phases in [Phases::Own, Phases::Bursts] {
+            for source in SOURCES {
+                run(&["--one", source, &n.to_string(), phases.name()]);
+            }
         }
     }
     for &n in &counts {
-        run(&["--one-sinks", &n.to_string()]);
+        for sink in ["pipecatwssink", "fakesink"] {
+            run(&["--one-sinks", &n.to_string(), sink]);
+        }
     }
 }

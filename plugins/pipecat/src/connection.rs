@@ -73,9 +73,11 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 /// Caller audio waiting to be sent while the bot is slow or not connected yet.
 const OUTGOING_CAPACITY: usize = 500;
 /// tungstenite zero-fills its whole read buffer before every read (128 KiB
-/// by default: 200 times a 20 ms message at 16 kHz). Sized to what a bot
-/// sends at once instead; a larger message is still read whole, in steps.
-const READ_BUFFER: usize = 8 * 1024;
+/// by default: 200 times a 20 ms message at 16 kHz). Sized to one 20 ms
+/// message instead (640 bytes at 16 kHz mono, 3,840 at 48 kHz stereo),
+/// since bots send one at a time; a larger message is still read whole, in
+/// steps.
+const READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Clone)]
 pub struct ConnectConfig {
