@@ -186,7 +186,7 @@ impl CallRecSink {
                     imp.guarded(false, || imp.route_track(pad.number(), true));
                     pad.set_routed();
                 }
-                gst::ProxyPad::chain_default(pad, parent, buffer)
+                pad.chain_to_input(parent, buffer)
             },
         };
         let track = match Track::build(&bin, number, self.recording.clone(), functions) {

@@ -9,7 +9,7 @@
 //! either reaches the track's stallfiller (see `imp.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use callaudio::sync::lock;
 use gst::glib;
@@ -85,6 +85,26 @@ impl CallRecSinkPad {
     pub(super) fn set_routed(&self) {
         self.imp().unrouted.store(false, Ordering::Release);
     }
+
+    /// Makes `input` (the ghost's target, the track's stallfiller) the pad
+    /// buffers are chained to straight from this one.
+    pub(super) fn set_input(&self, input: &gst::Pad) {
+        let _ = self.imp().input.set(input.clone());
+    }
+
+    /// Hands `buffer` to the track's stallfiller. Straight to its pad: the
+    /// ghost's internal pad would only push it there, one more pad hop per
+    /// buffer of every track.
+    pub(super) fn chain_to_input(
+        &self,
+        parent: Option<&gst::Object>,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match self.imp().input.get() {
+            Some(input) => input.chain(buffer),
+            None => gst::ProxyPad::chain_default(self, parent, buffer),
+        }
+    }
 }
 
 mod imp {
@@ -95,6 +115,7 @@ mod imp {
         pub(super) level: Mutex<Level>,
         pub(super) number: AtomicU32,
         pub(super) unrouted: AtomicBool,
+        pub(super) input: OnceLock<gst::Pad>,
     }
 
     #[glib::object_subclass]

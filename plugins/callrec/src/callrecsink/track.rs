@@ -107,6 +107,7 @@ impl Track {
                 .build();
             ghost.set_number(number);
             ghost.set_target(Some(&input))?;
+            ghost.set_input(&input);
             for e in &elements {
                 e.sync_state_with_parent()?;
             }

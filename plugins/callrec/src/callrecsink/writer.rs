@@ -146,10 +146,9 @@ impl Channel {
                 .iter_mut()
                 .enumerate()
                 .filter(|(_, p)| !p.is_empty())
-                .map(|(lane, p)| {
-                    let capacity = p.len().min(BLOCK_BYTES);
-                    (lane, std::mem::replace(p, Vec::with_capacity(capacity)))
-                })
+                // Not kept at its size: a thousand idle-ish calls would each
+                // hold a second of audio's worth of capacity.
+                .map(|(lane, p)| (lane, std::mem::take(p)))
                 .collect();
             let header_asked = std::mem::take(&mut shared.header_asked);
             let header_due = shared.last_header.elapsed() >= self.header_interval;
@@ -401,6 +400,10 @@ impl FileWriter {
 
     pub fn write(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
         self.check()?;
+        // A mixed lane has nothing ready until its last track's buffer.
+        if frames.is_empty() {
+            return Ok(());
+        }
         let len = frames.len();
         let channel = &self.channel;
         let (mut shared, timed_out) = channel.wait_caller(channel.lock(), self.disk_timeout, |s| {

@@ -8,8 +8,10 @@
 //! thread instead, as gst-plugins-rs' threadshare elements push from their
 //! context's thread. The price is the same as theirs: downstream must not
 //! block, since a push that waits holds every connection on that thread.
-//! What follows it must return at once: `callrecsink`, `appsink`, a sink
-//! with `sync=false`, or a `queue` (leaky, or drained by its own thread).
+//! What follows it must return at once: `appsink`, a sink with
+//! `sync=false`, `callrecsink` (it waits only on a stalled disk, bounded by
+//! its `finalize-timeout`), or a `queue` (leaky, or drained by its own
+//! thread).
 //! A push that holds the thread longer than `BLOCKED_PUSH` is reported
 //! with a WARNING on the bus, once per element.
 //!
@@ -364,14 +366,18 @@ impl PipecatWsSharedSrc {
     }
 
     fn stop(&self) {
-        let mut state = lock(&self.state);
-        if let Some(timer) = state.announce_timer.take() {
+        let (timer, conn) = {
+            let mut state = lock(&self.state);
+            state.playing = false;
+            (state.announce_timer.take(), state.connection.take())
+        };
+        if let Some(timer) = timer {
             timer.abort();
         }
-        if let Some(conn) = state.connection.take() {
+        // Letting go of our use closes the socket if nobody else uses it.
+        if let Some(conn) = conn {
             conn.set_pusher(None);
         }
-        state.playing = false;
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
