@@ -23,7 +23,9 @@
 //! - the feeder alone into `fakesink`: what producing the audio costs.
 //!
 //! Then callrecsink's own cost (its CPU over the feeder's) as a ratio to
-//! `wavenc ! filesink`'s own cost. Each track's segment starts when the
+//! `wavenc ! filesink`'s own cost. Every setup runs `--rounds=R` times
+//! (default 2 for this comparison, 1 otherwise), in turn, and the ratio is that of the means: the machine's
+//! own drift over minutes is as large as the difference measured. Each track's segment starts when the
 //! feeder starts feeding it, as a call's audio starts when the call does,
 //! so a stall counted here is a real one.
 //!
@@ -406,6 +408,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let testsrc = args.iter().any(|a| a == "--testsrc");
     let counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let comparing = !args
+        .iter()
+        .any(|a| a == "--formats" || a == "--callrecsink-only");
+    let rounds: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--rounds=")?.parse().ok())
+        .unwrap_or(if comparing { 2 } else { 1 })
+        .max(1);
     let counts = if counts.is_empty() {
         vec![1000, 2500, 5000]
     } else {
@@ -457,42 +467,59 @@ fn main() {
             ]
         };
         println!("{n} calls:");
-        for &recorder in recorders {
-            fresh_dir();
-            let Some(f) = measure(n, recorder, &dir) else {
-                continue;
-            };
-            println!(
-                "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s ({TEARDOWN_THREADS} threads)",
-                recorder.label(),
-                f.cpu,
-                f.rss_kb,
-                f.threads,
-                f.fds,
-                f.late.as_millis(),
-                f.stalls,
-                f.errors,
-                f.setup.as_secs_f64(),
-                f.teardown.as_secs_f64(),
-            );
-            figures.push((recorder, f));
+        // Rounds of every setup in turn: the machine drifts by several
+        // points of CPU over minutes, and the ratio is a difference of
+        // setups measured apart.
+        for round in 1..=rounds {
+            for &recorder in recorders {
+                fresh_dir();
+                let Some(f) = measure(n, recorder, &dir) else {
+                    continue;
+                };
+                println!(
+                    "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s ({TEARDOWN_THREADS} threads)",
+                    recorder.label(),
+                    f.cpu,
+                    f.rss_kb,
+                    f.threads,
+                    f.fds,
+                    f.late.as_millis(),
+                    f.stalls,
+                    f.errors,
+                    f.setup.as_secs_f64(),
+                    f.teardown.as_secs_f64(),
+                );
+                figures.push((round, recorder, f));
+            }
         }
-        let cpu = |which: Recorder| {
+        let cpu = |round: usize, which: Recorder| {
             figures
                 .iter()
-                .find(|(r, _)| *r == which)
-                .map(|(_, f)| f.cpu)
+                .find(|(r, w, _)| *r == round && *w == which)
+                .map(|(_, _, f)| f.cpu)
         };
-        if let (Some(rec), Some(stock), Some(feeder)) = (
-            cpu(Recorder::CallRecSink("wav")),
-            cpu(Recorder::WavencPerTrack),
-            cpu(Recorder::FakeSink),
-        ) {
+        let own: Vec<(f64, f64)> = (1..=rounds)
+            .filter_map(|round| {
+                let feeder = cpu(round, Recorder::FakeSink)?;
+                Some((
+                    cpu(round, Recorder::CallRecSink("wav"))? - feeder,
+                    cpu(round, Recorder::WavencPerTrack)? - feeder,
+                ))
+            })
+            .collect();
+        if !own.is_empty() {
+            let ratios: Vec<String> = own
+                .iter()
+                .map(|(rec, stock)| format!("{:.2}", rec / stock.max(0.01)))
+                .collect();
+            let mean =
+                |f: fn(&(f64, f64)) -> f64| own.iter().map(f).sum::<f64>() / own.len() as f64;
+            let (rec, stock) = (mean(|o| o.0), mean(|o| o.1));
             println!(
-                "  own cost over the feeder: callrecsink {:.1}%, wavenc ! filesink {:.1}%: ratio {:.2} (goal <= 1.0)",
-                rec - feeder,
-                stock - feeder,
-                (rec - feeder) / (stock - feeder).max(0.01),
+                "  own cost over the feeder, mean of {} rounds: callrecsink {rec:.1}%, wavenc ! filesink {stock:.1}%: ratio {:.2} (rounds: {}; goal <= 1.0)",
+                own.len(),
+                rec / stock.max(0.01),
+                ratios.join(", "),
             );
         }
     }

@@ -799,8 +799,17 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Message>,
 ) {
     while let Some(msg) = rx.recv().await {
-        if write.send(msg).await.is_err() {
-            // The reader sees the same failure and reports it.
+        // What else is queued by now goes out in the same write: behind,
+        // the writer catches up in fewer system calls.
+        let mut next = Some(msg);
+        while let Some(msg) = next {
+            if write.feed(msg).await.is_err() {
+                // The reader sees the same failure and reports it.
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if write.flush().await.is_err() {
             return;
         }
     }

@@ -146,6 +146,17 @@ fn wavenc_records_a_bot() {
     );
 }
 
+/// The source on the shared threads, behind a queue so the encoder and the
+/// disk run on the queue's thread, not on the one every bot leg shares.
+#[test]
+fn wavenc_records_a_bot_from_the_shared_source() {
+    assert_recorded(
+        "wav-shared",
+        "pipecatwssharedsrc name=src uri={uri} ! queue ! wavenc ! filesink location={file}",
+        "wav",
+    );
+}
+
 #[test]
 fn flacenc_records_a_bot() {
     assert_recorded(
