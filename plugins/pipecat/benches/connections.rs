@@ -267,7 +267,7 @@ fn leg(
     .unwrap();
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let (l, m) = (latencies.clone(), measuring.clone());
-    if index % LATENCY_EVERY == 0 {
+    if index.is_multiple_of(LATENCY_EVERY) {
         pipeline
             .by_name("src")
             .unwrap()

@@ -337,10 +337,16 @@ fn connect_error(uri: &str) -> String {
 /// error" before it.
 #[test]
 fn a_failed_connect_is_one_error_then_eos() {
+    for source in ["pipecatwsrc", "pipecatwssharedsrc"] {
+        a_failed_connect_is_one_error_then_eos_from(source);
+    }
+}
+
+fn a_failed_connect_is_one_error_then_eos_from(source: &str) {
     init();
     let port = silent_server();
     let pipeline = launch(&format!(
-        "pipecatwsrc uri=ws://127.0.0.1:{port}/ connect-timeout=1000000000 ! fakesink async=false"
+        "{source} uri=ws://127.0.0.1:{port}/ connect-timeout=1000000000 ! fakesink async=false"
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let (_, error) = wait_for(
@@ -352,9 +358,12 @@ fn a_failed_connect_is_one_error_then_eos() {
     assert!(text.contains("connect-timeout"), "{text}");
     let (between, eos) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(3));
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(eos.is_some(), "downstream got no EOS after the failure");
+    assert!(
+        eos.is_some(),
+        "{source}: downstream got no EOS after the failure"
+    );
     let more: Vec<_> = between.iter().filter_map(error_of).collect();
-    assert!(more.is_empty(), "a second ERROR: {more:?}");
+    assert!(more.is_empty(), "{source}: a second ERROR: {more:?}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! from the shared WebSocket thread, so it must hold audio until PLAYING,
 //! let sinks complete PLAYING while the bot is silent, and say so when
 //! downstream holds that thread. (The same bots as `pipecatwsrc`, real and
-//! hostile, are in `bot.rs`, `hostile_bot.rs` and `scale.rs`.)
+//! hostile, and a failed connect, are in `bot.rs`, `hostile_bot.rs`,
+//! `record_bot.rs` and `scale.rs`.)
 
 mod common;
 
@@ -89,30 +90,6 @@ fn a_downstream_that_blocks_is_reported() {
     assert!(text.contains("held the shared WebSocket thread"), "{text}");
     let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
     assert!(debug.contains("pipecatwsrc"), "{debug}");
-}
-
-/// A failure found once playing (no answer within `connect-timeout`) is
-/// one ERROR, with its cause, then EOS downstream, as from `pipecatwsrc`.
-#[test]
-fn a_failed_connect_is_one_error_then_eos() {
-    init();
-    let port = silent_server();
-    let pipeline = launch(&format!(
-        "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ connect-timeout=1000000000 ! fakesink async=false"
-    ));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let (_, error) = wait_for(
-        &pipeline,
-        &[gst::MessageType::Error],
-        Duration::from_secs(5),
-    );
-    let (text, _) = error_of(&error.expect("an ERROR").0).unwrap();
-    assert!(text.contains("connect-timeout"), "{text}");
-    let (between, eos) = wait_for(&pipeline, &[gst::MessageType::Eos], Duration::from_secs(3));
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(eos.is_some(), "downstream got no EOS after the failure");
-    let more: Vec<_> = between.iter().filter_map(error_of).collect();
-    assert!(more.is_empty(), "a second ERROR: {more:?}");
 }
 
 #[test]
