@@ -14,7 +14,7 @@ deb=$(cargo deb -p gst-plugin-callrec --no-build --no-strip 2>/dev/null | tail -
 echo "package: $deb"
 dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Depends\):/  \1:/p'
 
-elements=(callrecsink stallfiller pipecatwsrc pipecatwssink)
+elements=(callrecsink stallfiller pipecatwsrc pipecatwssharedsrc pipecatwssink)
 clean=$(mktemp -d)
 trap 'rm -rf "$clean"' EXIT
 if [ "${CI:-}" = "true" ] && [ "$(id -u)" -eq 0 ]; then

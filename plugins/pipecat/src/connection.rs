@@ -64,6 +64,8 @@ pub fn spawn_after(
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_thread_park(crate::nap::before_sleep)
+        .on_thread_unpark(crate::nap::after_sleep)
         .thread_name("pipecat-ws")
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ mod dial;
 #[cfg(test)]
 mod fuzz;
 mod inbox;
+mod nap;
 mod pipecatwsrc;
 mod pipecatwssharedsrc;
 mod pipecatwssink;
