@@ -177,7 +177,12 @@ impl CallRecSink {
                         _ => {}
                     }
                 }
-                gst::Pad::event_default(pad, parent, event)
+                let sticky = event.is_sticky();
+                let forwarded = gst::Pad::event_default(pad, parent, event);
+                if sticky && !forwarded {
+                    pad.sticky_event_refused();
+                }
+                forwarded
             },
             chain: |pad: &CallRecSinkPad, parent: Option<&gst::Object>, buffer: gst::Buffer| {
                 if pad.unrouted()

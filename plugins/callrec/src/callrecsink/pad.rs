@@ -92,6 +92,13 @@ impl CallRecSinkPad {
         let _ = self.imp().input.set(input.clone());
     }
 
+    /// The stallfiller refused a sticky event (caps, segment): from now on
+    /// buffers take the ghost's own way, which sends such an event again
+    /// before the next buffer.
+    pub(super) fn sticky_event_refused(&self) {
+        self.imp().direct.store(false, Ordering::Relaxed);
+    }
+
     /// Hands `buffer` to the track's stallfiller. Straight to its pad: the
     /// ghost's internal pad would only push it there, one more pad hop per
     /// buffer of every track.
@@ -101,8 +108,8 @@ impl CallRecSinkPad {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         match self.imp().input.get() {
-            Some(input) => input.chain(buffer),
-            None => gst::ProxyPad::chain_default(self, parent, buffer),
+            Some(input) if self.imp().direct.load(Ordering::Relaxed) => input.chain(buffer),
+            _ => gst::ProxyPad::chain_default(self, parent, buffer),
         }
     }
 }
@@ -110,12 +117,25 @@ impl CallRecSinkPad {
 mod imp {
     use super::*;
 
-    #[derive(Default)]
     pub struct CallRecSinkPad {
         pub(super) level: Mutex<Level>,
         pub(super) number: AtomicU32,
         pub(super) unrouted: AtomicBool,
         pub(super) input: OnceLock<gst::Pad>,
+        /// Buffers go straight to `input` (see `chain_to_input`).
+        pub(super) direct: AtomicBool,
+    }
+
+    impl Default for CallRecSinkPad {
+        fn default() -> Self {
+            CallRecSinkPad {
+                level: Mutex::default(),
+                number: AtomicU32::default(),
+                unrouted: AtomicBool::default(),
+                input: OnceLock::new(),
+                direct: AtomicBool::new(true),
+            }
+        }
     }
 
     #[glib::object_subclass]
