@@ -92,6 +92,41 @@ fn a_downstream_that_blocks_is_reported() {
     assert!(debug.contains("pipecatwsrc"), "{debug}");
 }
 
+/// A sink that waits an hour on the clock for every buffer holds the thread
+/// every bot leg shares: after a second its call ends with an ERROR that
+/// says so, and the other calls go on (here: one that connects while it is
+/// held gets all its audio).
+#[test]
+fn a_downstream_that_never_returns_costs_its_own_call_only() {
+    init();
+    let held = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{}/ ! fakesink sync=true ts-offset=3600000000000",
+        raw_server(frames(3))
+    ));
+    held.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let other = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{}/ ! appsink name=sink sync=false",
+        raw_server(frames(5))
+    ));
+    let received = record(&other, "sink");
+    other.set_state(gst::State::Playing).unwrap();
+    let (_, error) = wait_for(&held, &[gst::MessageType::Error], Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    while received.lock().unwrap().samples.len() < 320 * 5
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let samples = received.lock().unwrap().samples.clone();
+    held.set_state(gst::State::Null).unwrap();
+    other.set_state(gst::State::Null).unwrap();
+    let (text, debug) = error_of(&error.expect("an ERROR for the held call").0).unwrap();
+    assert!(text.contains("held the shared WebSocket thread"), "{text}");
+    assert!(debug.contains("FLUSH_START"), "{debug}");
+    assert_eq!(samples, ramp(320 * 5), "the other call's audio");
+}
+
 #[test]
 fn no_uri_fails_the_start_with_an_error_that_says_so() {
     init();

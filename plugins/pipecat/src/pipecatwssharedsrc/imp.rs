@@ -13,7 +13,9 @@
 //! its `finalize-timeout`), or a `queue` (leaky, or drained by its own
 //! thread).
 //! A push that holds the thread longer than `BLOCKED_PUSH` is reported
-//! with a WARNING on the bus, once per element.
+//! with a WARNING on the bus, once per element; one that holds it for
+//! `watchdog::CUT_OFF` ends its own call with an ERROR (a FLUSH_START from
+//! its pad unblocks what held it), so that the other calls go on.
 //!
 //! It pushes only while PLAYING: what arrives before waits in the bounded
 //! inbox, as in `pipecatwsrc`. The end of the connection reaches the bus
@@ -36,6 +38,8 @@ use crate::common::{self, LinkSettings};
 use crate::connection::{self, CAT, End, Next, Use};
 use crate::inbox::{Chunk, Limits};
 use crate::serializer::Format;
+
+use super::watchdog;
 
 /// A push longer than this held every connection on the shared thread.
 const BLOCKED_PUSH: Duration = Duration::from_millis(50);
@@ -229,7 +233,10 @@ impl PipecatWsSharedSrc {
 
     fn push_buffer(&self, buffer: gst::Buffer) -> bool {
         let started = Instant::now();
-        let pushed = self.srcpad.push(buffer);
+        let pushed = {
+            let _watched = watchdog::watch_push(&self.srcpad);
+            self.srcpad.push(buffer)
+        };
         let took = started.elapsed();
         if took > BLOCKED_PUSH && !std::mem::replace(&mut lock(&self.state).warned_blocked, true) {
             gst::element_imp_warning!(
@@ -315,10 +322,38 @@ impl PipecatWsSharedSrc {
             return;
         }
         self.start_stream();
+        let _watched = watchdog::watch_push(&self.srcpad);
         self.srcpad.push_event(gst::event::Eos::new());
     }
 
+    /// From the watchdog's thread: a push has held the shared thread for
+    /// `watchdog::CUT_OFF`. This call ends, so that the others go on.
+    fn cut_off(&self) {
+        lock(&self.state).done = true;
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Clock,
+            (
+                "Downstream held the shared WebSocket thread for {:?}: this call's bot audio is stopped so that the other calls go on",
+                watchdog::CUT_OFF
+            ),
+            [
+                "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc; a FLUSH_START went downstream to free the thread"
+            ]
+        );
+        self.srcpad.push_event(gst::event::FlushStart::new());
+    }
+
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        watchdog::start(|pad| {
+            if let Some(src) = pad
+                .parent()
+                .and_then(|p| p.downcast::<super::PipecatWsSharedSrc>().ok())
+            {
+                src.imp().cut_off();
+            }
+        })
+        .map_err(|text| gst::error_msg!(gst::CoreError::Thread, ("{}", text)))?;
         let settings = lock(&self.settings).clone();
         // Returns at once: connecting goes on in the background.
         let conn = bot_audio::open(self.obj().upcast_ref(), &settings.link, &settings.source)?;
