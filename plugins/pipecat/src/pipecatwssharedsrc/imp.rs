@@ -345,7 +345,7 @@ impl PipecatWsSharedSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        watchdog::start(|pad| {
+        watchdog::watch(&self.srcpad, |pad| {
             if let Some(src) = pad
                 .parent()
                 .and_then(|p| p.downcast::<super::PipecatWsSharedSrc>().ok())
@@ -401,6 +401,7 @@ impl PipecatWsSharedSrc {
     }
 
     fn stop(&self) {
+        watchdog::forget(&self.srcpad);
         let (timer, conn) = {
             let mut state = lock(&self.state);
             state.playing = false;
@@ -539,10 +540,14 @@ impl ElementImpl for PipecatWsSharedSrc {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
-            gst::StateChange::ReadyToPaused => self.start().map_err(|err| {
-                self.post_error_message(err);
-                gst::StateChangeError
-            })?,
+            gst::StateChange::ReadyToPaused => {
+                if let Err(err) = self.start() {
+                    // Whatever the start had taken is let go.
+                    self.stop();
+                    self.post_error_message(err);
+                    return Err(gst::StateChangeError);
+                }
+            }
             gst::StateChange::PlayingToPaused => lock(&self.state).playing = false,
             _ => {}
         }
