@@ -141,6 +141,10 @@ fn exotel_bot_audio_arrives_then_hang_up_is_eos() {
 
 /// What pipecatwssink sends the echo bot comes back through pipecatwsrc.
 fn full_duplex_echo(serializer: &str) {
+    full_duplex_echo_through("pipecatwsrc", serializer);
+}
+
+fn full_duplex_echo_through(source: &str, serializer: &str) {
     init();
     let bot = Bot::start(&[
         "--serializer",
@@ -150,12 +154,19 @@ fn full_duplex_echo(serializer: &str) {
         "--rate",
         "8000",
     ]);
-    echo_round_trip(&bot.uri(), serializer, "", 0);
+    echo_round_trip_through(source, &bot.uri(), serializer, "", 0);
 }
 
 #[test]
 fn protobuf_full_duplex_echo() {
     full_duplex_echo("protobuf");
+}
+
+/// The shared source on the sink's connection: what the sink sends comes
+/// back through it, whole.
+#[test]
+fn protobuf_full_duplex_echo_through_the_shared_source() {
+    full_duplex_echo_through("pipecatwssharedsrc", "protobuf");
 }
 
 #[test]

@@ -330,12 +330,24 @@ pub fn serializer_rate(serializer: &str) -> usize {
 /// wire's law), all of it but at most the first `may_lose` samples. Returns
 /// the pipeline, stopped, for what else a test reads from its bus.
 pub fn echo_round_trip(uri: &str, serializer: &str, extra: &str, may_lose: usize) -> gst::Pipeline {
+    echo_round_trip_through("pipecatwsrc", uri, serializer, extra, may_lose)
+}
+
+/// `echo_round_trip` with `source` (`pipecatwsrc` or `pipecatwssharedsrc`)
+/// sharing the sink's connection.
+pub fn echo_round_trip_through(
+    source: &str,
+    uri: &str,
+    serializer: &str,
+    extra: &str,
+    may_lose: usize,
+) -> gst::Pipeline {
     let connection = format!("echo-{serializer}");
     let rate = serializer_rate(serializer);
     let pipeline = launch(&format!(
         "appsrc name=caller is-live=true format=time caps=audio/x-raw,format=S16LE,layout=interleaved,rate={rate},channels=1 \
            ! pipecatwssink connection={connection} serializer={serializer} \
-         pipecatwsrc connection={connection} uri={uri} serializer={serializer} {extra} ! appsink name=sink sync=false"
+         {source} connection={connection} uri={uri} serializer={serializer} {extra} ! appsink name=sink sync=false"
     ));
     let received = record(&pipeline, "sink");
     pipeline.set_state(gst::State::Playing).unwrap();
