@@ -1,5 +1,5 @@
-//! `pipecatwsrc` throughput and added latency, from a local WebSocket sender
-//! speaking Pipecat's protobuf frames, in one run:
+//! `pipecatwsrc` and `pipecatwssharedsrc` throughput and added latency, from
+//! a local WebSocket sender speaking Pipecat's protobuf frames, in one run:
 //!
 //!     cargo bench -p gst-plugin-pipecat --bench latency
 //!
@@ -44,12 +44,12 @@ fn sender(count: usize, pace: Duration) -> (u16, Arc<Mutex<Vec<Instant>>>) {
     (port, sent)
 }
 
-fn run(count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
+fn run(source: &str, count: usize, pace: Duration) -> (Vec<Instant>, Vec<Instant>) {
     let (port, sent) = sender(count, pace);
     // The inbox must hold the whole flood: the throughput run sends faster
     // than any sink takes it, and the default bounds would drop the oldest.
     let pipeline = gst::parse::launch(&format!(
-        "pipecatwsrc uri=ws://127.0.0.1:{port}/ max-queue=1000000000000 max-queue-bytes=100000000 ! appsink name=sink sync=false"
+        "{source} uri=ws://127.0.0.1:{port}/ max-queue=1000000000000 max-queue-bytes=100000000 ! appsink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -88,19 +88,25 @@ fn main() {
     gst::init().unwrap();
     gstpipecat::plugin_register_static().unwrap();
 
-    let (sent, received) = run(50_000, Duration::ZERO);
+    for source in ["pipecatwsrc", "pipecatwssharedsrc"] {
+        measure(source);
+    }
+}
+
+fn measure(source: &str) {
+    let (sent, received) = run(source, 50_000, Duration::ZERO);
     let seconds = received
         .last()
         .unwrap()
         .duration_since(sent[0])
         .as_secs_f64();
     println!(
-        "throughput: {} frames of 20 ms (16 kHz mono) in {seconds:.3} s = {:.0} frames/s",
+        "{source}: throughput: {} frames of 20 ms (16 kHz mono) in {seconds:.3} s = {:.0} frames/s",
         sent.len(),
         sent.len() as f64 / seconds
     );
 
-    let (sent, received) = run(1_000, Duration::from_millis(5));
+    let (sent, received) = run(source, 1_000, Duration::from_millis(5));
     let mut added: Vec<Duration> = sent
         .iter()
         .zip(&received)
@@ -109,7 +115,7 @@ fn main() {
     added.sort();
     let pct = |p: f64| added[((added.len() - 1) as f64 * p) as usize];
     println!(
-        "latency, send -> buffer at appsink, {} frames 5 ms apart: p50 {:?}, p99 {:?}, max {:?} (goal p99 < 2 ms)",
+        "{source}: latency, send -> buffer at appsink, {} frames 5 ms apart: p50 {:?}, p99 {:?}, max {:?} (goal p99 < 2 ms)",
         added.len(),
         pct(0.50),
         pct(0.99),
