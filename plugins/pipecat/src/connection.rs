@@ -1,5 +1,6 @@
-//! One WebSocket to a Pipecat bot, shared by the `pipecatwsrc` and
-//! `pipecatwssink` of one pipeline that name the same `connection`.
+//! One WebSocket to a Pipecat bot, shared by the source (`pipecatwsrc` or
+//! `pipecatwssharedsrc`) and `pipecatwssink` of one pipeline that name the
+//! same `connection`.
 //!
 //! - A connection is found by (pipeline, name): two calls in one process
 //!   that both say `connection=call1` never share a socket. Within a
@@ -7,10 +8,13 @@
 //! - Each element holds a `Use`; the last one dropped closes the socket.
 //! - Connecting is a task on the runtime, never a wait in a state change:
 //!   stopping the pipeline while the bot does not answer drops it at once.
-//! - A reader task owns the receive side and never waits on downstream: it
-//!   answers pings, decodes, and hands audio to the mailbox that `create()`
-//!   waits on. The moment the socket ends, the reader records why and wakes
-//!   the waiter, so nobody ever blocks on a dead socket.
+//! - A reader task owns the receive side: it answers pings, decodes, and
+//!   hands audio to the mailbox that `pipecatwsrc`'s `create()` waits on,
+//!   never waiting on downstream itself; or, for `pipecatwssharedsrc`, calls
+//!   its pusher, which pushes downstream on this thread (its watchdog ends a
+//!   call whose downstream holds the thread). The moment the socket ends,
+//!   the reader records why and wakes the waiter, so nobody ever blocks on
+//!   a dead socket.
 //!
 //! Lock order: `link`, then `mailbox`; `src` and the registry are taken
 //! alone.

@@ -226,11 +226,34 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
     // audiotestsrc hands out a buffer as soon as its *start* time comes (a
     // capture source would wait for its end), so freeze just before a buffer
     // boundary: then the flowing track's data ends exactly at the boundary.
-    let boundary = (clock.time().nseconds() / BUFFER.nseconds() + 2) * BUFFER.nseconds();
+    // In running time, which buffers carry: the clock's time less the base
+    // time the pipeline took at PLAYING (a few ms of the driver's steps, or
+    // none, as it happens).
+    let base = pipeline.base_time().unwrap();
+    let running = clock.time() - base;
+    let boundary = (running.nseconds() / BUFFER.nseconds() + 2) * BUFFER.nseconds();
     let eos_at = ClockTime::from_nseconds(boundary - 1_000);
-    clock.set_time(eos_at);
+    clock.set_time(base + eos_at);
     while clock.process_next_clock_id().is_some() {}
-    std::thread::sleep(Duration::from_millis(100));
+    // EOS once the flowing track's data has reached the frozen clock (its
+    // last buffer began before it): a loaded machine may take its time to
+    // get there, and EOS before it would end that track early. (Both tracks
+    // are then filled to the same sample at EOS.) Before, a fixed 100 ms
+    // sleep, and an `eos_at` in clock time: the test failed whenever the
+    // base time was not 0.
+    let one_sample = ClockTime::SECOND.nseconds() / RATE;
+    let due = eos_at;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !caller
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|s| s.pts + s.duration >= due)
+        && Instant::now() < deadline
+    {
+        while clock.process_next_clock_id().is_some() {}
+        std::thread::sleep(Duration::from_millis(10));
+    }
     pipeline.send_event(gst::event::Eos::new());
     wait_for_eos(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
@@ -239,7 +262,6 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
     let agent = agent.lock().unwrap().clone();
     assert_continuous(&caller);
     assert_continuous(&agent);
-    let one_sample = ClockTime::SECOND.nseconds() / RATE;
     let (caller_end, agent_end) = (end_of(&caller), end_of(&agent));
     assert!(
         caller_end.nseconds().abs_diff(agent_end.nseconds()) <= one_sample,
