@@ -360,19 +360,12 @@ fn measure(source: &str, n: usize, phases: Phases) {
     let sent_total: u64 = line.trim().strip_prefix("SENT ").unwrap().parse().unwrap();
 
     all.sort_unstable();
-    let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
     let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
     println!(
-        "{source:>18}, frames at {:>6} phases, N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn; \
+        "{source:>18}, frames at {:>6} phases, {}; \
          buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
         phases.name(),
-        end.cpu_share_since(&start),
-        cores(),
-        cpu_seconds * 1e6 / received.max(1) as f64,
-        end.threads,
-        (end.threads as f64 - rest.threads as f64) / n as f64,
-        (end.fds as f64 - rest.fds as f64) / n as f64,
-        (end.rss_kb as f64 - rest.rss_kb as f64) / n as f64,
+        usage_figures(n, &rest, &start, &end, received),
         received as f64 / n as f64 / WINDOW.as_secs_f64(),
         expected / n as f64 / WINDOW.as_secs_f64(),
         percentile(&all, 0.50),
@@ -381,6 +374,22 @@ fn measure(source: &str, n: usize, phases: Phases) {
         percentile(&all, 0.999),
         all.last().copied().unwrap_or(0),
     );
+}
+
+/// What N legs cost between `start` and `end` (at rest: `rest`), over
+/// `messages` messages.
+fn usage_figures(n: usize, rest: &Usage, start: &Usage, end: &Usage, messages: u64) -> String {
+    let per_conn = |after: u64, before: u64| (after as f64 - before as f64) / n as f64;
+    format!(
+        "N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), fds +{:.2}/conn, RSS +{:.0} KB/conn",
+        end.cpu_share_since(start),
+        cores(),
+        (end.cpu_seconds - start.cpu_seconds) * 1e6 / messages.max(1) as f64,
+        end.threads,
+        per_conn(end.threads, rest.threads),
+        per_conn(end.fds, rest.fds),
+        per_conn(end.rss_kb, rest.rss_kb),
+    )
 }
 
 /// A source pad owned by the application that tells downstream it is live,
@@ -488,18 +497,7 @@ fn measure_sinks(n: usize, sink: &str) {
     for (p, _) in &legs {
         p.set_state(gst::State::Null).unwrap();
     }
-    let cpu_seconds = end.cpu_seconds - start.cpu_seconds;
-    let figures = format!(
-        "N={n:>5}: CPU {:5.1}% of {} cores, {:5.1} us per message; threads {} (+{:.2}/conn), \
-         fds +{:.2}/conn, RSS +{:.0} KB/conn",
-        end.cpu_share_since(&start),
-        cores(),
-        cpu_seconds * 1e6 / pushed_window.max(1) as f64,
-        end.threads,
-        (end.threads as f64 - rest.threads as f64) / n as f64,
-        (end.fds as f64 - rest.fds as f64) / n as f64,
-        (end.rss_kb as f64 - rest.rss_kb as f64) / n as f64,
-    );
+    let figures = usage_figures(n, &rest, &start, &end, pushed_window);
     let Some((_, mut child, mut out)) = server else {
         println!("{:>18} {figures} (the feeder alone)", "fakesink");
         return;
