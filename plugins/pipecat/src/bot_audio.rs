@@ -222,6 +222,23 @@ pub fn warn_dropped(element: &gst::Element, dropped: Dropped, limits: Limits) {
     );
 }
 
+/// The bot has sent no audio for `timeout` (`response-timeout`): a WARNING
+/// and the `pipecat-agent-silent` message. Once per silent stretch.
+pub fn warn_silent(element: &gst::Element, timeout: gst::ClockTime) {
+    gst::element_warning!(
+        element,
+        gst::ResourceError::Read,
+        ("The Pipecat bot sent no audio for {}", timeout),
+        ["response-timeout; the connection is still open"]
+    );
+    callaudio::message::post_element_message(
+        element,
+        gst::Structure::builder("pipecat-agent-silent")
+            .field("timeout", timeout)
+            .build(),
+    );
+}
+
 /// Reports a clean close by the bot: the `pipecat-closed` message, and with
 /// `on-close=error` the ERROR. Returns whether it posted that ERROR.
 pub fn report_close(
@@ -272,6 +289,8 @@ pub struct SourceSettings {
     pub latency: gst::ClockTime,
     /// The bot's format when the application knows it in advance.
     pub expected: Option<gst::Caps>,
+    /// Warn when the bot sends no audio this long; zero: never.
+    pub response_timeout: gst::ClockTime,
 }
 
 impl Default for SourceSettings {
@@ -282,6 +301,7 @@ impl Default for SourceSettings {
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             latency: DEFAULT_LATENCY,
             expected: None,
+            response_timeout: gst::ClockTime::ZERO,
         }
     }
 }
@@ -313,6 +333,12 @@ impl SourceSettings {
                 .blurb("The bot's audio when known in advance, e.g. audio/x-raw,rate=16000,channels=1: set at start, so sinks preroll before the bot speaks (protobuf carries the rate only with audio); audio in another format still renegotiates")
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecUInt64::builder("response-timeout")
+                .nick("Response timeout")
+                .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns); 0 = off")
+                .default_value(0)
+                .mutable_ready()
+                .build(),
             glib::ParamSpecUInt64::builder("latency")
                 .nick("Latency")
                 .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
@@ -331,6 +357,7 @@ impl SourceSettings {
             "max-queue-bytes" => self.max_queue_bytes = value.get().unwrap(),
             "latency" => self.latency = ns(),
             "caps" => self.expected = value.get().unwrap(),
+            "response-timeout" => self.response_timeout = ns(),
             _ => return false,
         }
         true
@@ -343,6 +370,7 @@ impl SourceSettings {
             "max-queue-bytes" => self.max_queue_bytes.to_value(),
             "latency" => self.latency.nseconds().to_value(),
             "caps" => self.expected.to_value(),
+            "response-timeout" => self.response_timeout.nseconds().to_value(),
             _ => return None,
         })
     }

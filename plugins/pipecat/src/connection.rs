@@ -59,10 +59,17 @@ pub fn spawn_after(
     after: Duration,
     f: impl FnOnce() + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    RUNTIME.spawn(async move {
+    spawn(async move {
         tokio::time::sleep(after).await;
         f()
     })
+}
+
+/// Runs `task` on the WebSocket runtime.
+pub fn spawn(
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    RUNTIME.spawn(task)
 }
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {

@@ -416,10 +416,19 @@ fn stopping_while_waiting_for_audio_is_prompt() {
 
 #[test]
 fn a_silent_bot_is_a_warning_never_an_error() {
+    a_silent_bot_is_a_warning_never_an_error_from("pipecatwsrc");
+}
+
+#[test]
+fn a_silent_bot_is_a_warning_never_an_error_from_the_shared_source() {
+    a_silent_bot_is_a_warning_never_an_error_from("pipecatwssharedsrc");
+}
+
+fn a_silent_bot_is_a_warning_never_an_error_from(source: &str) {
     init();
     let bot = Bot::start(&["--mode", "silent"]);
     let pipeline = launch(&format!(
-        "pipecatwsrc uri={} response-timeout=1000000000 ! fakesink sync=false",
+        "{source} uri={} response-timeout=1000000000 ! fakesink sync=false",
         bot.uri()
     ));
     pipeline.set_state(gst::State::Playing).unwrap();

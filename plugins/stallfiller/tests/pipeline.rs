@@ -244,11 +244,11 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
     let one_sample = ClockTime::SECOND.nseconds() / RATE;
     let due = eos_at;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !caller
+    while caller
         .lock()
         .unwrap()
         .last()
-        .is_some_and(|s| s.pts + s.duration >= due)
+        .is_none_or(|s| s.pts + s.duration < due)
         && Instant::now() < deadline
     {
         while clock.process_next_clock_id().is_some() {}

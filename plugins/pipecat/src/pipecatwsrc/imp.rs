@@ -35,7 +35,6 @@ const MAX_TRIM_END_SILENCE: gst::ClockTime = gst::ClockTime::from_seconds(10);
 struct Settings {
     link: LinkSettings,
     source: SourceSettings,
-    response_timeout: gst::ClockTime,
     trim_end_silence: gst::ClockTime,
 }
 
@@ -89,10 +88,6 @@ impl PipecatWsSrc {
 
     fn connection(&self) -> Option<std::sync::Arc<Use>> {
         lock(&self.state).connection.clone()
-    }
-
-    fn post(&self, s: gst::Structure) {
-        callaudio::message::post_element_message(&*self.obj(), s);
     }
 
     /// Sets the caps for `format`, as downstream prefers them now.
@@ -204,12 +199,6 @@ impl ObjectImpl for PipecatWsSrc {
             let mut props = LinkSettings::properties();
             props.extend(SourceSettings::properties());
             props.extend([
-                glib::ParamSpecUInt64::builder("response-timeout")
-                    .nick("Response timeout")
-                    .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns); 0 = off")
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecUInt64::builder("trim-end-silence")
                     .nick("Trim end silence")
                     .blurb("Hold back pure silence up to this long (ns, 0 = off, at most 10 s) and drop it when the bot then closes cleanly: Pipecat's end silence (audio_out_end_silence_secs) stays out of a recording. Silence is late by up to this long: for recording legs, not live playback")
@@ -230,7 +219,6 @@ impl ObjectImpl for PipecatWsSrc {
         }
         let ns = || gst::ClockTime::from_nseconds(value.get::<u64>().unwrap());
         match pspec.name() {
-            "response-timeout" => s.response_timeout = ns(),
             "trim-end-silence" => s.trim_end_silence = ns(),
             name => unreachable!("unknown property {name}"),
         }
@@ -246,7 +234,6 @@ impl ObjectImpl for PipecatWsSrc {
             return v;
         }
         match pspec.name() {
-            "response-timeout" => s.response_timeout.nseconds().to_value(),
             "trim-end-silence" => s.trim_end_silence.nseconds().to_value(),
             name => unreachable!("unknown property {name}"),
         }
@@ -357,8 +344,8 @@ impl PushSrcImpl for PipecatWsSrc {
     ) -> Result<CreateSuccess, gst::FlowError> {
         let settings = self.settings();
         let conn = self.connection().ok_or(gst::FlowError::Flushing)?;
-        let response_timeout = (!settings.response_timeout.is_zero())
-            .then(|| Duration::from_nanos(settings.response_timeout.nseconds()));
+        let response_timeout = (!settings.source.response_timeout.is_zero())
+            .then(|| Duration::from_nanos(settings.source.response_timeout.nseconds()));
         loop {
             let (announced, ready, hold_left) = {
                 let mut state = lock(&self.state);
@@ -394,20 +381,8 @@ impl PushSrcImpl for PipecatWsSrc {
                     let mut state = lock(&self.state);
                     if !std::mem::replace(&mut state.warned_silent, true) {
                         drop(state);
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Read,
-                            (
-                                "The Pipecat bot sent no audio for {}",
-                                settings.response_timeout
-                            ),
-                            ["response-timeout; the connection is still open"]
-                        );
-                        self.post(
-                            gst::Structure::builder("pipecat-agent-silent")
-                                .field("timeout", settings.response_timeout)
-                                .build(),
-                        );
+                        let obj = self.obj();
+                        bot_audio::warn_silent(obj.upcast_ref(), settings.source.response_timeout);
                     }
                 }
             }

@@ -70,6 +70,12 @@ struct State {
     /// `latency` passed in PLAYING with nothing from the bot: send a GAP.
     announce_due: bool,
     announce_timer: Option<tokio::task::JoinHandle<()>>,
+    /// When the bot's last audio arrived (or PLAYING began), whether its
+    /// silence since was reported (`response-timeout`), and the timer that
+    /// looks.
+    last_audio: Option<Instant>,
+    warned_silent: bool,
+    silence_timer: Option<tokio::task::JoinHandle<()>>,
     /// The stream ended (EOS or an error): nothing more goes out.
     done: bool,
     warned_blocked: bool,
@@ -175,6 +181,8 @@ impl PipecatWsSharedSrc {
                 .and_then(|(clock, base)| clock.time().checked_sub(*base));
             let pts = bot_audio::stamp(now, &chunk, &mut state.next_pts);
             state.announced = true;
+            state.last_audio = Some(chunk.arrival);
+            state.warned_silent = false;
             let renegotiate =
                 state.format != Some(format) || std::mem::take(&mut state.reconfigure);
             (pts, renegotiate, state.coded_out)
@@ -377,20 +385,32 @@ impl PipecatWsSharedSrc {
     }
 
     fn play(&self) {
-        let latency = lock(&self.settings).source.latency;
+        let settings = lock(&self.settings).source.clone();
         let obj = self.obj().clone();
-        let announce =
-            connection::spawn_after(Duration::from_nanos(latency.nseconds()), move || {
+        let announce = connection::spawn_after(
+            Duration::from_nanos(settings.latency.nseconds()),
+            move || {
                 lock(&obj.imp().state).announce_due = true;
                 obj.imp().wake();
-            });
+            },
+        );
+        let silence = (!settings.response_timeout.is_zero()).then(|| {
+            let obj = self.obj().clone();
+            connection::spawn(
+                async move { obj.imp().watch_silence(settings.response_timeout).await },
+            )
+        });
         let obj = self.obj();
         let clock = obj.clock().zip(obj.base_time());
         {
             let mut state = lock(&self.state);
             state.playing = true;
             state.clock = clock;
+            state.last_audio.get_or_insert_with(Instant::now);
             if let Some(old) = state.announce_timer.replace(announce) {
+                old.abort();
+            }
+            if let Some(old) = std::mem::replace(&mut state.silence_timer, silence) {
                 old.abort();
             }
         }
@@ -400,14 +420,51 @@ impl PipecatWsSharedSrc {
         connection::spawn_on_runtime(move || obj.imp().wake());
     }
 
+    /// `response-timeout`: a WARNING when the bot has sent no audio that
+    /// long, once per silent stretch. One timer per source, moved on only
+    /// when it fires, not per message.
+    async fn watch_silence(&self, timeout: gst::ClockTime) {
+        let timeout = Duration::from_nanos(timeout.nseconds());
+        let mut due = Instant::now() + timeout;
+        loop {
+            tokio::time::sleep_until(due.into()).await;
+            let warn = {
+                let mut state = lock(&self.state);
+                if !state.playing || state.done {
+                    return;
+                }
+                let quiet_until = state.last_audio.unwrap_or_else(Instant::now) + timeout;
+                let now = Instant::now();
+                if quiet_until > now {
+                    // Audio came meanwhile: look when its silence would be due.
+                    due = quiet_until;
+                    false
+                } else {
+                    due = now + timeout;
+                    !std::mem::replace(&mut state.warned_silent, true)
+                }
+            };
+            if warn {
+                let obj = self.obj();
+                bot_audio::warn_silent(
+                    obj.upcast_ref(),
+                    gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+                );
+            }
+        }
+    }
+
     fn stop(&self) {
         watchdog::forget(&self.srcpad);
-        let (timer, conn) = {
+        let (timers, conn) = {
             let mut state = lock(&self.state);
             state.playing = false;
-            (state.announce_timer.take(), state.connection.take())
+            (
+                [state.announce_timer.take(), state.silence_timer.take()],
+                state.connection.take(),
+            )
         };
-        if let Some(timer) = timer {
+        for timer in timers.into_iter().flatten() {
             timer.abort();
         }
         // Letting go of our use closes the socket if nobody else uses it.
