@@ -26,7 +26,7 @@ pub enum OnClose {
 
 /// What a bot may declare (see `serializer::BOT_RATES`), and the telephony
 /// wires' G.711.
-pub fn template_caps() -> gst::Caps {
+fn template_caps() -> gst::Caps {
     let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
         .format(gst_audio::AudioFormat::S16le)
         .rate_range(*serializer::BOT_RATES.start() as i32..=*serializer::BOT_RATES.end() as i32)
@@ -99,7 +99,7 @@ pub fn known_in_advance(serializer: Serializer, expected: Option<&gst::Caps>) ->
 
 /// The format `caps` names, if it is raw audio a bot may send: S16LE
 /// (protobuf's audio) within the bounds a bot may declare.
-pub fn expected_format(caps: &gst::Caps) -> Option<Format> {
+fn expected_format(caps: &gst::Caps) -> Option<Format> {
     let s = caps.structure(0)?;
     if s.name() != "audio/x-raw" {
         return None;
@@ -115,7 +115,7 @@ pub fn expected_format(caps: &gst::Caps) -> Option<Format> {
 }
 
 /// The error for `caps` that are not audio a bot may send.
-pub fn check_expected(caps: Option<&gst::Caps>) -> Result<(), gst::ErrorMessage> {
+fn check_expected(caps: Option<&gst::Caps>) -> Result<(), gst::ErrorMessage> {
     match caps {
         Some(caps) if expected_format(caps).is_none() => Err(gst::error_msg!(
             gst::ResourceError::Settings,

@@ -48,12 +48,6 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Runs `f` on the WebSocket runtime's thread, where the shared source
-/// pushes: never on the caller's (a state change must not push).
-pub fn spawn_on_runtime(f: impl FnOnce() + Send + 'static) {
-    RUNTIME.spawn(async move { f() });
-}
-
 /// Runs `f` on the WebSocket runtime's thread after `after`.
 pub fn spawn_after(
     after: Duration,
@@ -65,7 +59,8 @@ pub fn spawn_after(
     })
 }
 
-/// Runs `task` on the WebSocket runtime.
+/// Runs `task` on the WebSocket runtime, whose thread the shared source
+/// pushes from (a state change never pushes: it spawns the push here).
 pub fn spawn(
     task: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {

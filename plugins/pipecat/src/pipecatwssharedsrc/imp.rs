@@ -43,6 +43,13 @@ use super::watchdog;
 
 /// A push longer than this held every connection on the shared thread.
 const BLOCKED_PUSH: Duration = Duration::from_millis(50);
+/// What to do about a downstream that holds the shared thread.
+const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
+
+/// The source whose pad `pad` is, if it still is.
+fn source_of(pad: &gst::Pad) -> Option<super::PipecatWsSharedSrc> {
+    pad.parent()?.downcast::<super::PipecatWsSharedSrc>().ok()
+}
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
@@ -239,11 +246,13 @@ impl PipecatWsSharedSrc {
         Some(coded)
     }
 
-    fn push_buffer(&self, buffer: gst::Buffer) -> bool {
+    /// Runs `push` (of a buffer or a serialized event on the pad) under the
+    /// watchdog's eye, and says once when it held the shared thread long.
+    fn watched<T>(&self, push: impl FnOnce(&gst::Pad) -> T) -> T {
         let started = Instant::now();
-        let pushed = {
-            let _watched = watchdog::watch_push(&self.srcpad);
-            self.srcpad.push(buffer)
+        let result = {
+            let _watched = watchdog::watch_push(&self.srcpad, started);
+            push(&self.srcpad)
         };
         let took = started.elapsed();
         if took > BLOCKED_PUSH && !std::mem::replace(&mut lock(&self.state).warned_blocked, true) {
@@ -254,11 +263,14 @@ impl PipecatWsSharedSrc {
                     "Downstream held the shared WebSocket thread for {} ms: every bot leg on it waited",
                     took.as_millis()
                 ),
-                [
-                    "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc"
-                ]
+                ["{BLOCKING_ADVICE}"]
             );
         }
+        result
+    }
+
+    fn push_buffer(&self, buffer: gst::Buffer) -> bool {
+        let pushed = self.watched(|pad| pad.push(buffer));
         match pushed {
             Ok(_) => true,
             // Stopping: the state change ends the stream.
@@ -304,8 +316,7 @@ impl PipecatWsSharedSrc {
             imp = self,
             "the bot is silent: GAP at {now} so sinks preroll"
         );
-        self.srcpad
-            .push_event(gst::event::Gap::builder(now).build());
+        self.watched(|pad| pad.push_event(gst::event::Gap::builder(now).build()));
     }
 
     fn ended(&self, end: End) {
@@ -330,8 +341,7 @@ impl PipecatWsSharedSrc {
             return;
         }
         self.start_stream();
-        let _watched = watchdog::watch_push(&self.srcpad);
-        self.srcpad.push_event(gst::event::Eos::new());
+        self.watched(|pad| pad.push_event(gst::event::Eos::new()));
     }
 
     /// From the watchdog's thread: a push has held the shared thread for
@@ -345,19 +355,14 @@ impl PipecatWsSharedSrc {
                 "Downstream held the shared WebSocket thread for {:?}: this call's bot audio is stopped so that the other calls go on",
                 watchdog::CUT_OFF
             ),
-            [
-                "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc; a FLUSH_START went downstream to free the thread"
-            ]
+            ["{BLOCKING_ADVICE}; a FLUSH_START went downstream to free the thread"]
         );
         self.srcpad.push_event(gst::event::FlushStart::new());
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         watchdog::watch(&self.srcpad, |pad| {
-            if let Some(src) = pad
-                .parent()
-                .and_then(|p| p.downcast::<super::PipecatWsSharedSrc>().ok())
-            {
+            if let Some(src) = source_of(pad) {
                 src.imp().cut_off();
             }
         })
@@ -369,10 +374,7 @@ impl PipecatWsSharedSrc {
         // would keep it alive through its own connection.
         let pad = self.srcpad.clone();
         conn.set_pusher(Some(Arc::new(move || {
-            if let Some(src) = pad
-                .parent()
-                .and_then(|p| p.downcast::<super::PipecatWsSharedSrc>().ok())
-            {
+            if let Some(src) = source_of(&pad) {
                 src.imp().wake();
             }
         })));
@@ -417,7 +419,7 @@ impl PipecatWsSharedSrc {
         // What waited for PLAYING goes out from the runtime, not from this
         // thread: a state change never pushes.
         let obj = self.obj().clone();
-        connection::spawn_on_runtime(move || obj.imp().wake());
+        connection::spawn(async move { obj.imp().wake() });
     }
 
     /// `response-timeout`: a WARNING when the bot has sent no audio that

@@ -36,8 +36,9 @@ fn key(pad: &gst::Pad) -> usize {
     pad.as_ptr() as usize
 }
 
-fn now_ns() -> u64 {
-    (ORIGIN.elapsed().as_nanos() as u64).max(1)
+/// `at` in ns after `ORIGIN`, at least 1 (0 means no push).
+fn ns_of(at: Instant) -> u64 {
+    (at.saturating_duration_since(*ORIGIN).as_nanos() as u64).max(1)
 }
 
 /// Watches pushes on `pad` until `forget`; starts the watchdog thread, once
@@ -72,7 +73,7 @@ fn run(cut_off: CutOff) {
         if since == 0 || PUSH_SINCE.load(Ordering::Acquire) != since {
             continue;
         }
-        let held = Duration::from_nanos(now_ns().saturating_sub(since));
+        let held = Duration::from_nanos(ns_of(Instant::now()).saturating_sub(since));
         if held < CUT_OFF || last_cut == Some((pad, since)) {
             continue;
         }
@@ -87,9 +88,10 @@ fn run(cut_off: CutOff) {
 /// A push in progress on a pad, until dropped.
 pub struct Watched(());
 
-pub fn watch_push(pad: &gst::Pad) -> Watched {
+/// A push on `pad` begins, at `since`.
+pub fn watch_push(pad: &gst::Pad, since: Instant) -> Watched {
     PUSH_PAD.store(key(pad), Ordering::Release);
-    PUSH_SINCE.store(now_ns(), Ordering::Release);
+    PUSH_SINCE.store(ns_of(since), Ordering::Release);
     Watched(())
 }
 
