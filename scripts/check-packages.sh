@@ -19,16 +19,17 @@ clean=$(mktemp -d)
 trap 'rm -rf "$clean"' EXIT
 if [ "${CI:-}" = "true" ] && [ "$(id -u)" -eq 0 ]; then
     dpkg -i "$deb" >/dev/null
-    inspect() { (cd "$clean" && env -u GST_PLUGIN_PATH HOME="$clean" gst-inspect-1.0 "$1"); }
+    clean_run() { (cd "$clean" && env -u GST_PLUGIN_PATH HOME="$clean" "$@"); }
 else
     dpkg-deb -x "$deb" "$clean/root"
     plugins="$clean/root/usr/lib/x86_64-linux-gnu/gstreamer-1.0"
-    inspect() {
+    clean_run() {
         (cd "$clean" && env -u GST_PLUGIN_PATH HOME="$clean" \
             GST_PLUGIN_SYSTEM_PATH="$plugins:/usr/lib/x86_64-linux-gnu/gstreamer-1.0" \
-            gst-inspect-1.0 "$1")
+            "$@")
     }
 fi
+inspect() { clean_run gst-inspect-1.0 "$1"; }
 for e in "${elements[@]}"; do
     file=$(inspect "$e" | sed -n 's/^  Filename *//p')
     case "$file" in
@@ -37,3 +38,15 @@ for e in "${elements[@]}"; do
     esac
 done
 echo "check-packages: every element loads from the package"
+
+# Both plugins in one process: callrecsink's tracks use its own copy of the
+# stallfiller type beside the stallfiller plugin's (the second registers
+# under a suffixed name instead of failing).
+clean_run gst-launch-1.0 -q audiotestsrc num-buffers=25 samplesperbuffer=160 \
+    ! audio/x-raw,rate=8000,channels=1 ! stallfiller ! callrecsink location="$clean/call.wav"
+frames=$(python3 -c 'import sys, wave; print(wave.open(sys.argv[1]).getnframes())' "$clean/call.wav")
+[ "$frames" -eq 4000 ] || {
+    echo "check-packages: stallfiller ! callrecsink from the package recorded $frames frames, not 4000" >&2
+    exit 1
+}
+echo "check-packages: stallfiller ! callrecsink from the package recorded 0.5 s"

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use callaudio_testkit::audio::ramp;
@@ -61,23 +60,20 @@ fn outcome(outcome: &Mutex<Option<gst::Structure>>) -> gst::Structure {
     outcome.lock().unwrap().clone().expect("an outcome")
 }
 
-/// Counts the silence (GAP) samples that reach track 0's recorder.
-fn count_silence_reaching_the_recording(h: &Harness) -> Arc<AtomicU64> {
-    let silence = Arc::new(AtomicU64::new(0));
-    let counter = silence.clone();
-    let bin = h.element().unwrap().downcast::<gst::Bin>().unwrap();
-    let sink = bin.by_name("track0-sink").expect("track 0's sink");
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(b) = info.buffer()
-                && b.flags().contains(gst::BufferFlags::GAP)
-            {
-                counter.fetch_add(b.size() as u64 / 2, Ordering::SeqCst);
-            }
-            gst::PadProbeReturn::Ok
-        });
-    silence
+/// Waits until the recording's `.part` file (a valid WAV whose header the
+/// writer rewrites every `header-interval`) holds at least `frames` frames;
+/// gives up after 10 s of wall time, which only a hang takes.
+fn wait_for_frames_on_disk(location: &std::path::Path, frames: u32) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let on_disk = hound::WavReader::open(part(location))
+            .map(|r| r.duration())
+            .unwrap_or(0);
+        if on_disk >= frames || std::time::Instant::now() > deadline {
+            return on_disk;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -110,9 +106,9 @@ fn no_audio_within_start_timeout_fails_on_the_pipeline_clock() {
 fn a_stall_reaches_the_recording_while_it_lasts() {
     let (mut h, location, result) = recorder("h-stall", |rec| {
         rec.set_property("start-timeout", 0u64);
+        rec.set_property("header-interval", 0u64);
     });
     h.play();
-    let silence = count_silence_reaching_the_recording(&h);
     h.push(ramp(0, 800, 8000, ClockTime::ZERO)).unwrap();
     // The track stalls after 100 ms. Each 20 ms of silence is due 200 ms
     // (stallfiller's threshold) after the sample it replaces; the test
@@ -124,10 +120,11 @@ fn a_stall_reaches_the_recording_while_it_lasts() {
         cranked += 1;
         assert!(cranked < 1000, "the stall deadlines stop coming");
     }
-    let filled = silence.load(Ordering::SeqCst);
     // By 1.3 s on the clock, the stall from 100 ms to at least 1.1 s has
-    // reached the recorder, with no input and no EOS.
-    assert!(filled >= 8000, "{filled} samples of silence by 1.3 s");
+    // reached the file, with no input and no EOS.
+    let on_disk = wait_for_frames_on_disk(&location, 800 + 8000);
+    assert!(on_disk >= 8800, "{on_disk} frames on disk by 1.3 s");
+    let filled = u64::from(on_disk) - 800;
     h.push_event(gst::event::Eos::new());
     let finalized = outcome(&result);
     assert_eq!(finalized.name(), "callrecsink-finalized", "{finalized}");

@@ -5,7 +5,7 @@ use gst::glib;
 
 mod stallfiller;
 
-pub use stallfiller::StallFiller;
+pub use stallfiller::{EmbeddedOutput, StallFiller};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     stallfiller::register(plugin)

@@ -63,6 +63,16 @@ where
     let Some(element) = parent.and_then(|p| p.downcast_ref::<E>()) else {
         return Err(gst::FlowError::Flushing);
     };
+    flow_guarded(element, f)
+}
+
+/// `chain_guarded` for a caller that has the element already: a chain
+/// function called straight from another element of the same process.
+pub fn flow_guarded<E, F>(element: &E, f: F) -> Result<gst::FlowSuccess, gst::FlowError>
+where
+    E: gst::prelude::IsA<gst::Element> + gst::prelude::IsA<gst::Object>,
+    F: FnOnce(&E) -> Result<gst::FlowSuccess, gst::FlowError>,
+{
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(element))) {
         Ok(flow) => flow,
         Err(panic) => {

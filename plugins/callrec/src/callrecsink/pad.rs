@@ -15,6 +15,7 @@ use callaudio::sync::lock;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gststallfiller::StallFiller;
 
 /// The bounds of `gain`: from inaudible to a level no call needs.
 pub const MIN_GAIN_DB: f64 = -96.0;
@@ -86,10 +87,10 @@ impl CallRecSinkPad {
         self.imp().unrouted.store(false, Ordering::Release);
     }
 
-    /// Makes `input` (the ghost's target, the track's stallfiller) the pad
-    /// buffers are chained to straight from this one.
-    pub(super) fn set_input(&self, input: &gst::Pad) {
-        let _ = self.imp().input.set(input.clone());
+    /// Makes `filler` (whose sink pad is the ghost's target) the element
+    /// buffers are handed to straight from this pad.
+    pub(super) fn set_input(&self, filler: &StallFiller) {
+        let _ = self.imp().input.set(filler.clone());
     }
 
     /// The stallfiller refused a sticky event (caps, segment): from now on
@@ -99,9 +100,11 @@ impl CallRecSinkPad {
         self.imp().direct.store(false, Ordering::Relaxed);
     }
 
-    /// Hands `buffer` to the track's stallfiller. Straight to its pad: the
-    /// ghost's internal pad would only push it there, one more pad hop per
-    /// buffer of every track.
+    /// Hands `buffer` to the track's stallfiller. Straight to the element:
+    /// the ghost's internal pad would push it to the filler's sink pad,
+    /// which would call the filler: two more hops per buffer of every track.
+    /// This pad's stream lock serialises it with the events, which take the
+    /// ghost's way.
     pub(super) fn chain_to_input(
         &self,
         parent: Option<&gst::Object>,
@@ -121,7 +124,7 @@ mod imp {
         pub(super) level: Mutex<Level>,
         pub(super) number: AtomicU32,
         pub(super) unrouted: AtomicBool,
-        pub(super) input: OnceLock<gst::Pad>,
+        pub(super) input: OnceLock<StallFiller>,
         /// Buffers go straight to `input` (see `chain_to_input`).
         pub(super) direct: AtomicBool,
     }

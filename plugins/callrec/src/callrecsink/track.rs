@@ -10,9 +10,15 @@
 //! file. Most calls need neither, and the converter costs about as much per
 //! buffer as the rest of the track, so it is linked in only when needed and
 //! made only the first time it is.
+//!
+//! The stallfiller is this crate's own copy of the element, so the track's
+//! pad hands it buffers directly and, while it is linked straight to the
+//! sink, it hands them to the sink's chain function directly: a buffer
+//! crosses one pad (the track's), not three. Events take the pads.
 
 use gst::glib;
 use gst::prelude::*;
+use gststallfiller::StallFiller;
 
 use super::pad::CallRecSinkPad;
 use super::recording::SharedRecording;
@@ -29,7 +35,7 @@ struct Converter {
 pub struct Track {
     pub number: u32,
     pub ghost: CallRecSinkPad,
-    filler: gst::Element,
+    filler: StallFiller,
     decoder: Option<(callaudio::Encoding, gst::Element)>,
     converter: Option<Converter>,
     /// Whether the converter is linked in.
@@ -85,16 +91,19 @@ impl Track {
             + Sync
             + 'static,
     {
-        let filler = make("stallfiller")?;
+        let filler = StallFiller::new();
         // Its downstream (the track's sink) never blocks but for a disk
         // that hangs, bounded by finalize-timeout: the shared fill workers
         // serve it, and a call costs no thread.
         filler.set_property("shared-threads", true);
         let sink = TrackSink::new(number, recording);
-        let elements = [filler.clone(), sink.clone().upcast()];
+        let receiver = sink.clone();
+        filler.set_embedded_output(Box::new(move |buffer| receiver.receive(buffer)));
+        let elements: [gst::Element; 2] = [filler.clone().upcast(), sink.clone().upcast()];
         bin.add_many(&elements)?;
         let linked = (|| {
             filler.link(&sink)?;
+            filler.set_embedded_linked(true);
             let input = filler.static_pad("sink").unwrap();
             let templ = bin
                 .pad_template("sink_%u")
@@ -107,7 +116,7 @@ impl Track {
                 .build();
             ghost.set_number(number);
             ghost.set_target(Some(&input))?;
-            ghost.set_input(&input);
+            ghost.set_input(&filler);
             for e in &elements {
                 e.sync_state_with_parent()?;
             }
@@ -138,7 +147,7 @@ impl Track {
 
     /// Takes the track's elements out of `bin`.
     pub fn remove(self, bin: &gst::Bin) {
-        let elements: Vec<gst::Element> = [self.filler, self.sink.upcast()]
+        let elements: Vec<gst::Element> = [self.filler.upcast(), self.sink.upcast()]
             .into_iter()
             .chain(self.decoder.map(|(_, d)| d))
             .chain(self.converter.into_iter().flat_map(|c| c.elements))
@@ -245,6 +254,7 @@ impl Track {
     }
 
     fn unlink_all(&self) {
+        self.filler.set_embedded_linked(false);
         let mut sources = vec![self.filler.static_pad("src").unwrap()];
         sources.extend(
             self.decoder
@@ -268,6 +278,8 @@ impl Track {
             // Sticky events (caps, segment) follow on the next push.
             src.link_full(&sink, gst::PadLinkCheck::HIERARCHY)?;
         }
+        self.filler
+            .set_embedded_linked(self.decoder.is_none() && !self.converting);
         Ok(())
     }
 }

@@ -38,6 +38,12 @@ impl TrackSink {
         sink
     }
 
+    /// The chain function, for the track's stallfiller while it is linked
+    /// straight to this sink (see `track.rs`).
+    pub fn receive(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        callaudio::sync::flow_guarded(self, |sink| sink.imp().chain(buffer))
+    }
+
     pub fn sink_pad(&self) -> &gst::Pad {
         &self.imp().sinkpad
     }
@@ -64,6 +70,9 @@ mod imp {
     /// What the track's events said, for its buffers.
     #[derive(Default)]
     struct Stream {
+        /// Between READY->PAUSED and PAUSED->READY: what the pad's
+        /// flushing state says, for buffers that do not cross the pad.
+        active: bool,
         segment: Option<gst::FormattedSegment<gst::ClockTime>>,
         rate: Option<u32>,
     }
@@ -79,10 +88,18 @@ mod imp {
             self.obj().parent().and_then(|p| p.downcast().ok())
         }
 
-        fn chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        /// Every buffer of the track, from the pad or straight from the
+        /// track's stallfiller.
+        pub(super) fn chain(
+            &self,
+            buffer: gst::Buffer,
+        ) -> Result<gst::FlowSuccess, gst::FlowError> {
             let link = self.link.get().ok_or(gst::FlowError::Flushing)?;
             let (running_time, rate) = {
                 let stream = lock(&self.stream);
+                if !stream.active {
+                    return Err(gst::FlowError::Flushing);
+                }
                 let running_time = buffer
                     .pts()
                     .and_then(|pts| stream.segment.as_ref()?.to_running_time(pts));
@@ -218,6 +235,9 @@ mod imp {
             &self,
             transition: gst::StateChange,
         ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+            if transition == gst::StateChange::ReadyToPaused {
+                lock(&self.stream).active = true;
+            }
             let success = self.parent_change_state(transition)?;
             // Only once the pad is inactive: upstream (a filler on another
             // thread) may push until then, and must find the caps it sent.

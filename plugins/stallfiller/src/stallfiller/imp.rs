@@ -24,7 +24,8 @@
 //! pushed, so a long fill never holds more than one buffer; and every sum of
 //! times saturates or gives up rather than overflowing.
 
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 
 use callaudio::sync::{lock, wait};
 use callaudio::{Layout, SilenceSource};
@@ -237,6 +238,14 @@ pub struct StallFiller {
     cond: Condvar,
     /// Held across every push on `srcpad`, from either thread.
     push_lock: Mutex<()>,
+    /// An embedding element's own entry for our buffers (`push_buffer`).
+    embedded: OnceLock<super::EmbeddedOutput>,
+    /// `srcpad` is linked straight to the embedding element's pad whose
+    /// chain function `embedded` is.
+    embedded_linked: AtomicBool,
+    /// `srcpad` was (re)linked: its sticky events may not have reached the
+    /// peer yet, and only a push on the pad sends them.
+    relinked: AtomicBool,
 }
 
 /// Whether data is real audio or silence standing in for it (a GAP event).
@@ -483,24 +492,54 @@ impl StallFiller {
                         b.set_flags(gst::BufferFlags::DISCONT);
                     }
                 }
-                self.srcpad.push(buffer)?;
+                self.push_buffer(buffer)?;
                 left -= len;
             }
         }
         match out.data {
-            Some(buffer) => self.srcpad.push(buffer),
+            Some(buffer) => self.push_buffer(buffer),
             None => Ok(gst::FlowSuccess::Ok),
         }
     }
 
-    fn chain(
-        &self,
-        _pad: &gst::Pad,
-        buffer: gst::Buffer,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// Where every buffer leaves, under `push_lock`: to the source pad, or
+    /// while the embedding element said the pad is linked straight to it,
+    /// to its entry for them, which skips the pad's per-buffer work. The
+    /// first buffer after a (re)link still takes the pad, which sends the
+    /// sticky events (caps, segment) the peer has not had yet first.
+    fn push_buffer(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.embedded_linked.load(Ordering::Acquire) {
+            if self.relinked.load(Ordering::Acquire) {
+                self.relinked.store(false, Ordering::Release);
+            } else if let Some(output) = self.embedded.get() {
+                return output(buffer);
+            }
+        }
+        self.srcpad.push(buffer)
+    }
+
+    pub(super) fn set_embedded_output(&self, output: super::EmbeddedOutput) {
+        let _ = self.embedded.set(output);
+    }
+
+    pub(super) fn set_embedded_linked(&self, linked: bool) {
+        self.relinked.store(true, Ordering::Release);
+        self.embedded_linked.store(linked, Ordering::Release);
+    }
+
+    /// The one entry of upstream's buffers: from the sink pad, or straight
+    /// from an embedding element's pad (`StallFiller::chain`), which skips
+    /// the sink pad's checks: hence the flushing and EOS checks here.
+    pub(super) fn chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_guard();
         let out = {
             let mut state = self.state();
+            if state.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            if state.eos {
+                return Err(gst::FlowError::Eos);
+            }
             if let Some(err) = state.flow_error.take() {
                 state.wake_task(&self.cond);
                 return Err(err);
@@ -1212,14 +1251,19 @@ impl StallFiller {
 #[glib::object_subclass]
 impl ObjectSubclass for StallFiller {
     const NAME: &'static str = "GstStallFiller";
+    /// callrecsink links this crate and makes its tracks' fillers from its
+    /// own copy of the type (`StallFiller::new`); with the stallfiller
+    /// plugin loaded too, the second copy registers under a suffixed name
+    /// instead of failing.
+    const ALLOW_NAME_CONFLICT: bool = true;
     type Type = super::StallFiller;
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
         let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .chain_function(|pad, parent, buffer| {
+            .chain_function(|_pad, parent, buffer| {
                 callaudio::sync::chain_guarded(parent, |filler: &super::StallFiller| {
-                    filler.imp().chain(pad, buffer)
+                    filler.imp().chain(buffer)
                 })
             })
             .event_function(|pad, parent, event| {
@@ -1261,6 +1305,9 @@ impl ObjectSubclass for StallFiller {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             push_lock: Mutex::new(()),
+            embedded: OnceLock::new(),
+            embedded_linked: AtomicBool::new(false),
+            relinked: AtomicBool::new(false),
         }
     }
 }
