@@ -9,7 +9,7 @@
 //! starts, in ascending pad number.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
@@ -75,6 +75,8 @@ pub struct Setup {
 }
 
 pub struct Recording {
+    /// Unique in the process: what a track remembers its channel by.
+    id: u64,
     /// The files, until the outcome is decided (then nothing is written).
     files: Option<FileWriter>,
     phase: Phase,
@@ -89,6 +91,11 @@ pub struct Recording {
     /// Set when finalization was abandoned: a late finish must not publish.
     abandoned: Arc<AtomicBool>,
 }
+
+/// A track's channel in the recording it was last asked for
+/// (`Recording::channel_memo`): the recording's id above 16 bits.
+#[derive(Default)]
+pub struct ChannelMemo(AtomicU64);
 
 /// Where a recording is between its start and its outcome.
 enum Phase {
@@ -122,8 +129,10 @@ pub type SharedRecording = Arc<Mutex<Option<Recording>>>;
 impl Recording {
     /// `tracks` in any order; channels follow their pad numbers.
     pub fn new(files: FileWriter, mut tracks: Vec<TrackId>, setup: Setup) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         tracks.sort_by_key(|t| t.number);
         Recording {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             files: Some(files),
             phase: Phase::Waiting {
                 pauses: Vec::new(),
@@ -141,6 +150,21 @@ impl Recording {
     /// The channel of track `number`, if it is part of this recording.
     pub fn channel_of(&self, number: u32) -> Option<usize> {
         self.tracks.binary_search_by_key(&number, |t| t.number).ok()
+    }
+
+    /// `channel_of`, remembered in `memo` (one per track) for as long as
+    /// this recording lasts: the per-buffer path then reads no track list.
+    pub fn channel_memo(&self, number: u32, memo: &ChannelMemo) -> Option<usize> {
+        let known = memo.0.load(Ordering::Relaxed);
+        if known >> 16 == self.id {
+            return Some((known & 0xffff) as usize);
+        }
+        let channel = self.channel_of(number)?;
+        if let Ok(c) = u16::try_from(channel) {
+            memo.0
+                .store(self.id << 16 | u64::from(c), Ordering::Relaxed);
+        }
+        Some(channel)
     }
 
     pub fn channels(&self) -> usize {

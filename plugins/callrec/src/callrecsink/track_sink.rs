@@ -22,7 +22,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::recording::{Refusal, SharedRecording};
+use super::recording::{ChannelMemo, Refusal, SharedRecording};
 
 glib::wrapper! {
     pub struct TrackSink(ObjectSubclass<imp::TrackSink>) @extends gst::Element, gst::Object;
@@ -81,6 +81,7 @@ mod imp {
         pub(super) sinkpad: gst::Pad,
         pub(super) link: OnceLock<Link>,
         stream: Mutex<Stream>,
+        channel: ChannelMemo,
     }
 
     impl TrackSink {
@@ -111,7 +112,7 @@ mod imp {
                     .as_mut()
                     .ok_or(Refusal::Flow(gst::FlowError::Flushing))?;
                 // Not part of this recording: nothing to do with its audio.
-                let Some(channel) = rec.channel_of(link.number) else {
+                let Some(channel) = rec.channel_memo(link.number, &self.channel) else {
                     return Ok(None);
                 };
                 rec.record_at_rate(channel, rate, running_time, &buffer)
@@ -190,6 +191,7 @@ mod imp {
                 sinkpad,
                 link: OnceLock::new(),
                 stream: Mutex::new(Stream::default()),
+                channel: ChannelMemo::default(),
             }
         }
     }

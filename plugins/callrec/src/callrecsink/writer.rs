@@ -3,8 +3,9 @@
 //!
 //! A streaming thread must never block on the disk: one stuck in `write(2)`
 //! holds its pad's stream lock, and then even stopping the pipeline waits
-//! for the disk. So audio is only appended to a bounded buffer here, under
-//! a lock a worker holds just to take it; the pool writes it when a header
+//! for the disk. So audio is only gathered here (up to `STAGE_BYTES`, lock
+//! free), then appended to a bounded buffer under a lock a worker holds
+//! just to take it; the pool writes it when a header
 //! is due (every `header-interval`), when a lane holds a full block, or for
 //! a command (finish, discard). Every wait for the disk (buffer space, the
 //! final fsync, removing the `.part`) is bounded by `disk_timeout`, after
@@ -33,6 +34,12 @@ use super::writer_pool::{self, Job};
 const BLOCK_BYTES: usize = 64 * 1024;
 /// ...and at most this much may wait for the disk.
 const QUEUE_LIMIT_BYTES: usize = 1 << 20;
+/// The streaming side gathers up to this much of one lane (and for at most
+/// `header_interval`) before it hands it over, so most buffers touch
+/// nothing the pool touches: at a thousand calls the shared state is out of
+/// the cache by the next buffer, and reaching it was a sixth of the
+/// recorder's cost. 128 ms of 8 kHz stereo.
+const STAGE_BYTES: usize = 4096;
 
 /// What happens to the files after the last audio.
 enum End {
@@ -320,8 +327,17 @@ fn failed_earlier(part: &std::path::Path) -> FileError {
     }
 }
 
+/// Audio of one lane not handed over yet (see `STAGE_BYTES`).
+struct Stage {
+    lane: usize,
+    bytes: Vec<u8>,
+    since: Instant,
+}
+
 pub struct FileWriter {
     channel: Arc<Channel>,
+    stage: Stage,
+    header_interval: Duration,
     /// Bytes handed over per lane (file).
     handed: Vec<u64>,
     /// One frame of a file (every file has the same channels).
@@ -376,6 +392,12 @@ impl FileWriter {
             })?;
         Ok(FileWriter {
             channel,
+            stage: Stage {
+                lane: 0,
+                bytes: Vec::new(),
+                since: Instant::now(),
+            },
+            header_interval,
             handed: vec![0; lanes],
             frame_bytes,
             part,
@@ -398,12 +420,46 @@ impl FileWriter {
         self.handed[lane] / self.frame_bytes
     }
 
+    /// Appends `frames` to file `lane`. A failure of the writer is
+    /// reported here, at the latest when the stage is next handed over.
     pub fn write(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
-        self.check()?;
         // A mixed lane has nothing ready until its last track's buffer.
         if frames.is_empty() {
             return Ok(());
         }
+        if lane != self.stage.lane || self.stage.bytes.len() + frames.len() > STAGE_BYTES {
+            self.hand_over()?;
+        }
+        self.handed[lane] += frames.len() as u64;
+        if frames.len() > STAGE_BYTES {
+            return self.hand_over_bytes(lane, frames);
+        }
+        if self.stage.bytes.is_empty() {
+            self.stage.lane = lane;
+            self.stage.since = Instant::now();
+            self.stage.bytes.reserve_exact(STAGE_BYTES);
+        }
+        self.stage.bytes.extend_from_slice(frames);
+        if self.stage.since.elapsed() >= self.header_interval {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the stage to the pool.
+    fn hand_over(&mut self) -> Result<(), FileError> {
+        if self.stage.bytes.is_empty() {
+            return self.check();
+        }
+        let bytes = std::mem::take(&mut self.stage.bytes);
+        let result = self.hand_over_bytes(self.stage.lane, &bytes);
+        self.stage.bytes = bytes;
+        self.stage.bytes.clear();
+        result
+    }
+
+    fn hand_over_bytes(&mut self, lane: usize, frames: &[u8]) -> Result<(), FileError> {
+        self.check()?;
         let len = frames.len();
         let channel = &self.channel;
         let (mut shared, timed_out) = channel.wait_caller(channel.lock(), self.disk_timeout, |s| {
@@ -419,7 +475,6 @@ impl FileWriter {
         shared.unwritten += len;
         let full = shared.pending[lane].len() >= BLOCK_BYTES;
         drop(shared);
-        self.handed[lane] += len as u64;
         if full {
             self.queue_now();
         }
@@ -429,14 +484,15 @@ impl FileWriter {
     /// Makes what was handed over so far playable on disk, once a worker
     /// gets to it.
     pub fn update_header(&mut self) -> Result<(), FileError> {
-        self.check()?;
+        self.hand_over()?;
         self.channel.lock().header_asked = true;
         self.queue_now();
         Ok(())
     }
 
     /// Writes the rest, syncs and publishes, waiting at most `disk_timeout`.
-    pub fn finish(self) -> Result<Vec<PathBuf>, FileError> {
+    pub fn finish(mut self) -> Result<Vec<PathBuf>, FileError> {
+        self.hand_over()?;
         self.end(End::Finish);
         let channel = self.channel.clone();
         let (mut shared, timed_out) =
@@ -462,7 +518,8 @@ impl FileWriter {
     /// Ends the recording without publishing: what was handed over is
     /// written and made playable under the partial name, waiting at most
     /// `disk_timeout`.
-    pub fn keep(self) {
+    pub fn keep(mut self) {
+        let _ = self.hand_over();
         {
             let mut shared = self.channel.lock();
             shared.abandoned = true;
@@ -517,9 +574,12 @@ impl FileWriter {
 
 impl Drop for FileWriter {
     fn drop(&mut self) {
-        // A recording dropped without finish or discard keeps its `.part`.
+        // A recording dropped without finish or discard keeps its `.part`,
+        // with what was staged.
         let mut shared = self.channel.lock();
         if shared.end.is_none() && shared.finished.is_none() {
+            shared.unwritten += self.stage.bytes.len();
+            shared.pending[self.stage.lane].append(&mut self.stage.bytes);
             shared.abandoned = true;
             shared.end = Some(End::Discard);
             drop(shared);
@@ -576,6 +636,28 @@ mod tests {
             let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
             assert_eq!(samples, expected, "round {round}");
         }
+    }
+
+    /// Audio staged on the streaming side (less than `STAGE_BYTES`, long
+    /// before a header is due) reaches the published file whole and in
+    /// order, across the hand-overs at `STAGE_BYTES` and the last one at
+    /// finish; writes larger than the stage go straight through.
+    #[test]
+    fn staged_audio_is_all_published_in_order() {
+        let (mut writer, location) = writer("staged", Duration::from_secs(3600));
+        writer.set_rates(vec![8000]);
+        let mut expected = Vec::new();
+        for (k, frames) in [160usize, 7, 160, 3000, 1, 160, 2047, 160].iter().enumerate() {
+            let samples: Vec<i16> = (0..*frames).map(|i| (k * 1000 + i) as i16).collect();
+            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            writer.write(0, &bytes).unwrap();
+            expected.extend(samples);
+            assert_eq!(writer.frames(0), expected.len() as u64);
+        }
+        writer.finish().unwrap();
+        let mut reader = hound::WavReader::open(&location).unwrap();
+        let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        assert_eq!(samples, expected);
     }
 
     /// A recording that ends without publishing (`keep`) leaves its `.part`
