@@ -7,7 +7,8 @@
 //! `.part` that plays up to the last rewrite.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::metadata::Metadata;
@@ -28,7 +29,9 @@ pub fn part_path(location: &Path) -> PathBuf {
 }
 
 pub struct WavWriter {
-    file: BufWriter<File>,
+    /// Unbuffered: the writer pool hands it whole blocks (a second of audio
+    /// or more), and a buffer here was a copy of each and 64 kB per call.
+    file: File,
     part: PathBuf,
     location: PathBuf,
     channels: u16,
@@ -58,7 +61,7 @@ impl WavWriter {
         let file = safe_fs::create_exclusive(&part, mode)?;
         let header_bytes = (FIXED_BYTES + metadata.wav_chunks(None, rate).len() + 8) as u64;
         let mut writer = WavWriter {
-            file: BufWriter::with_capacity(64 * 1024, file),
+            file,
             part,
             location: location.to_owned(),
             channels,
@@ -116,7 +119,7 @@ impl WavWriter {
             // SAFETY: a plain syscall on a descriptor this writer owns.
             unsafe {
                 libc::sync_file_range(
-                    self.file.get_ref().as_raw_fd(),
+                    self.file.as_raw_fd(),
                     (self.header_bytes + self.writeback_from) as libc::off64_t,
                     0,
                     libc::SYNC_FILE_RANGE_WRITE,
@@ -126,22 +129,16 @@ impl WavWriter {
         self.writeback_from = self.data_bytes;
     }
 
-    /// Makes what was written so far playable on disk.
+    /// Makes what was written so far playable on disk. In place, so the
+    /// audio goes on at the end without a seek.
     pub fn update_header(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        let header = self.header();
-        let file = self.file.get_mut();
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header)?;
-        file.seek(SeekFrom::End(0))?;
-        Ok(())
+        self.file.write_all_at(&self.header(), 0)
     }
 
     /// Writes the final header and makes the `.part` durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.update_header()?;
-        self.file.flush()?;
-        self.file.get_ref().sync_all()
+        self.file.sync_all()
     }
 
     pub fn location(&self) -> &Path {
