@@ -26,8 +26,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    // The tracks are built from stallfiller: make sure it exists even when
-    // this plugin is registered statically without its own.
+    // The tracks make their stallfillers from this crate's own copy of the
+    // type, not from the factory; the factory is registered for the
+    // application that links this plugin statically and wants stallfiller in
+    // its own pipelines too (`gst_plugin_callrec_register()` gives both).
     if gst::ElementFactory::find("stallfiller").is_none() {
         gststallfiller::plugin_register_static()?;
     }

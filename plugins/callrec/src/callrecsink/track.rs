@@ -91,11 +91,13 @@ impl Track {
             + Sync
             + 'static,
     {
-        let filler = StallFiller::new();
         // Its downstream (the track's sink) never blocks but for a disk
         // that hangs, bounded by finalize-timeout: the shared fill workers
         // serve it, and a call costs no thread.
-        filler.set_property("shared-threads", true);
+        let filler: StallFiller = glib::Object::builder()
+            .property("name", format!("track{number}-filler"))
+            .property("shared-threads", true)
+            .build();
         let sink = TrackSink::new(number, recording);
         let receiver = sink.clone();
         filler.set_embedded_output(Box::new(move |buffer| receiver.receive(buffer)));
