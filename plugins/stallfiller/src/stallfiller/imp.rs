@@ -6,6 +6,11 @@
 //! stallfiller of the process (`callaudio::workers`), which costs no thread
 //! per element.
 //!
+//! An element that embeds a stallfiller (callrecsink) may hand it buffers
+//! without its sink pad (`StallFiller::chain`) and take its buffers without
+//! its source pad (`set_embedded_output`): the same two entry points, the
+//! same `push_lock`; only the pads' per-buffer work is skipped.
+//!
 //! Lock order: `push_lock`, then `state`, then `settings`. `push_lock`
 //! serialises the two pushers so no buffer goes out of order and is held
 //! across pushes; `state` is only ever held for arithmetic, never across a
