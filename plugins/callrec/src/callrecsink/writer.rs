@@ -647,7 +647,10 @@ mod tests {
         let (mut writer, location) = writer("staged", Duration::from_secs(3600));
         writer.set_rates(vec![8000]);
         let mut expected = Vec::new();
-        for (k, frames) in [160usize, 7, 160, 3000, 1, 160, 2047, 160].iter().enumerate() {
+        for (k, frames) in [160usize, 7, 160, 3000, 1, 160, 2047, 160]
+            .iter()
+            .enumerate()
+        {
             let samples: Vec<i16> = (0..*frames).map(|i| (k * 1000 + i) as i16).collect();
             let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
             writer.write(0, &bytes).unwrap();
