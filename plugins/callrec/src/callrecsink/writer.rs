@@ -337,6 +337,8 @@ struct Stage {
 pub struct FileWriter {
     channel: Arc<Channel>,
     stage: Stage,
+    /// The channel's, copied: the per-buffer path reads nothing of the
+    /// channel (see `STAGE_BYTES`).
     header_interval: Duration,
     /// Bytes handed over per lane (file).
     handed: Vec<u64>,
