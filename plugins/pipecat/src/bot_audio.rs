@@ -167,16 +167,17 @@ pub fn open(
 }
 
 /// Where `chunk` goes on the pipeline's running time, given the running
-/// time `now`: when it arrived, but never before the end of the previous
+/// time `running` read at `now`: when it arrived, but never before the end of the previous
 /// buffer (`next_pts`, moved on), so a burst of TTS plays out in order.
 pub fn stamp(
-    now: Option<gst::ClockTime>,
+    running: Option<gst::ClockTime>,
+    now: std::time::Instant,
     chunk: &Chunk,
     next_pts: &mut gst::ClockTime,
 ) -> gst::ClockTime {
-    let arrival = now.map(|now| {
-        now.saturating_sub(gst::ClockTime::from_nseconds(
-            chunk.arrival.elapsed().as_nanos() as u64,
+    let arrival = running.map(|running| {
+        running.saturating_sub(gst::ClockTime::from_nseconds(
+            now.saturating_duration_since(chunk.arrival).as_nanos() as u64,
         ))
     });
     let pts = arrival.unwrap_or(*next_pts).max(*next_pts);
@@ -192,7 +193,7 @@ pub fn buffer(chunk: Chunk, pts: gst::ClockTime, coded_out: bool) -> gst::Buffer
     } else {
         chunk.audio.into_s16le()
     };
-    let mut buffer = gst::Buffer::from_mut_slice(data);
+    let mut buffer = gst::Buffer::from_slice(data);
     {
         let b = buffer.get_mut().unwrap();
         b.set_pts(pts);

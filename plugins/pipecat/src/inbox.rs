@@ -122,7 +122,7 @@ mod tests {
     fn chunk(bytes: usize, rate: u32) -> Chunk {
         Chunk {
             audio: WireAudio {
-                data: vec![0; bytes],
+                data: vec![0; bytes].into(),
                 rate,
                 channels: 1,
                 law: None,

@@ -25,8 +25,9 @@ pub struct AudioRawFrame {
     pub id: u64,
     #[prost(string, tag = "2")]
     pub name: String,
-    #[prost(bytes = "vec", tag = "3")]
-    pub audio: Vec<u8>,
+    /// A slice of the message it came in, not a copy.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub audio: bytes::Bytes,
     #[prost(uint32, tag = "4")]
     pub sample_rate: u32,
     #[prost(uint32, tag = "5")]
@@ -86,6 +87,17 @@ pub enum Kind {
 
 /// Reads one `Frame`: the frame it holds, or why there is none.
 pub fn decode(data: &[u8]) -> Result<Kind, String> {
+    decode_buf(data)
+}
+
+/// As `decode`, but the audio shares `data` instead of being copied (the
+/// read path: one allocation and copy less per message).
+pub fn decode_shared(data: bytes::Bytes) -> Result<Kind, String> {
+    decode_buf(data)
+}
+
+fn decode_buf(data: impl bytes::Buf) -> Result<Kind, String> {
+    let len = data.remaining();
     Frame::decode(data)
         .map_err(|e| {
             // prost's words for a length prefix past the end of the message.
@@ -94,13 +106,10 @@ pub fn decode(data: &[u8]) -> Result<Kind, String> {
             } else {
                 ""
             };
-            format!(
-                "not a Pipecat protobuf frame ({} bytes): {e}{hint}",
-                data.len()
-            )
+            format!("not a Pipecat protobuf frame ({} bytes): {e}{hint}", len)
         })?
         .frame
-        .ok_or_else(|| format!("no known frame in a message of {} bytes", data.len()))
+        .ok_or_else(|| format!("no known frame in a message of {} bytes", len))
 }
 
 fn encode(kind: Kind) -> Vec<u8> {
@@ -186,7 +195,7 @@ mod tests {
         };
         assert_eq!(
             (frame.audio, frame.sample_rate, frame.num_channels),
-            (audio, 24000, 1)
+            (audio.into(), 24000, 1)
         );
     }
 
@@ -251,7 +260,7 @@ mod tests {
         ] {
             let audio: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let derived = encode(Kind::Audio(AudioRawFrame {
-                audio: audio.clone(),
+                audio: audio.clone().into(),
                 sample_rate: rate,
                 num_channels: channels,
                 ..Default::default()
@@ -262,6 +271,20 @@ mod tests {
                 "{len} {rate} {channels}"
             );
         }
+    }
+
+    #[test]
+    fn shared_decoding_hands_out_the_audio_without_a_copy() {
+        let audio: Vec<u8> = (0..=255).collect();
+        let message = bytes::Bytes::from(encode_audio(&audio, 16000, 1));
+        let Kind::Audio(frame) = decode_shared(message.clone()).unwrap() else {
+            panic!("not audio");
+        };
+        assert_eq!(frame.audio, audio);
+        assert!(
+            message.as_ptr_range().contains(&frame.audio.as_ptr()),
+            "the audio was copied out of the message"
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ struct WireSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireAudio {
     /// Interleaved S16LE when `law` is `None`, G.711 bytes otherwise.
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
     pub rate: u32,
     pub channels: u32,
     pub law: Option<Law>,
@@ -122,9 +122,9 @@ impl WireAudio {
     }
 
     /// The audio as interleaved S16LE.
-    pub fn into_s16le(self) -> Vec<u8> {
+    pub fn into_s16le(self) -> bytes::Bytes {
         match self.law {
-            Some(law) => g711::decode_law(law, &self.data),
+            Some(law) => g711::decode_law(law, &self.data).into(),
             None => self.data,
         }
     }
@@ -221,7 +221,7 @@ impl Serializer {
     pub fn decode(self, msg: &Message) -> Result<Inbound, String> {
         let spec = self.spec();
         match (spec.carrier, msg) {
-            (Carrier::Protobuf, Message::Binary(data)) => decode_protobuf(data),
+            (Carrier::Protobuf, Message::Binary(data)) => decode_protobuf(data.clone()),
             (Carrier::Protobuf, Message::Text(_)) => {
                 Err("a text message where protobuf expects binary".into())
             }
@@ -237,7 +237,7 @@ impl Serializer {
                     return Err(format!("S16LE audio of odd length {}", data.len()));
                 }
                 Ok(Inbound::Audio(WireAudio {
-                    data: data.to_vec(),
+                    data: data.clone(),
                     rate: spec.rate.unwrap_or(TELEPHONY_RATE),
                     channels: 1,
                     law,
@@ -276,8 +276,8 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("telephony message is not JSON: {e}"))
 }
 
-fn decode_protobuf(data: &[u8]) -> Result<Inbound, String> {
-    Ok(match protobuf::decode(data)? {
+fn decode_protobuf(data: bytes::Bytes) -> Result<Inbound, String> {
+    Ok(match protobuf::decode_shared(data)? {
         Kind::Audio(frame) => {
             let (sample_rate, num_channels) = (frame.sample_rate, frame.num_channels);
             if !BOT_RATES.contains(&sample_rate) {
@@ -339,7 +339,7 @@ fn decode_json_event(
             return Err(format!("S16LE payload of odd length {}", coded.len()));
         }
         return Ok(Inbound::Audio(WireAudio {
-            data: coded,
+            data: coded.into(),
             rate: TELEPHONY_RATE,
             channels: 1,
             law,
@@ -386,7 +386,7 @@ mod tests {
                 .decode(&Message::Text(msg.into()))
                 .unwrap(),
             Inbound::Audio(WireAudio {
-                data: vec![0xFF, 0x00],
+                data: vec![0xFF, 0x00].into(),
                 rate: 8000,
                 channels: 1,
                 law: Some(Law::Mu)
@@ -425,7 +425,7 @@ mod tests {
                 .decode(&Message::Text(exotel.into()))
                 .unwrap(),
             Inbound::Audio(WireAudio {
-                data: vec![1, 0, 2, 0],
+                data: vec![1, 0, 2, 0].into(),
                 rate: 8000,
                 channels: 1,
                 law: None
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(
             audio,
             Inbound::Audio(WireAudio {
-                data: vec![1, 0, 2, 0],
+                data: vec![1, 0, 2, 0].into(),
                 rate: 16000,
                 channels: 1,
                 law: None

@@ -342,7 +342,7 @@ mod tests {
             let msg = session(s).audio(&pcm, s.fixed_rate().unwrap_or(16000));
             let carried = match (&msg, s) {
                 (Message::Binary(b), Serializer::Protobuf) => match protobuf::decode(b).unwrap() {
-                    protobuf::Kind::Audio(frame) => frame.audio,
+                    protobuf::Kind::Audio(frame) => frame.audio.to_vec(),
                     other => panic!("{other:?}"),
                 },
                 (Message::Binary(b), _) => b.to_vec(),
@@ -358,7 +358,7 @@ mod tests {
                 other => panic!("{other:?}"),
             };
             let decoded = WireAudio {
-                data: carried,
+                data: carried.into(),
                 rate: 8000,
                 channels: 1,
                 law: s.law(),
@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(
             Serializer::Protobuf.decode(&msg).unwrap(),
             Inbound::Audio(WireAudio {
-                data: vec![1, 0, 2, 0],
+                data: vec![1, 0, 2, 0].into(),
                 rate: 16000,
                 channels: 1,
                 law: None

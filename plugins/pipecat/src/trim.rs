@@ -121,7 +121,8 @@ mod tests {
             audio: WireAudio {
                 data: std::iter::repeat_n(sample.to_le_bytes(), frames)
                     .flatten()
-                    .collect(),
+                    .collect::<Vec<u8>>()
+                    .into(),
                 rate: 8000,
                 channels: 1,
                 law: None,
@@ -185,7 +186,7 @@ mod tests {
         assert_eq!(drain(&mut off), [0]);
         let alaw_silence = Chunk {
             audio: WireAudio {
-                data: vec![0xD5; 160],
+                data: vec![0xD5; 160].into(),
                 rate: 8000,
                 channels: 1,
                 law: Some(Law::A),

@@ -108,7 +108,7 @@ impl PipecatWsSrc {
         let now = self.obj().current_running_time();
         let (pts, new_format) = {
             let mut state = lock(&self.state);
-            let pts = bot_audio::stamp(now, &chunk, &mut state.next_pts);
+            let pts = bot_audio::stamp(now, std::time::Instant::now(), &chunk, &mut state.next_pts);
             state.warned_silent = false;
             state.announced = true;
             (pts, state.format != Some(format))

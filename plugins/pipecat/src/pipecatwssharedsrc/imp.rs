@@ -22,9 +22,10 @@
 //! as there: a hang-up is EOS (or an ERROR with `on-close=error`), any
 //! other end an ERROR that names the cause, then EOS, at once.
 //!
-//! Lock order: `turn`, then `state`; `settings` is taken alone.
+//! Lock order: `turn`, then `state`, then the connection's mailbox;
+//! `settings` is taken alone.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use gst::subclass::prelude::*;
 
 use crate::bot_audio::{self, SourceSettings};
 use crate::common::{self, LinkSettings};
-use crate::connection::{self, CAT, End, Next, Use};
+use crate::connection::{self, CAT, Connection, End, Next, Use};
 use crate::inbox::{Chunk, Limits};
 use crate::serializer::Format;
 
@@ -45,6 +46,11 @@ use super::watchdog;
 const BLOCKED_PUSH: Duration = Duration::from_millis(50);
 /// What to do about a downstream that holds the shared thread.
 const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
+
+/// A connection's identity, for `PipecatWsSharedSrc::current`.
+fn address(conn: &Connection) -> usize {
+    conn as *const Connection as usize
+}
 
 /// The source whose pad `pad` is, if it still is.
 fn source_of(pad: &gst::Pad) -> Option<super::PipecatWsSharedSrc> {
@@ -60,7 +66,6 @@ struct Settings {
 #[derive(Default)]
 struct State {
     connection: Option<Arc<Use>>,
-    playing: bool,
     /// What went downstream of the stream's sticky events.
     stream_started: bool,
     segment_sent: bool,
@@ -74,8 +79,6 @@ struct State {
     next_pts: gst::ClockTime,
     /// Something went downstream (audio, or the GAP for silence).
     announced: bool,
-    /// `latency` passed in PLAYING with nothing from the bot: send a GAP.
-    announce_due: bool,
     announce_timer: Option<tokio::task::JoinHandle<()>>,
     /// When the bot's last audio arrived (or PLAYING began), whether its
     /// silence since was reported (`response-timeout`), and the timer that
@@ -83,8 +86,6 @@ struct State {
     last_audio: Option<Instant>,
     warned_silent: bool,
     silence_timer: Option<tokio::task::JoinHandle<()>>,
-    /// The stream ended (EOS or an error): nothing more goes out.
-    done: bool,
     warned_blocked: bool,
     limits: Option<Limits>,
     /// The pipeline's clock and base time while PLAYING: looked up once,
@@ -97,10 +98,22 @@ pub struct PipecatWsSharedSrc {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     /// Held by whoever pushes: the runtime thread that read a message, or
-    /// the one that starts the push when the pipeline begins PLAYING.
-    turn: Mutex<()>,
+    /// the one that starts the push when the pipeline begins PLAYING. It
+    /// holds the batch being pushed, kept to reuse its allocation.
+    turn: Mutex<Vec<Chunk>>,
     /// Something arrived while another thread had the turn.
     pending: AtomicBool,
+    /// Outside `state`, beside `turn` and `pending`, so a message that
+    /// finds nothing to do touches one cache line of this element.
+    playing: AtomicBool,
+    /// The stream ended (EOS or an error): nothing more goes out.
+    done: AtomicBool,
+    /// `latency` passed in PLAYING with nothing from the bot: send a GAP.
+    announce_due: AtomicBool,
+    /// The address of the connection the element started with (0 when
+    /// stopped): a pusher of an earlier one, still running as the element
+    /// restarts, pushes nothing.
+    current: AtomicUsize,
 }
 
 impl PipecatWsSharedSrc {
@@ -109,12 +122,13 @@ impl PipecatWsSharedSrc {
         common::send_outgoing(self.obj().upcast_ref(), conn.as_deref(), what)
     }
 
-    /// Pushes what there is to push, unless another thread is at it (it
-    /// then pushes this too). The one entry to the data path.
-    fn wake(&self) {
+    /// Pushes what there is to push from `conn` (the element's own when
+    /// `None`), unless another thread is at it (it then pushes this too).
+    /// The one entry to the data path.
+    fn wake(&self, conn: Option<&Connection>) {
         self.pending.store(true, Ordering::Release);
         loop {
-            let turn = match self.turn.try_lock() {
+            let mut turn = match self.turn.try_lock() {
                 Ok(turn) => turn,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(TryLockError::WouldBlock) => return,
@@ -124,8 +138,11 @@ impl PipecatWsSharedSrc {
             }
             // This runs on the shared runtime: a panic here would end the
             // reader of this connection without a word.
-            let pushed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.push_what_arrived()));
+            let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.push_what_arrived(conn, &mut turn)
+            }));
+            // Whatever a panic left in the batch is not pushed later.
+            turn.clear();
             if pushed.is_err() {
                 gst::element_imp_error!(
                     self,
@@ -142,51 +159,61 @@ impl PipecatWsSharedSrc {
         }
     }
 
-    fn push_what_arrived(&self) {
-        let (conn, limits, announce) = {
-            let mut state = lock(&self.state);
-            if !state.playing || state.done {
-                return;
-            }
-            let announce = std::mem::take(&mut state.announce_due) && !state.announced;
-            (state.connection.clone(), state.limits, announce)
-        };
-        let Some(conn) = conn else {
+    /// Pushes what `conn` holds (what arrived up to now), as one batch: one
+    /// lock of its mailbox, and one of `state` when the batch is one
+    /// message, as it is unless the thread fell behind.
+    fn push_what_arrived(&self, conn: Option<&Connection>, batch: &mut Vec<Chunk>) {
+        if !self.playing.load(Ordering::Acquire) || self.done.load(Ordering::Acquire) {
             return;
+        }
+        let own;
+        let conn = match conn {
+            Some(conn) if self.current.load(Ordering::Acquire) == address(conn) => conn,
+            Some(_) => return,
+            None => match lock(&self.state).connection.clone() {
+                Some(c) => {
+                    own = c;
+                    &**own
+                }
+                None => return,
+            },
         };
         // Deactivating the pad waits for this lock: nothing is pushed once
         // the element stops.
         let _stream = self.srcpad.stream_lock();
-        if announce {
+        let (after, dropped) = conn.take_all(batch);
+        if !dropped.is_empty()
+            && let Some(limits) = lock(&self.state).limits
+        {
+            bot_audio::warn_dropped(self.obj().upcast_ref(), dropped, limits);
+        }
+        // Audio, if any, does what the GAP would.
+        if self.announce_due.swap(false, Ordering::AcqRel)
+            && batch.is_empty()
+            && !lock(&self.state).announced
+        {
             self.announce_silence();
         }
-        while let Some((next, dropped)) = conn.poll() {
-            if let Some(limits) = limits {
-                bot_audio::warn_dropped(self.obj().upcast_ref(), dropped, limits);
-            }
-            let more = match next {
-                Next::Audio(chunk) => self.push_audio(chunk),
-                Next::End(end) => {
-                    self.ended(end);
-                    false
-                }
-                Next::Flushing | Next::TimedOut => false,
-            };
-            if !more {
+        for chunk in batch.drain(..) {
+            if !self.push_audio(chunk) {
                 return;
             }
+        }
+        if let Some(Next::End(end)) = after {
+            self.ended(end);
         }
     }
 
     fn push_audio(&self, chunk: Chunk) -> bool {
         let format = chunk.audio.format();
+        let now = Instant::now();
         let (pts, renegotiate, coded_out) = {
             let mut state = lock(&self.state);
-            let now = state
+            let running = state
                 .clock
                 .as_ref()
                 .and_then(|(clock, base)| clock.time().checked_sub(*base));
-            let pts = bot_audio::stamp(now, &chunk, &mut state.next_pts);
+            let pts = bot_audio::stamp(running, now, &chunk, &mut state.next_pts);
             state.announced = true;
             state.last_audio = Some(chunk.arrival);
             state.warned_silent = false;
@@ -202,7 +229,7 @@ impl PipecatWsSharedSrc {
         } else {
             coded_out
         };
-        self.push_buffer(bot_audio::buffer(chunk, pts, coded_out))
+        self.push_buffer(bot_audio::buffer(chunk, pts, coded_out), now)
     }
 
     /// Sends the stream's start, once.
@@ -246,10 +273,10 @@ impl PipecatWsSharedSrc {
         Some(coded)
     }
 
-    /// Runs `push` (of a buffer or a serialized event on the pad) under the
-    /// watchdog's eye, and says once when it held the shared thread long.
-    fn watched<T>(&self, push: impl FnOnce(&gst::Pad) -> T) -> T {
-        let started = Instant::now();
+    /// Runs `push` (of a buffer or a serialized event on the pad), which
+    /// starts at `started`, under the watchdog's eye, and says once when it
+    /// held the shared thread long.
+    fn watched<T>(&self, started: Instant, push: impl FnOnce(&gst::Pad) -> T) -> T {
         let result = {
             let _watched = watchdog::watch_push(&self.srcpad, started);
             push(&self.srcpad)
@@ -269,14 +296,14 @@ impl PipecatWsSharedSrc {
         result
     }
 
-    fn push_buffer(&self, buffer: gst::Buffer) -> bool {
-        let pushed = self.watched(|pad| pad.push(buffer));
+    fn push_buffer(&self, buffer: gst::Buffer, started: Instant) -> bool {
+        let pushed = self.watched(started, |pad| pad.push(buffer));
         match pushed {
             Ok(_) => true,
             // Stopping: the state change ends the stream.
             Err(gst::FlowError::Flushing) => false,
             Err(gst::FlowError::Eos) => {
-                lock(&self.state).done = true;
+                self.done.store(true, Ordering::Release);
                 false
             }
             Err(err) => {
@@ -316,7 +343,9 @@ impl PipecatWsSharedSrc {
             imp = self,
             "the bot is silent: GAP at {now} so sinks preroll"
         );
-        self.watched(|pad| pad.push_event(gst::event::Gap::builder(now).build()));
+        self.watched(Instant::now(), |pad| {
+            pad.push_event(gst::event::Gap::builder(now).build())
+        });
     }
 
     fn ended(&self, end: End) {
@@ -337,17 +366,17 @@ impl PipecatWsSharedSrc {
 
     /// Ends the stream: EOS, so a recorder downstream finalizes.
     fn finish_stream(&self) {
-        if std::mem::replace(&mut lock(&self.state).done, true) {
+        if self.done.swap(true, Ordering::AcqRel) {
             return;
         }
         self.start_stream();
-        self.watched(|pad| pad.push_event(gst::event::Eos::new()));
+        self.watched(Instant::now(), |pad| pad.push_event(gst::event::Eos::new()));
     }
 
     /// From the watchdog's thread: a push has held the shared thread for
     /// `watchdog::CUT_OFF`. This call ends, so that the others go on.
     fn cut_off(&self) {
-        lock(&self.state).done = true;
+        self.done.store(true, Ordering::Release);
         gst::element_imp_error!(
             self,
             gst::CoreError::Clock,
@@ -373,11 +402,14 @@ impl PipecatWsSharedSrc {
         // The pad, not the element: a strong reference to the element
         // would keep it alive through its own connection.
         let pad = self.srcpad.clone();
-        conn.set_pusher(Some(Arc::new(move || {
+        conn.set_pusher(Some(Arc::new(move |conn| {
             if let Some(src) = source_of(&pad) {
-                src.imp().wake();
+                src.imp().wake(Some(conn));
             }
         })));
+        self.done.store(false, Ordering::Release);
+        self.announce_due.store(false, Ordering::Release);
+        self.current.store(address(&conn), Ordering::Release);
         *lock(&self.state) = State {
             limits: Some(settings.source.limits()),
             connection: Some(Arc::new(conn)),
@@ -392,8 +424,8 @@ impl PipecatWsSharedSrc {
         let announce = connection::spawn_after(
             Duration::from_nanos(settings.latency.nseconds()),
             move || {
-                lock(&obj.imp().state).announce_due = true;
-                obj.imp().wake();
+                obj.imp().announce_due.store(true, Ordering::Release);
+                obj.imp().wake(None);
             },
         );
         let silence = (!settings.response_timeout.is_zero()).then(|| {
@@ -406,7 +438,7 @@ impl PipecatWsSharedSrc {
         let clock = obj.clock().zip(obj.base_time());
         {
             let mut state = lock(&self.state);
-            state.playing = true;
+            self.playing.store(true, Ordering::Release);
             state.clock = clock;
             state.last_audio.get_or_insert_with(Instant::now);
             if let Some(old) = state.announce_timer.replace(announce) {
@@ -419,7 +451,7 @@ impl PipecatWsSharedSrc {
         // What waited for PLAYING goes out from the runtime, not from this
         // thread: a state change never pushes.
         let obj = self.obj().clone();
-        connection::spawn(async move { obj.imp().wake() });
+        connection::spawn(async move { obj.imp().wake(None) });
     }
 
     /// `response-timeout`: a WARNING when the bot has sent no audio that
@@ -431,10 +463,10 @@ impl PipecatWsSharedSrc {
         loop {
             tokio::time::sleep_until(due.into()).await;
             let warn = {
-                let mut state = lock(&self.state);
-                if !state.playing || state.done {
+                if !self.playing.load(Ordering::Acquire) || self.done.load(Ordering::Acquire) {
                     return;
                 }
+                let mut state = lock(&self.state);
                 let quiet_until = state.last_audio.unwrap_or_else(Instant::now) + timeout;
                 let now = Instant::now();
                 if quiet_until > now {
@@ -460,7 +492,8 @@ impl PipecatWsSharedSrc {
         watchdog::forget(&self.srcpad);
         let (timers, conn) = {
             let mut state = lock(&self.state);
-            state.playing = false;
+            self.playing.store(false, Ordering::Release);
+            self.current.store(0, Ordering::Release);
             (
                 [state.announce_timer.take(), state.silence_timer.take()],
                 state.connection.take(),
@@ -527,8 +560,12 @@ impl ObjectSubclass for PipecatWsSharedSrc {
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
-            turn: Mutex::new(()),
+            turn: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
+            playing: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            announce_due: AtomicBool::new(false),
+            current: AtomicUsize::new(0),
         }
     }
 }
@@ -607,7 +644,7 @@ impl ElementImpl for PipecatWsSharedSrc {
                     return Err(gst::StateChangeError);
                 }
             }
-            gst::StateChange::PlayingToPaused => lock(&self.state).playing = false,
+            gst::StateChange::PlayingToPaused => self.playing.store(false, Ordering::Release),
             _ => {}
         }
         let result = self.parent_change_state(transition);
