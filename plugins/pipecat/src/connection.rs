@@ -137,9 +137,22 @@ struct Mailbox {
     pusher: Option<Pusher>,
 }
 
-/// Called on the WebSocket runtime's thread when there is something to take
-/// from the connection it is given.
-pub type Pusher = Arc<dyn Fn(&Connection) + Send + Sync>;
+/// Who takes what arrives, on the WebSocket runtime's thread: `push(pad,
+/// connection)` is called when there is something to take from the
+/// connection. Kept in the mailbox itself, not behind a pointer of its own:
+/// at a thousand connections every pointer followed per message is a cache
+/// miss.
+#[derive(Clone)]
+pub struct Pusher {
+    pub pad: gst::Pad,
+    pub push: fn(&gst::Pad, &Connection),
+}
+
+impl Pusher {
+    fn call(&self, conn: &Connection) {
+        (self.push)(&self.pad, conn)
+    }
+}
 
 /// Which bot a connection is for, as the first element naming one said.
 struct Peer {
@@ -561,8 +574,8 @@ impl Connection {
                 if sleepers {
                     self.cond.notify_all();
                 }
-                if let Some(push) = pusher {
-                    push(self);
+                if let Some(pusher) = pusher {
+                    pusher.call(self);
                 }
             }
             Inbound::Interruption => {
@@ -626,8 +639,8 @@ impl Connection {
         let pusher = mailbox.pusher.clone();
         drop(mailbox);
         self.cond.notify_all();
-        if let Some(push) = pusher {
-            push(self);
+        if let Some(pusher) = pusher {
+            pusher.call(self);
         }
     }
 }
@@ -888,16 +901,23 @@ mod tests {
 
     #[test]
     fn the_pusher_is_called_with_its_connection_after_the_audio_is_queued() {
+        type Seen = Vec<(String, usize, Vec<u8>)>;
+        static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+        gst::init().unwrap();
         let conn = Arc::new(Connection::new(None, "test"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        conn.set_pusher(Some(Arc::new(move |c: &Connection| {
-            let mut batch = Vec::new();
-            c.take_all(&mut batch);
-            lock(&s).push((c as *const Connection as usize, firsts(&batch)));
-        })));
+        conn.set_pusher(Some(Pusher {
+            pad: gst::Pad::builder(gst::PadDirection::Src)
+                .name("the-pad")
+                .build(),
+            push: |pad, c| {
+                let mut batch = Vec::new();
+                c.take_all(&mut batch);
+                let address = c as *const Connection as usize;
+                lock(&SEEN).push((pad.name().to_string(), address, firsts(&batch)));
+            },
+        }));
         conn.deliver(audio(5), std::time::Instant::now());
         let address = Arc::as_ptr(&conn) as usize;
-        assert_eq!(*lock(&seen), [(address, vec![5])]);
+        assert_eq!(*lock(&SEEN), [("the-pad".to_string(), address, vec![5])]);
     }
 }

@@ -401,12 +401,14 @@ impl PipecatWsSharedSrc {
         let conn = bot_audio::open(self.obj().upcast_ref(), &settings.link, &settings.source)?;
         // The pad, not the element: a strong reference to the element
         // would keep it alive through its own connection.
-        let pad = self.srcpad.clone();
-        conn.set_pusher(Some(Arc::new(move |conn| {
-            if let Some(src) = source_of(&pad) {
-                src.imp().wake(Some(conn));
-            }
-        })));
+        conn.set_pusher(Some(connection::Pusher {
+            pad: self.srcpad.clone(),
+            push: |pad, conn| {
+                if let Some(src) = source_of(pad) {
+                    src.imp().wake(Some(conn));
+                }
+            },
+        }));
         self.done.store(false, Ordering::Release);
         self.announce_due.store(false, Ordering::Release);
         self.current.store(address(&conn), Ordering::Release);
