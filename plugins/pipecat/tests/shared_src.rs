@@ -133,3 +133,38 @@ fn no_uri_fails_the_start_with_an_error_that_says_so() {
     let text = start_error("pipecatwssharedsrc ! fakesink");
     assert!(text.contains("No uri"), "{text}");
 }
+
+/// Stopped and started again, on another bot: the second connection's audio
+/// is pushed (the element takes audio only from the connection it started
+/// with, and must take it from the new one).
+#[test]
+fn started_again_it_pushes_the_new_connection_s_audio() {
+    init();
+    let first = raw_server(frames(3));
+    let pipeline = launch(&format!(
+        "pipecatwssharedsrc name=src uri=ws://127.0.0.1:{first}/ ! appsink name=sink sync=false"
+    ));
+    let received = record(&pipeline, "sink");
+    let samples = || received.lock().unwrap().samples.len();
+    let arrived = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while samples() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples()
+    };
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert_eq!(arrived(3 * 320), 3 * 320);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let second = raw_server(frames(2));
+    pipeline
+        .by_name("src")
+        .unwrap()
+        .set_property("uri", format!("ws://127.0.0.1:{second}/"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert_eq!(arrived(5 * 320), 5 * 320);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let all = received.lock().unwrap().samples.clone();
+    assert_eq!(all, [ramp(3 * 320), ramp(2 * 320)].concat());
+}
