@@ -44,6 +44,9 @@ use super::watchdog;
 
 /// A push longer than this held every connection on the shared thread.
 const BLOCKED_PUSH: Duration = Duration::from_millis(50);
+/// The most messages' room the batch keeps between pushes: one message is
+/// the usual batch, a few when the thread fell behind.
+const KEPT_BATCH: usize = 16;
 /// What to do about a downstream that holds the shared thread.
 const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
 
@@ -141,8 +144,13 @@ impl PipecatWsSharedSrc {
             let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.push_what_arrived(conn, &mut turn)
             }));
-            // Whatever a panic left in the batch is not pushed later.
+            // Whatever a panic left in the batch is not pushed later; and a
+            // backlog's worth of room (a hostile bot's tiny frames can make
+            // thousands) is not kept for every message after it.
             turn.clear();
+            if turn.capacity() > KEPT_BATCH {
+                *turn = Vec::new();
+            }
             if pushed.is_err() {
                 gst::element_imp_error!(
                     self,
