@@ -411,10 +411,20 @@ impl Connection {
                 );
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(match self.mailbox().end.clone() {
-                Some(end) => Unsent::Ended(end),
-                None => Unsent::NotConnected,
-            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => match self.mailbox().end.clone() {
+                Some(end) => Err(Unsent::Ended(end)),
+                // The writer stopped on a failure the reader is about to
+                // record: this message is lost with the connection, and
+                // the next one learns why.
+                None => {
+                    gst::debug!(
+                        CAT,
+                        "connection '{}': the writer stopped; the reader says why",
+                        self.name
+                    );
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -614,11 +624,10 @@ impl Connection {
     /// base class adds a generic one once `create()` returns).
     fn finish(&self, generation: u64, end: End) {
         {
-            let mut link = lock(&self.link);
+            let link = lock(&self.link);
             if link.generation != generation || self.mailbox().end.is_some() {
                 return;
             }
-            link.outgoing = None;
         }
         match &end {
             End::Failed { text, debug } => {
@@ -633,11 +642,20 @@ impl Connection {
                 self.name
             ),
         }
-        let mut mailbox = self.mailbox();
-        mailbox.end.get_or_insert(end);
-        mailbox.connected = false;
-        let pusher = mailbox.pusher.clone();
-        drop(mailbox);
+        // The end is recorded before the sender goes, in one hold of both
+        // locks: a sender that finds no way to send finds why, never a
+        // connection that looks as if it was never opened.
+        let pusher = {
+            let mut link = lock(&self.link);
+            if link.generation != generation {
+                return;
+            }
+            let mut mailbox = self.mailbox();
+            mailbox.end.get_or_insert(end);
+            mailbox.connected = false;
+            link.outgoing = None;
+            mailbox.pusher.clone()
+        };
         self.cond.notify_all();
         if let Some(pusher) = pusher {
             pusher.call(self);
@@ -700,7 +718,10 @@ impl Run {
             Ok(Ok(connected)) => connected,
         };
         let (write, read) = socket.split();
-        RUNTIME.spawn(write_loop(write, rx));
+        // Dropped with this future, however it ends (aborted included): the
+        // writer then has `CLOSE_GRACE` left.
+        let (_reader_alive, reader_gone) = tokio::sync::oneshot::channel::<()>();
+        RUNTIME.spawn(write_loop(write, rx, reader_gone));
         if !self.conn.set_connected(self.generation) {
             return;
         }
@@ -829,7 +850,30 @@ impl Run {
     }
 }
 
+/// How long the writer may still take, once the reader is gone (the bot's
+/// end, or the pipeline let go), to send what is queued and the close
+/// frame. A bot that stopped reading would otherwise hold the writer on a
+/// full socket for good, and with it the socket: one fd and one task per
+/// frozen bot for the life of the process.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends what the elements queue until the reader is gone and everything
+/// queued is sent (or `CLOSE_GRACE` has passed since the reader went).
 async fn write_loop(
+    write: futures_util::stream::SplitSink<Socket, Message>,
+    rx: mpsc::Receiver<Message>,
+    reader_gone: tokio::sync::oneshot::Receiver<()>,
+) {
+    let work = send_until_closed(write, rx);
+    tokio::pin!(work);
+    tokio::select! {
+        () = &mut work => return,
+        _ = reader_gone => {}
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, work).await;
+}
+
+async fn send_until_closed(
     mut write: futures_util::stream::SplitSink<Socket, Message>,
     mut rx: mpsc::Receiver<Message>,
 ) {
@@ -897,6 +941,37 @@ mod tests {
         let (after, _) = conn.take_all(&mut batch);
         assert!(batch.is_empty());
         assert!(matches!(after, Some(Next::Flushing)));
+    }
+
+    #[test]
+    fn a_sender_learns_why_the_connection_ended_never_that_it_was_not_opened() {
+        let conn = Connection::new(None, "test");
+        let (tx, rx) = mpsc::channel(1);
+        {
+            let mut link = lock(&conn.link);
+            link.outgoing = Some(tx);
+            link.session = Some(Arc::new(Session::new(
+                Serializer::Protobuf,
+                CallIds::default(),
+            )));
+        }
+        // The writer stopped on a failure the reader has not recorded yet.
+        drop(rx);
+        assert!(conn.send(Message::Text("lost".into())).is_ok());
+        // The reader records it; whoever sends next learns it.
+        conn.finish(
+            0,
+            End::Failed {
+                text: "the bot is gone".into(),
+                debug: String::new(),
+            },
+        );
+        assert!(lock(&conn.link).outgoing.is_none());
+        match conn.send(Message::Text("late".into())) {
+            Err(Unsent::Ended(End::Failed { text, .. })) => assert_eq!(text, "the bot is gone"),
+            Err(Unsent::NotConnected) => panic!("not connected, instead of why it ended"),
+            _ => panic!("sent on an ended connection"),
+        }
     }
 
     #[test]

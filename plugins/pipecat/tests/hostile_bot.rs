@@ -267,3 +267,64 @@ fn the_source_is_named_after_its_factory() {
     let src = gst::ElementFactory::make("pipecatwsrc").build().unwrap();
     assert!(src.name().starts_with("pipecatwsrc"), "{}", src.name());
 }
+
+/// Whether this process still holds the TCP socket whose local port is
+/// `local` and remote port `remote` (`/proc/net/tcp` shows inode 0 for a
+/// socket no process holds any more, as while the kernel finishes it).
+fn socket_held(local: u16, remote: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+        port(f[1]) == local && port(f[2]) == remote && f[9] != "0"
+    })
+}
+
+/// A bot that stops reading (and saying anything) while we still send: the
+/// caller's audio fills the socket, so the writer waits on it for good.
+/// Once the call ends, the socket must still be let go within a bounded
+/// time, not held by a writer that never returns (one socket and one task
+/// a frozen bot, for the life of a media server).
+#[test]
+fn a_bot_that_stops_reading_does_not_keep_our_socket() {
+    init();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, peer) = listener.accept().unwrap();
+        let ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        tx.send(peer.port()).unwrap();
+        // Never reads, never writes.
+        std::thread::sleep(Duration::from_secs(30));
+        drop(ws);
+    });
+    let uri = format!("ws://127.0.0.1:{port}/");
+    let keepalive = "keepalive-interval=300000000 keepalive-timeout=300000000";
+    let pipeline = launch(&format!(
+        "audiotestsrc is-live=false ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! \
+         pipecatwssink connection=c uri={uri} {keepalive} \
+         pipecatwsrc connection=c uri={uri} {keepalive} ! fakesink sync=false"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let ours = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(10),
+    );
+    let (text, _) = error_of(&end.expect("the frozen bot went unnoticed").0).expect("an ERROR");
+    assert!(text.contains("did not answer a ping"), "{text}");
+    assert!(socket_held(ours, port), "the test did not find the socket");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let ended = Instant::now();
+    while socket_held(ours, port) && ended.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = socket_held(ours, port);
+    println!("socket let go after {:?}", ended.elapsed());
+    assert!(
+        !held,
+        "the socket to a bot that stopped reading is still held"
+    );
+}
