@@ -284,7 +284,7 @@ fn socket_held(local: u16, remote: u16) -> bool {
 /// caller's audio fills the socket, so the writer waits on it for good.
 /// Once the call ends, the socket must still be let go within a bounded
 /// time, not held by a writer that never returns (one socket and one task
-/// a frozen bot, for the life of a media server).
+/// per frozen bot, for the life of a media server).
 #[test]
 fn a_bot_that_stops_reading_does_not_keep_our_socket() {
     init();
