@@ -639,12 +639,8 @@ fn on_close_error_makes_a_hang_up_an_error_in(source: &str) {
 #[test]
 fn sink_with_its_own_uri_sends_audio_and_closes_on_stop() {
     init();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+    let port = one_bot(move |mut ws, _| {
         let mut samples = 0;
         loop {
             match ws.read() {

@@ -85,11 +85,7 @@ fn a_flood_of_big_messages_is_bounded_in_bytes() {
     const MESSAGES: usize = 150;
     let frame = protobuf::encode_audio(&vec![0; 1 << 20], 192_000, 8);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+    let port = one_bot(move |mut ws, _| {
         for _ in 0..MESSAGES {
             ws.send(Message::Binary(frame.clone().into())).unwrap();
         }
@@ -288,12 +284,8 @@ fn socket_held(local: u16, remote: u16) -> bool {
 #[test]
 fn a_bot_that_stops_reading_does_not_keep_our_socket() {
     init();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (stream, peer) = listener.accept().unwrap();
-        let ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+    let port = one_bot(move |ws, peer| {
         tx.send(peer.port()).unwrap();
         // Never reads, never writes.
         std::thread::sleep(Duration::from_secs(30));

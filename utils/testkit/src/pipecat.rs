@@ -214,13 +214,28 @@ pub fn ramp(n: usize) -> Vec<i16> {
     (0..n).map(|k| (k % 20000) as i16).collect()
 }
 
-/// A one-connection WebSocket server that sends `messages` and then waits.
-pub fn raw_server(messages: Vec<tokio_tungstenite::tungstenite::Message>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// The server side of one upgraded WebSocket connection, as `one_bot`
+/// hands it over.
+pub type BotSide = tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>;
+
+/// A one-connection WebSocket server: `bot` gets the upgraded connection
+/// and the client's address, on a thread of its own. Returns the port.
+pub fn one_bot(bot: impl FnOnce(BotSide, std::net::SocketAddr) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        bot(
+            tokio_tungstenite::tungstenite::accept(stream).unwrap(),
+            peer,
+        );
+    });
+    port
+}
+
+/// A one-connection WebSocket server that sends `messages` and then waits.
+pub fn raw_server(messages: Vec<tokio_tungstenite::tungstenite::Message>) -> u16 {
+    one_bot(|mut ws, _| {
         for m in messages {
             if ws.send(m).is_err() {
                 return;
@@ -228,8 +243,7 @@ pub fn raw_server(messages: Vec<tokio_tungstenite::tungstenite::Message>) -> u16
         }
         // Keep the socket open: the element must fail on the message alone.
         std::thread::sleep(Duration::from_secs(10));
-    });
-    port
+    })
 }
 
 /// A server that answers the upgrade with a plain HTTP status; the request it
@@ -260,15 +274,10 @@ pub fn http_server_seeing(status: &'static str) -> (u16, std::sync::mpsc::Receiv
 /// upgrade (hand-made frames a well-behaved library would never send).
 pub fn raw_bytes_server(bytes: Vec<u8>) -> u16 {
     use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut ws = tokio_tungstenite::tungstenite::accept(stream).unwrap();
+    one_bot(move |mut ws, _| {
         let _ = ws.get_mut().write_all(&bytes);
         std::thread::sleep(Duration::from_secs(10));
-    });
-    port
+    })
 }
 
 /// A server that accepts TCP connections and never answers anything.
