@@ -167,8 +167,9 @@ pub fn open(
 }
 
 /// Where `chunk` goes on the pipeline's running time, given the running
-/// time `running` read at `now`: when it arrived, but never before the end of the previous
-/// buffer (`next_pts`, moved on), so a burst of TTS plays out in order.
+/// time `running` read at `now`: when it arrived, but never before the end
+/// of the previous buffer (`next_pts`, moved on), so a burst of TTS plays
+/// out in order.
 pub fn stamp(
     running: Option<gst::ClockTime>,
     now: std::time::Instant,

@@ -105,10 +105,15 @@ impl PipecatWsSrc {
 
     fn buffer_for(&self, chunk: Chunk) -> Result<gst::Buffer, gst::FlowError> {
         let format = chunk.audio.format();
-        let now = self.obj().current_running_time();
+        let running = self.obj().current_running_time();
         let (pts, new_format) = {
             let mut state = lock(&self.state);
-            let pts = bot_audio::stamp(now, std::time::Instant::now(), &chunk, &mut state.next_pts);
+            let pts = bot_audio::stamp(
+                running,
+                std::time::Instant::now(),
+                &chunk,
+                &mut state.next_pts,
+            );
             state.warned_silent = false;
             state.announced = true;
             (pts, state.format != Some(format))

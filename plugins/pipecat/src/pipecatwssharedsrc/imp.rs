@@ -125,10 +125,9 @@ impl PipecatWsSharedSrc {
         common::send_outgoing(self.obj().upcast_ref(), conn.as_deref(), what)
     }
 
-    /// Pushes what there is to push from `conn` (the element's own when
-    /// `None`), unless another thread is at it (it then pushes this too).
-    /// The one entry to the data path.
-    fn wake(&self, conn: Option<&Connection>) {
+    /// Pushes what there is to push from `conn`, unless another thread is
+    /// at it (it then pushes this too). The one entry to the data path.
+    fn wake(&self, conn: &Connection) {
         self.pending.store(true, Ordering::Release);
         loop {
             let mut turn = match self.turn.try_lock() {
@@ -167,25 +166,25 @@ impl PipecatWsSharedSrc {
         }
     }
 
+    /// `wake` for the connection the element started with, if it still has
+    /// one (from a timer or the start of PLAYING, not the reader).
+    fn wake_own(&self) {
+        let conn = lock(&self.state).connection.clone();
+        if let Some(conn) = conn {
+            self.wake(&conn);
+        }
+    }
+
     /// Pushes what `conn` holds (what arrived up to now), as one batch: one
     /// lock of its mailbox, and one of `state` when the batch is one
     /// message, as it is unless the thread fell behind.
-    fn push_what_arrived(&self, conn: Option<&Connection>, batch: &mut Vec<Chunk>) {
-        if !self.playing.load(Ordering::Acquire) || self.done.load(Ordering::Acquire) {
+    fn push_what_arrived(&self, conn: &Connection, batch: &mut Vec<Chunk>) {
+        if !self.playing.load(Ordering::Acquire)
+            || self.done.load(Ordering::Acquire)
+            || self.current.load(Ordering::Acquire) != address(conn)
+        {
             return;
         }
-        let own;
-        let conn = match conn {
-            Some(conn) if self.current.load(Ordering::Acquire) == address(conn) => conn,
-            Some(_) => return,
-            None => match lock(&self.state).connection.clone() {
-                Some(c) => {
-                    own = c;
-                    &**own
-                }
-                None => return,
-            },
-        };
         // Deactivating the pad waits for this lock: nothing is pushed once
         // the element stops.
         let _stream = self.srcpad.stream_lock();
@@ -413,7 +412,7 @@ impl PipecatWsSharedSrc {
             pad: self.srcpad.clone(),
             push: |pad, conn| {
                 if let Some(src) = source_of(pad) {
-                    src.imp().wake(Some(conn));
+                    src.imp().wake(conn);
                 }
             },
         }));
@@ -435,7 +434,7 @@ impl PipecatWsSharedSrc {
             Duration::from_nanos(settings.latency.nseconds()),
             move || {
                 obj.imp().announce_due.store(true, Ordering::Release);
-                obj.imp().wake(None);
+                obj.imp().wake_own();
             },
         );
         let silence = (!settings.response_timeout.is_zero()).then(|| {
@@ -461,7 +460,7 @@ impl PipecatWsSharedSrc {
         // What waited for PLAYING goes out from the runtime, not from this
         // thread: a state change never pushes.
         let obj = self.obj().clone();
-        connection::spawn(async move { obj.imp().wake(None) });
+        connection::spawn(async move { obj.imp().wake_own() });
     }
 
     /// `response-timeout`: a WARNING when the bot has sent no audio that
