@@ -5,9 +5,9 @@
 //! holds its pad's stream lock, and then even stopping the pipeline waits
 //! for the disk. So audio is only gathered here (up to `STAGE_BYTES`, lock
 //! free), then appended to a bounded buffer under a lock a worker holds
-//! just to take it; the pool writes it when a header
-//! is due (every `header-interval`), when a lane holds a full block, or for
-//! a command (finish, discard). Every wait for the disk (buffer space, the
+//! just to take it; the pool writes it when a header is due (every
+//! `header-interval`), when a lane holds a full block, or for a command
+//! (finish, discard). Every wait for the disk (buffer space, the
 //! final fsync, removing the `.part`) is bounded by `disk_timeout`, after
 //! which the recording fails with an error that says so, and a worker still
 //! stuck in the kernel is left behind without ever publishing.
