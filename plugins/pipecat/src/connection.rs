@@ -25,16 +25,19 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use callaudio::sync::{lock, wait, wait_timeout};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use gst::glib;
 use gst::prelude::*;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 pub use crate::close::End;
-use crate::close::{LastClose, connect_cause, end_of_close, receive_cause};
-use crate::dial::{self, Socket};
+use crate::close::{connect_cause, end_of_close, read_cause};
+use crate::dial::{self, Dialed, ReadSide};
+use crate::frames::{FrameReader, Received};
 use crate::inbox::{Chunk, Dropped, Inbox, Limits};
 use crate::redact;
 use crate::serializer::{Inbound, Serializer};
@@ -80,12 +83,9 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 /// Caller audio waiting to be sent while the bot is slow or not connected yet.
 const OUTGOING_CAPACITY: usize = 500;
-/// tungstenite zero-fills its whole read buffer before every read (128 KiB
-/// by default: 200 times a 20 ms message at 16 kHz). Sized to one 20 ms
-/// message instead (640 bytes at 16 kHz mono, 3,840 at 48 kHz stereo),
-/// since bots send one at a time; a larger message is still read whole, in
-/// steps.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite reads only the upgrade's answer (`frames` reads the rest), and
+/// would zero-fill a whole read buffer (128 KiB by default) per read.
+const HANDSHAKE_READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Clone)]
 pub struct ConnectConfig {
@@ -362,7 +362,7 @@ impl Connection {
             secrets,
         };
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
+            .read_buffer_size(HANDSHAKE_READ_BUFFER)
             .max_message_size(Some(cfg.max_message_size))
             .max_frame_size(Some(cfg.max_message_size));
         if !cfg.tls_verify {
@@ -698,7 +698,11 @@ impl Run {
             dial::dial(request, ws_config, cfg.tls_verify),
         )
         .await;
-        let (socket, last_close) = match dialed {
+        let Dialed {
+            read,
+            write,
+            already,
+        } = match dialed {
             Err(_) => {
                 let cause = format!(
                     "no answer within connect-timeout ({:?})",
@@ -715,9 +719,8 @@ impl Run {
                 );
                 return self.end(end);
             }
-            Ok(Ok(connected)) => connected,
+            Ok(Ok(dialed)) => dialed,
         };
-        let (write, read) = socket.split();
         // Dropped with this future, however it ends (aborted included): the
         // writer then has `CLOSE_GRACE` left.
         let (_reader_alive, reader_gone) = tokio::sync::oneshot::channel::<()>();
@@ -731,8 +734,9 @@ impl Run {
             self.conn.name,
             self.shown
         );
+        let frames = FrameReader::new(already, cfg.max_message_size);
         let end = self
-            .read_loop(read, cfg.serializer, last_close, cfg.keepalive)
+            .read_loop(read, frames, cfg.serializer, cfg.keepalive)
             .await;
         self.end(end);
     }
@@ -747,36 +751,70 @@ impl Run {
     /// (stopped, or its host gone without closing TCP) and the call ends.
     async fn read_loop(
         &self,
-        mut read: futures_util::stream::SplitStream<Socket>,
+        mut read: ReadSide,
+        mut frames: FrameReader,
         serializer: Serializer,
-        last_close: LastClose,
         keepalive: Option<(Duration, Duration)>,
     ) -> End {
+        use std::task::Poll;
+        use tokio::io::AsyncReadExt;
         use tokio::time::{Instant, sleep_until};
         let far = Duration::from_secs(365 * 24 * 3600);
         let (every, within) = keepalive.unwrap_or((far, far));
         // One timer for the whole read, moved only when it fires: re-arming
         // it per message put a timer-wheel insert and removal on every
-        // message of every connection.
+        // message of every connection. Once polled, it wakes this task when
+        // due, so it is polled again only then (or once after a move), not
+        // each time the socket runs dry.
         let mut last_heard = Instant::now();
         let timer = sleep_until(last_heard + every);
         tokio::pin!(timer);
+        let mut timer_polled = false;
         let mut pong_due = false;
         loop {
-            let received = tokio::select! {
-                // The socket first: the timer matters only when it is quiet.
-                biased;
-                received = read.next() => received,
-                () = &mut timer => {
+            // What was read is taken in before more is read.
+            match frames.next() {
+                Ok(Some(received)) => {
+                    match self.take_in(received, serializer, last_heard.into_std()) {
+                        Some(end) => return end,
+                        None => continue,
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    return End::Failed {
+                        text: format!("Pipecat bot connection lost: {err} while receiving audio"),
+                        debug: format!("{err:?}"),
+                    };
+                }
+            }
+            let read_or_timer = std::future::poll_fn(|cx| {
+                if let Poll::Ready(read) = std::pin::pin!(read.read_buf(frames.room())).poll(cx) {
+                    return Poll::Ready(Some(read));
+                }
+                if !timer_polled || Instant::now() >= timer.deadline() {
+                    timer_polled = true;
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match read_or_timer {
+                None => {
                     let quiet_until = last_heard + every;
                     if pong_due {
                         return End::Failed {
                             text: format!(
                                 "Pipecat bot connection lost: the bot did not answer a ping for {within:?} (frozen, or its host is gone)"
                             ),
-                            debug: format!("keepalive-interval {every:?}, keepalive-timeout {within:?}: nothing received after the ping"),
+                            debug: format!(
+                                "keepalive-interval {every:?}, keepalive-timeout {within:?}: nothing received after the ping"
+                            ),
                         };
                     }
+                    timer_polled = false;
                     if Instant::now() < quiet_until {
                         // Heard from since it was armed: not quiet yet.
                         timer.as_mut().reset(quiet_until);
@@ -785,66 +823,96 @@ impl Run {
                     let _ = self.pings.try_send(Message::Ping(Vec::new().into()));
                     pong_due = true;
                     timer.as_mut().reset(Instant::now() + within);
-                    continue;
                 }
-            };
-            // Anything from the bot shows it is alive.
-            last_heard = Instant::now();
-            if std::mem::take(&mut pong_due) {
-                timer.as_mut().reset(last_heard + every);
-            }
-            match received {
-                // The frame as the bot sent it: tungstenite's may be its own.
-                Some(Ok(Message::Close(_))) => {
-                    let sent = lock(&last_close).take().unwrap_or_default();
-                    return end_of_close(&sent);
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(msg)) => match serializer.decode(&msg) {
-                    Ok(Inbound::HangUpRequested) => {
-                        gst::info!(
-                            CAT,
-                            "connection '{}': the bot ends the session",
-                            self.conn.name
-                        );
-                        if let Some(close) = self.session.close() {
-                            let _ = self.pings.try_send(close);
-                        }
-                    }
-                    Ok(Inbound::SessionClosed) => {
-                        return End::Closed {
-                            code: 1000,
-                            reason: "the bot closed the session".into(),
-                        };
-                    }
-                    Ok(inbound) => self.conn.deliver(inbound, last_heard.into_std()),
-                    Err(why) => {
-                        let data = msg.into_data();
-                        return End::Failed {
-                            text: format!("Pipecat bot sent a frame that does not parse: {why}"),
-                            debug: format!(
-                                "{} bytes, starting {:02x?}",
-                                data.len(),
-                                &data[..data.len().min(32)]
-                            ),
-                        };
-                    }
-                },
-                Some(Err(err)) => {
-                    return End::Failed {
-                        text: format!(
-                            "Pipecat bot connection lost: {} while receiving audio",
-                            receive_cause(&err)
-                        ),
-                        debug: redact::scrub(&format!("{err:?}"), &self.secrets),
-                    };
-                }
-                None => {
+                Some(Ok(0)) => {
                     return End::Failed {
                         text: "Pipecat bot connection lost: closed without a close frame (1006) while receiving audio".into(),
                         debug: "the stream ended with no close frame".into(),
                     };
                 }
+                Some(Ok(_)) => {
+                    // Anything from the bot shows it is alive.
+                    last_heard = Instant::now();
+                    if std::mem::take(&mut pong_due) {
+                        timer.as_mut().reset(last_heard + every);
+                        timer_polled = false;
+                    }
+                }
+                Some(Err(err)) => {
+                    return End::Failed {
+                        text: format!(
+                            "Pipecat bot connection lost: {} while receiving audio",
+                            read_cause(&err)
+                        ),
+                        debug: redact::scrub(&format!("{err:?}"), &self.secrets),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Takes in one whole thing the bot sent, which arrived at `arrival`;
+    /// returns how the connection ended, if it did.
+    fn take_in(
+        &self,
+        received: Received,
+        serializer: Serializer,
+        arrival: std::time::Instant,
+    ) -> Option<End> {
+        let msg = match received {
+            Received::Close(payload) => {
+                // The answer a client owes (RFC 6455 5.5.1): the bot's code
+                // back, or 1002 for one that may not be sent.
+                let answer = (payload.len() >= 2).then(|| {
+                    let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+                    CloseFrame {
+                        code: if code.is_allowed() {
+                            code
+                        } else {
+                            CloseCode::Protocol
+                        },
+                        reason: Default::default(),
+                    }
+                });
+                let _ = self.pings.try_send(Message::Close(answer));
+                return Some(end_of_close(&payload));
+            }
+            Received::Message(Message::Ping(data)) => {
+                let _ = self.pings.try_send(Message::Pong(data));
+                return None;
+            }
+            Received::Message(msg) => msg,
+        };
+        match serializer.decode(&msg) {
+            Ok(Inbound::HangUpRequested) => {
+                gst::info!(
+                    CAT,
+                    "connection '{}': the bot ends the session",
+                    self.conn.name
+                );
+                if let Some(close) = self.session.close() {
+                    let _ = self.pings.try_send(close);
+                }
+                None
+            }
+            Ok(Inbound::SessionClosed) => Some(End::Closed {
+                code: 1000,
+                reason: "the bot closed the session".into(),
+            }),
+            Ok(inbound) => {
+                self.conn.deliver(inbound, arrival);
+                None
+            }
+            Err(why) => {
+                let data = msg.into_data();
+                Some(End::Failed {
+                    text: format!("Pipecat bot sent a frame that does not parse: {why}"),
+                    debug: format!(
+                        "{} bytes, starting {:02x?}",
+                        data.len(),
+                        &data[..data.len().min(32)]
+                    ),
+                })
             }
         }
     }
@@ -860,7 +928,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Sends what the elements queue until the reader is gone and everything
 /// queued is sent (or `CLOSE_GRACE` has passed since the reader went).
 async fn write_loop(
-    write: futures_util::stream::SplitSink<Socket, Message>,
+    write: dial::Writer,
     rx: mpsc::Receiver<Message>,
     reader_gone: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -873,10 +941,7 @@ async fn write_loop(
     let _ = tokio::time::timeout(CLOSE_GRACE, work).await;
 }
 
-async fn send_until_closed(
-    mut write: futures_util::stream::SplitSink<Socket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-) {
+async fn send_until_closed(mut write: dial::Writer, mut rx: mpsc::Receiver<Message>) {
     while let Some(msg) = rx.recv().await {
         // What else is queued by now goes out in the same write: behind,
         // the writer catches up in fewer system calls.
@@ -892,7 +957,7 @@ async fn send_until_closed(
             return;
         }
     }
-    let _ = write.close().await;
+    let _ = SinkExt::close(&mut write).await;
 }
 
 #[cfg(test)]

@@ -1,20 +1,41 @@
 //! Opening the WebSocket: TCP, TLS for `wss://`, the HTTP upgrade. Done by
-//! hand rather than by `connect_async` so that the close sniffer sits above
-//! TLS (it must see the bot's frames in the clear), and so the whole of it is
-//! one future that stopping the pipeline can drop at any point.
+//! hand rather than by `connect_async` so that the bot's frames can be read
+//! by `frames`, straight off the socket (TLS beneath), and so the whole of it
+//! is one future that stopping the pipeline can drop at any point.
+//!
+//! tungstenite makes the upgrade and, on the write side alone, frames what
+//! goes to the bot. It never reads past the upgrade's answer: `UpToAnswer`
+//! hands it the bytes up to the answer's blank line and keeps the rest
+//! (frames the bot sent at once) for the reader.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Error};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::close::{CloseSniffer, LastClose};
+/// tungstenite allocates its read buffer up front, also on the write side.
+const WRITER_READ_BUFFER: usize = 64;
 
-pub type Socket = WebSocketStream<CloseSniffer<MaybeTlsStream<TcpStream>>>;
+/// What goes to the bot: tungstenite's framing on the write side.
+pub type Writer = WebSocketStream<WriteSide>;
+
+/// An open WebSocket to the bot.
+pub struct Dialed {
+    pub read: ReadSide,
+    pub write: Writer,
+    /// What the bot sent right behind the upgrade's answer.
+    pub already: BytesMut,
+}
 
 /// Builds the upgrade request for `uri` with `headers`, or says what is
 /// wrong with them.
@@ -32,12 +53,12 @@ pub fn request(uri: &str, headers: &[(String, String)]) -> Result<Request, Strin
     Ok(request)
 }
 
-/// Connects to the bot; the close sniffer's output comes with the socket.
+/// Connects to the bot.
 pub async fn dial(
     request: Request,
     config: WebSocketConfig,
     tls_verify: bool,
-) -> Result<(Socket, LastClose), Error> {
+) -> Result<Dialed, Error> {
     let uri = request.uri().clone();
     let secure = match uri.scheme_str() {
         Some("wss") => true,
@@ -70,14 +91,35 @@ pub async fn dial(
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await?;
-        MaybeTlsStream::Rustls(tls)
+        Stream::Tls(Box::new(tls))
     } else {
-        MaybeTlsStream::Plain(tcp)
+        Stream::Plain(tcp)
     };
-    let (sniffer, last_close) = CloseSniffer::new(stream);
-    let (socket, _response) =
-        tokio_tungstenite::client_async_with_config(request, sniffer, Some(config)).await?;
-    Ok((socket, last_close))
+    let (mut upgraded, _response) =
+        tokio_tungstenite::client_async_with_config(request, UpToAnswer::new(stream), Some(config))
+            .await?;
+    let (stream, already) = upgraded.get_mut().take();
+    let Some(stream) = stream else {
+        return Err(Error::AlreadyClosed);
+    };
+    let (read, write) = match stream {
+        Stream::Plain(tcp) => {
+            let (read, write) = tcp.into_split();
+            (ReadSide::Plain(read), WriteSide::Plain(write))
+        }
+        Stream::Tls(tls) => {
+            let (read, write) = tokio::io::split(*tls);
+            (ReadSide::Tls(read), WriteSide::Tls(write))
+        }
+    };
+    // The writer reads nothing: no read buffer worth the name.
+    let write_config = config.read_buffer_size(WRITER_READ_BUFFER);
+    let write = WebSocketStream::from_raw_socket(write, Role::Client, Some(write_config)).await;
+    Ok(Dialed {
+        read,
+        write,
+        already,
+    })
 }
 
 /// Verifies the bot's certificate against the webpki roots.
@@ -96,4 +138,205 @@ fn verified_config() -> Arc<rustls::ClientConfig> {
             )
         });
     CONFIG.clone()
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// The socket beneath tungstenite while it makes the upgrade: it passes on
+/// the bytes up to the answer's blank line (an answer to an upgrade has no
+/// body) and keeps what follows, so that tungstenite never holds a frame.
+struct UpToAnswer {
+    stream: Option<Stream>,
+    end: AnswerEnd,
+    answered: bool,
+    past: BytesMut,
+}
+
+impl UpToAnswer {
+    fn new(stream: Stream) -> Self {
+        UpToAnswer {
+            stream: Some(stream),
+            end: AnswerEnd::default(),
+            answered: false,
+            past: BytesMut::new(),
+        }
+    }
+
+    /// The socket, and what came after the answer.
+    fn take(&mut self) -> (Option<Stream>, BytesMut) {
+        (self.stream.take(), std::mem::take(&mut self.past))
+    }
+}
+
+/// Finds the blank line that ends an HTTP answer, however it is cut.
+#[derive(Default)]
+struct AnswerEnd {
+    /// How much of the blank line (`\r\n\r\n`) the last bytes matched.
+    matched: usize,
+}
+
+impl AnswerEnd {
+    /// Where in `data` (the bytes after those seen before) the answer
+    /// ends, if it does.
+    fn find(&mut self, data: &[u8]) -> Option<usize> {
+        const END: &[u8] = b"\r\n\r\n";
+        for (i, &b) in data.iter().enumerate() {
+            self.matched = if b == END[self.matched] {
+                self.matched + 1
+            } else if b == END[0] {
+                1
+            } else {
+                0
+            };
+            if self.matched == END.len() {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+}
+
+impl AsyncRead for UpToAnswer {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        // Past the answer tungstenite has nothing to read: an end of stream
+        // would be its error, never a frame lost to it.
+        let (Some(stream), false) = (this.stream.as_mut(), this.answered) else {
+            return Poll::Ready(Ok(()));
+        };
+        let before = buf.filled().len();
+        let result = match stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = result
+            && let Some(end) = this.end.find(&buf.filled()[before..])
+        {
+            this.answered = true;
+            this.past.extend_from_slice(&buf.filled()[before + end..]);
+            buf.set_filled(before + end);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for UpToAnswer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream.as_mut() {
+            Some(Stream::Plain(s)) => Pin::new(s).poll_write(cx, buf),
+            Some(Stream::Tls(s)) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream.as_mut() {
+            Some(Stream::Plain(s)) => Pin::new(s).poll_flush(cx),
+            Some(Stream::Tls(s)) => Pin::new(s.as_mut()).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream.as_mut() {
+            Some(Stream::Plain(s)) => Pin::new(s).poll_shutdown(cx),
+            Some(Stream::Tls(s)) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The bot's side of the socket, read by `frames`.
+pub enum ReadSide {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadSide::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ReadSide::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+/// Our side of the socket, written by tungstenite. It reads nothing: the
+/// reader has the other half.
+pub enum WriteSide {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for WriteSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for WriteSide {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteSide::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteSide::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteSide::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteSide::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteSide::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            WriteSide::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_s_end_is_found_however_the_bytes_are_cut() {
+        let wire = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x82\x01\r";
+        let end = wire.len() - 3;
+        for cut in 0..=wire.len() {
+            let mut finder = AnswerEnd::default();
+            let found = match finder.find(&wire[..cut]) {
+                Some(at) => at,
+                None => cut + finder.find(&wire[cut..]).expect("the end"),
+            };
+            assert_eq!(found, end, "cut at {cut}");
+        }
+        // A lone \r\n, or \r\r\n\n, is not the end.
+        assert_eq!(AnswerEnd::default().find(b"a\r\nb\r\r\n\nc\n\r\n"), None);
+    }
 }

@@ -8,6 +8,7 @@ mod close;
 mod common;
 mod connection;
 mod dial;
+mod frames;
 #[cfg(test)]
 mod fuzz;
 mod inbox;

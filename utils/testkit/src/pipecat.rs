@@ -270,6 +270,25 @@ pub fn http_server_seeing(status: &'static str) -> (u16, std::sync::mpsc::Receiv
     (port, rx)
 }
 
+/// A WebSocket frame as a server writes it (not masked): for bots that
+/// write their bytes by hand.
+pub fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    out.extend(payload);
+    out
+}
+
 /// A one-connection WebSocket server that writes `bytes` raw after the
 /// upgrade (hand-made frames a well-behaved library would never send).
 pub fn raw_bytes_server(bytes: Vec<u8>) -> u16 {

@@ -1,0 +1,127 @@
+//! The WebSocket as a bot may write it, byte for byte: frames in the same
+//! packet as the upgrade's answer, a message in fragments with a ping
+//! between them, a close frame. Both sources must play every sample,
+//! answer the ping and the close, and end with EOS.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use callaudio_testkit::pipecat::server_frame as frame;
+use common::*;
+use gst::prelude::*;
+use gstpipecat::protobuf;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
+
+fn le_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// What the bot read back from us: pong payloads, and the close code.
+#[derive(Debug, Default)]
+struct Answers {
+    pongs: Vec<Vec<u8>>,
+    close: Option<u16>,
+}
+
+/// A bot that writes `after_answer` in the same write as its upgrade
+/// answer, then reads what comes back until our close.
+fn one_write_bot(after_answer: Vec<u8>) -> (u16, std::sync::mpsc::Receiver<Answers>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            request.push(byte[0]);
+        }
+        let request = String::from_utf8(request).unwrap();
+        let key = request
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .expect("a WebSocket key");
+        let mut wire = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        wire.extend(after_answer);
+        stream.write_all(&wire).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut ws = WebSocket::from_raw_socket(stream, Role::Server, None);
+        let mut answers = Answers::default();
+        loop {
+            match ws.read() {
+                Ok(Message::Pong(data)) => answers.pongs.push(data.to_vec()),
+                Ok(Message::Close(frame)) => {
+                    answers.close = frame.map(|f| f.code.into());
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(answers);
+    });
+    (port, rx)
+}
+
+#[test]
+fn frames_in_the_upgrade_s_packet_and_in_fragments_are_played_and_answered() {
+    init();
+    let samples = ramp(1600);
+    let (first, second) = samples.split_at(800);
+    let first = protobuf::encode_audio(&le_bytes(first), 16000, 1);
+    let second = protobuf::encode_audio(&le_bytes(second), 16000, 1);
+    let (a, rest) = first.split_at(100);
+    let (b, c) = rest.split_at(700);
+    let mut bytes = Vec::new();
+    bytes.extend(frame(false, 0x2, a));
+    bytes.extend(frame(false, 0x0, b));
+    bytes.extend(frame(true, 0x9, b"are you there"));
+    bytes.extend(frame(true, 0x0, c));
+    bytes.extend(frame(true, 0x2, &second));
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend(b"bye");
+    bytes.extend(frame(true, 0x8, &close));
+
+    for source in ["pipecatwsrc", "pipecatwssharedsrc"] {
+        let (port, answers) = one_write_bot(bytes.clone());
+        let pipeline = launch(&format!(
+            "{source} uri=ws://127.0.0.1:{port}/ ! appsink name=out sync=false"
+        ));
+        let received = record(&pipeline, "out");
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let (_, end) = wait_for(
+            &pipeline,
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+            Duration::from_secs(5),
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+        let (msg, _) = end.unwrap_or_else(|| panic!("{source}: no EOS"));
+        assert!(
+            msg.type_() == gst::MessageType::Eos,
+            "{source}: {:?}",
+            error_of(&msg)
+        );
+        assert_eq!(received.lock().unwrap().samples, samples, "{source}");
+        let answers = answers
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the bot heard back");
+        assert_eq!(answers.pongs, vec![b"are you there".to_vec()], "{source}");
+        assert_eq!(answers.close, Some(1000), "{source}");
+    }
+}
