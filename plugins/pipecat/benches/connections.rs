@@ -21,6 +21,11 @@
 //! phase of the 20 ms (no thread per leg), each sending to its own connection of a server that counts what
 //! arrives and measures the latency from the buffer's push to the message's
 //! arrival; beside the same feeder into N `fakesink`s, the harness's floor.
+//!
+//! Each source row prints the ACKs our sockets sent per message (TCP_INFO);
+//! `delayed-ack=true` halves them. With `BENCH_NAGLE=1` the server leaves
+//! Nagle's algorithm on, which Pipecat's does not: what such a bot's audio
+//! would suffer under `delayed-ack=true` shows in the latency.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,12 +37,48 @@ use callaudio_testkit::process::{Usage, cores};
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Each thread per source as it comes, then on the shared threads.
+/// Each thread per source as it comes, then on the shared threads, then
+/// that with TCP's delayed ACKs (at its own phases only: the bursts'
+/// segments are acknowledged in pairs anyway).
 const SOURCES: [&str; 2] = ["pipecatwsrc", "pipecatwssharedsrc"];
+const DELAYED_ACK: &str = "pipecatwssharedsrc delayed-ack=true";
 const FRAME: Duration = Duration::from_millis(20);
 const SAMPLES: usize = 320;
 const WARM_UP: Duration = Duration::from_secs(2);
 const WINDOW: Duration = Duration::from_secs(5);
+
+/// Segments this process's TCP sockets have sent (for a source's legs,
+/// the ACKs of the bot's messages: they send nothing else).
+fn segments_out() -> u64 {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|fd| {
+            // SAFETY: zeroes are a valid tcp_info.
+            let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            // SAFETY: writes at most `len` bytes into `info`; a descriptor
+            // that is not a TCP socket (or no longer open) is an error.
+            let ok = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut info as *mut libc::tcp_info).cast(),
+                    &mut len,
+                )
+            } == 0;
+            ok.then_some(info.tcpi_segs_out as u64)
+        })
+        .sum()
+}
+
+/// Whether the bots disable Nagle's algorithm, as Pipecat's asyncio server
+/// does; `BENCH_NAGLE=1` shows what a bot that does not would see.
+fn nodelay() -> bool {
+    std::env::var_os("BENCH_NAGLE").is_none()
+}
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -72,7 +113,7 @@ where
         println!("READY");
         for _ in 0..n {
             let (stream, _) = listener.accept().await.unwrap();
-            let _ = stream.set_nodelay(true);
+            let _ = stream.set_nodelay(nodelay());
             let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
                 continue;
             };
@@ -135,7 +176,7 @@ fn receiving_server(port: u16, n: usize) {
 }
 
 /// How the bots' frames are spread over each 20 ms.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Phases {
     /// Each connection at its own phase, as independent bots are.
     Own,
@@ -201,7 +242,7 @@ fn server(port: u16, n: usize) {
         let mut bots = Vec::with_capacity(n);
         for _ in 0..n {
             let (stream, _) = listener.accept().unwrap();
-            let _ = stream.set_nodelay(true);
+            let _ = stream.set_nodelay(nodelay());
             if let Ok(ws) = tokio_tungstenite::tungstenite::accept(stream) {
                 bots.push(Some(ws));
             }
@@ -340,12 +381,14 @@ fn measure(source: &str, n: usize, phases: Phases) {
     callaudio_testkit::process::say_window_starts();
     let rendered = |legs: &[Leg]| legs.iter().map(Leg::rendered).sum::<u64>();
     let before = rendered(&legs);
+    let acks_before = segments_out();
     let start = Usage::now();
     measuring.store(true, Ordering::Relaxed);
     std::thread::sleep(WINDOW);
     measuring.store(false, Ordering::Relaxed);
     let end = Usage::now();
     let received = rendered(&legs) - before;
+    let acks = segments_out().saturating_sub(acks_before);
     let mut all: Vec<u32> = legs
         .iter()
         .flat_map(|l| l.latencies.lock().unwrap().clone())
@@ -363,11 +406,12 @@ fn measure(source: &str, n: usize, phases: Phases) {
     let expected = n as f64 * WINDOW.as_secs_f64() / FRAME.as_secs_f64();
     println!(
         "{source:>18}, frames at {:>6} phases, {}; \
-         buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all); added latency p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
+         buffers/s per conn {:.1} of {:.1} (server sent {sent_total} in all), ACKs per message {:.2}; added latency p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
         phases.name(),
         usage_figures(n, &rest, &start, &end, received),
         received as f64 / n as f64 / WINDOW.as_secs_f64(),
         expected / n as f64 / WINDOW.as_secs_f64(),
+        acks as f64 / received.max(1) as f64,
         percentile(&all, 0.50),
         percentile(&all, 0.90),
         percentile(&all, 0.99),
@@ -565,6 +609,9 @@ fn main() {
         for phases in [Phases::Own, Phases::Bursts] {
             for source in SOURCES {
                 run(&["--one", source, &n.to_string(), phases.name()]);
+            }
+            if phases == Phases::Own {
+                run(&["--one", DELAYED_ACK, &n.to_string(), phases.name()]);
             }
         }
     }

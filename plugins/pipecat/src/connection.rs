@@ -97,6 +97,8 @@ pub struct ConnectConfig {
     pub stream_sid: String,
     pub call_sid: String,
     pub tls_verify: bool,
+    /// ACK the bot's messages at TCP's delayed pace (`delayed-ack`).
+    pub delayed_ack: bool,
     /// (ping every, answer within), or `None` for no pings of ours.
     pub keepalive: Option<(Duration, Duration)>,
 }
@@ -735,9 +737,7 @@ impl Run {
             self.shown
         );
         let frames = FrameReader::new(already, cfg.max_message_size);
-        let end = self
-            .read_loop(read, frames, cfg.serializer, cfg.keepalive)
-            .await;
+        let end = self.read_loop(read, frames, &cfg).await;
         self.end(end);
     }
 
@@ -753,14 +753,13 @@ impl Run {
         &self,
         mut read: ReadSide,
         mut frames: FrameReader,
-        serializer: Serializer,
-        keepalive: Option<(Duration, Duration)>,
+        cfg: &ConnectConfig,
     ) -> End {
         use std::task::Poll;
         use tokio::io::AsyncReadExt;
         use tokio::time::{Instant, sleep_until};
         let far = Duration::from_secs(365 * 24 * 3600);
-        let (every, within) = keepalive.unwrap_or((far, far));
+        let (every, within) = cfg.keepalive.unwrap_or((far, far));
         // One timer for the whole read, moved only when it fires: re-arming
         // it per message put a timer-wheel insert and removal on every
         // message of every connection. Once polled, it wakes this task when
@@ -775,7 +774,7 @@ impl Run {
             // What was read is taken in before more is read.
             match frames.next() {
                 Ok(Some(received)) => {
-                    match self.take_in(received, serializer, last_heard.into_std()) {
+                    match self.take_in(received, cfg.serializer, last_heard.into_std()) {
                         Some(end) => return end,
                         None => continue,
                     }
@@ -831,6 +830,9 @@ impl Run {
                     };
                 }
                 Some(Ok(_)) => {
+                    if cfg.delayed_ack {
+                        read.delay_acks();
+                    }
                     // Anything from the bot shows it is alive.
                     last_heard = Instant::now();
                     if std::mem::take(&mut pong_due) {

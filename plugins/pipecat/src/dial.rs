@@ -8,6 +8,7 @@
 //! hands it the bytes up to the answer's blank line and keeps the rest
 //! (frames the bot sent at once) for the reader.
 
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -108,8 +109,9 @@ pub async fn dial(
             (ReadSide::Plain(read), WriteSide::Plain(write))
         }
         Stream::Tls(tls) => {
+            let fd = tls.get_ref().0.as_raw_fd();
             let (read, write) = tokio::io::split(*tls);
-            (ReadSide::Tls(read), WriteSide::Tls(write))
+            (ReadSide::Tls(read, fd), WriteSide::Tls(write))
         }
     };
     // The writer reads nothing: no read buffer worth the name.
@@ -260,7 +262,28 @@ impl AsyncWrite for UpToAnswer {
 /// The bot's side of the socket, read by `frames`.
 pub enum ReadSide {
     Plain(OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+    /// With the socket's descriptor, which the TLS half does not give out.
+    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>, RawFd),
+}
+
+impl ReadSide {
+    /// Lets TCP acknowledge what arrives at its delayed pace (an ACK for
+    /// every second segment, or within 40 ms) rather than at once, until
+    /// the next read. Linux acknowledges at once a read that empties the
+    /// socket of a segment the sender pushed, unless the connection is
+    /// interactive (it sends too); and it forgets this setting by itself,
+    /// so it is set again after each read. A failure leaves ACKs as TCP
+    /// sends them anyway.
+    pub fn delay_acks(&self) {
+        let fd = match self {
+            ReadSide::Plain(half) => half.as_ref().as_raw_fd(),
+            ReadSide::Tls(_, fd) => *fd,
+        };
+        // SAFETY: the descriptor is this socket's, open while either half
+        // of it is, and this half is.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let _ = socket2::SockRef::from(&fd).set_tcp_quickack(false);
+    }
 }
 
 impl AsyncRead for ReadSide {
@@ -271,7 +294,7 @@ impl AsyncRead for ReadSide {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             ReadSide::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ReadSide::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            ReadSide::Tls(s, _) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -323,6 +346,23 @@ impl AsyncWrite for WriteSide {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn delaying_acks_takes_the_socket_out_of_quick_ack_mode() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let quick = |s: &TcpStream| socket2::SockRef::from(s).tcp_quickack().unwrap();
+        assert!(quick(&ours), "a new socket acknowledges at once");
+        let (read, _write) = ours.into_split();
+        let read = ReadSide::Plain(read);
+        read.delay_acks();
+        let ReadSide::Plain(half) = &read else {
+            unreachable!()
+        };
+        assert!(!quick(half.as_ref()));
+    }
 
     #[test]
     fn the_answer_s_end_is_found_however_the_bytes_are_cut() {

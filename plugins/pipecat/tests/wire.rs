@@ -125,3 +125,66 @@ fn frames_in_the_upgrade_s_packet_and_in_fragments_are_played_and_answered() {
         assert_eq!(answers.close, Some(1000), "{source}");
     }
 }
+
+/// Whether this process's TCP socket on local `port` acknowledges at once
+/// (Linux reports TCP_QUICKACK as "not in delayed-ACK mode").
+fn quick_acks_on(port: u16) -> Option<bool> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Some(fd) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor is open in this process for the length of
+        // this loop's step (a closed one only fails the calls below).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&fd);
+        let ours = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.port() == port);
+        if ours {
+            return socket.tcp_quickack().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn delayed_ack_leaves_the_bot_s_messages_to_tcp_s_delayed_pace() {
+    init();
+    for delayed in [false, true] {
+        let (peer_tx, peer_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let port = callaudio_testkit::pipecat::one_bot(move |mut ws, peer| {
+            let _ = peer_tx.send(peer);
+            let message = protobuf::encode_audio(&le_bytes(&ramp(320)), 16000, 1);
+            while stop_rx.recv_timeout(Duration::from_millis(20)).is_err() {
+                if ws.send(Message::Binary(message.clone().into())).is_err() {
+                    return;
+                }
+            }
+        });
+        let pipeline = launch(&format!(
+            "pipecatwssharedsrc uri=ws://127.0.0.1:{port}/ delayed-ack={delayed} ! appsink name=out sync=false"
+        ));
+        let received = record(&pipeline, "out");
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let ours = peer_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("connected")
+            .port();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while received.lock().unwrap().samples.len() < 5 * 320 {
+            assert!(std::time::Instant::now() < deadline, "no audio");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let quick = quick_acks_on(ours).expect("our socket");
+        let _ = stop_tx.send(());
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(quick, !delayed, "delayed-ack={delayed}");
+    }
+}
