@@ -30,7 +30,6 @@ use gst::glib;
 use gst::prelude::*;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -83,9 +82,6 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 /// Caller audio waiting to be sent while the bot is slow or not connected yet.
 const OUTGOING_CAPACITY: usize = 500;
-/// tungstenite reads only the upgrade's answer (`frames` reads the rest), and
-/// would zero-fill a whole read buffer (128 KiB by default) per read.
-const HANDSHAKE_READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Clone)]
 pub struct ConnectConfig {
@@ -363,10 +359,6 @@ impl Connection {
             shown,
             secrets,
         };
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(HANDSHAKE_READ_BUFFER)
-            .max_message_size(Some(cfg.max_message_size))
-            .max_frame_size(Some(cfg.max_message_size));
         if !cfg.tls_verify {
             gst::warning!(
                 CAT,
@@ -375,7 +367,7 @@ impl Connection {
             );
         }
         let cfg = cfg.clone();
-        link.task = Some(RUNTIME.spawn(run.run(request, ws_config, cfg, rx)));
+        link.task = Some(RUNTIME.spawn(run.run(request, cfg, rx)));
         Ok(())
     }
 
@@ -688,18 +680,9 @@ struct Run {
 }
 
 impl Run {
-    async fn run(
-        self,
-        request: dial::Request,
-        ws_config: WebSocketConfig,
-        cfg: ConnectConfig,
-        rx: mpsc::Receiver<Message>,
-    ) {
-        let dialed = tokio::time::timeout(
-            cfg.connect_timeout,
-            dial::dial(request, ws_config, cfg.tls_verify),
-        )
-        .await;
+    async fn run(self, request: dial::Request, cfg: ConnectConfig, rx: mpsc::Receiver<Message>) {
+        let dialed =
+            tokio::time::timeout(cfg.connect_timeout, dial::dial(request, cfg.tls_verify)).await;
         let Dialed {
             read,
             write,
@@ -883,6 +866,8 @@ impl Run {
                 let _ = self.pings.try_send(Message::Pong(data));
                 return None;
             }
+            // It has done its work: the read loop heard from the bot.
+            Received::Message(Message::Pong(_)) => return None,
             Received::Message(msg) => msg,
         };
         match serializer.decode(&msg) {

@@ -24,8 +24,10 @@ pub use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Error};
 
-/// tungstenite allocates its read buffer up front, also on the write side.
-const WRITER_READ_BUFFER: usize = 64;
+/// tungstenite allocates a read buffer up front (128 KiB by default), for
+/// the WebSocket it makes of the upgrade and for the writer, neither of
+/// which reads a frame.
+const UNUSED_READ_BUFFER: usize = 64;
 
 /// What goes to the bot: tungstenite's framing on the write side.
 pub type Writer = WebSocketStream<WriteSide>;
@@ -55,11 +57,7 @@ pub fn request(uri: &str, headers: &[(String, String)]) -> Result<Request, Strin
 }
 
 /// Connects to the bot.
-pub async fn dial(
-    request: Request,
-    config: WebSocketConfig,
-    tls_verify: bool,
-) -> Result<Dialed, Error> {
+pub async fn dial(request: Request, tls_verify: bool) -> Result<Dialed, Error> {
     let uri = request.uri().clone();
     let secure = match uri.scheme_str() {
         Some("wss") => true,
@@ -96,6 +94,8 @@ pub async fn dial(
     } else {
         Stream::Plain(tcp)
     };
+    // Limits on what the bot sends are `frames`' (`max-message-size`).
+    let config = WebSocketConfig::default().read_buffer_size(UNUSED_READ_BUFFER);
     let (mut upgraded, _response) =
         tokio_tungstenite::client_async_with_config(request, UpToAnswer::new(stream), Some(config))
             .await?;
@@ -114,9 +114,7 @@ pub async fn dial(
             (ReadSide::Tls(read, fd), WriteSide::Tls(write))
         }
     };
-    // The writer reads nothing: no read buffer worth the name.
-    let write_config = config.read_buffer_size(WRITER_READ_BUFFER);
-    let write = WebSocketStream::from_raw_socket(write, Role::Client, Some(write_config)).await;
+    let write = WebSocketStream::from_raw_socket(write, Role::Client, Some(config)).await;
     Ok(Dialed {
         read,
         write,
