@@ -182,9 +182,24 @@ fn delayed_ack_leaves_the_bot_s_messages_to_tcp_s_delayed_pace() {
             assert!(std::time::Instant::now() < deadline, "no audio");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let quick = quick_acks_on(ours).expect("our socket");
+        // Linux leaves delayed-ACK mode by itself when its timer fires (a
+        // late bot), and the source sets it again at the next read: looked
+        // at a few times, it must be seen, and without the property never.
+        let seen: Vec<bool> = (0..20)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                quick_acks_on(ours).expect("our socket")
+            })
+            .collect();
         let _ = stop_tx.send(());
         pipeline.set_state(gst::State::Null).unwrap();
-        assert_eq!(quick, !delayed, "delayed-ack={delayed}");
+        if delayed {
+            assert!(seen.contains(&false), "never delayed: {seen:?}");
+        } else {
+            assert!(
+                !seen.contains(&false),
+                "delayed without the property: {seen:?}"
+            );
+        }
     }
 }
