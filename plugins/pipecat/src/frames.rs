@@ -26,9 +26,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// in steps.
 pub const READ_ROOM: usize = 2 * 1024;
 /// What is allocated when the block read into is full and downstream still
-/// holds audio out of it: room for a dozen 16 kHz messages. Measured at a
-/// thousand connections, 16 KiB cost 16 KB more per connection and no less
-/// CPU.
+/// holds audio out of it: room for about nine 16 kHz messages past the room
+/// kept free. At a thousand connections, 16 KiB measured 16 KB more per
+/// connection and no less CPU.
 const READ_BLOCK: usize = 8 * 1024;
 
 /// A whole thing the bot sent.
