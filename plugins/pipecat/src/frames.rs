@@ -6,9 +6,9 @@
 //! for close codes it would rewrite), zero-fills its read buffer before
 //! every read, and lets that buffer shrink until a message takes two
 //! reads. At a thousand bot legs, each of those layers is a cache miss per
-//! 20 ms message. Here the socket is read straight into the spare room of
-//! a block of our own (`READ_ROOM` kept free, never zeroed), and a message that
-//! arrives whole is handed on as a slice of it, not copied.
+//! 20 ms message. Here the socket is read straight into the spare room of a
+//! block of our own (`READ_ROOM` kept free, never zeroed), and a message
+//! that arrives whole is handed on as a slice of it, not copied.
 //!
 //! What a server may not send is refused with a reason, as tungstenite
 //! refuses it: masked frames, reserved bits or opcodes, fragmented or
@@ -162,8 +162,9 @@ impl FrameReader {
             }
             other => return protocol(format!("opcode {other:#x}, which is reserved")),
         }
-        // Bounded above: a data frame by max-message-size, a control
-        // frame by 125.
+        // Room for the whole frame at once (a large message is not copied
+        // block to block as it arrives), bounded above: a data frame by
+        // max-message-size, a control frame by 125.
         let length = length as usize;
         if self.buffer.len() < header + length {
             self.buffer.reserve(header + length - self.buffer.len());
