@@ -16,8 +16,12 @@
 //!   the reader records why and wakes the waiter, so nobody ever blocks on
 //!   a dead socket.
 //!
-//! Lock order: `link`, then `mailbox`; `src` and the registry are taken
-//! alone.
+//! - What the elements send goes through the connection's `Outbox`: written
+//!   from the sender's thread when nothing waits before it, else by a
+//!   writer task.
+//!
+//! Lock order: `link`, then `mailbox`, then the outbox's; `src` and the
+//! registry are taken alone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,10 +29,8 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use callaudio::sync::{lock, wait, wait_timeout};
-use futures_util::SinkExt;
 use gst::glib;
 use gst::prelude::*;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,6 +40,7 @@ use crate::close::{connect_cause, end_of_close, read_cause};
 use crate::dial::{self, Dialed, ReadSide};
 use crate::frames::{FrameReader, Received};
 use crate::inbox::{Chunk, Dropped, Inbox, Limits};
+use crate::outbox::{Outbox, Sent};
 use crate::redact;
 use crate::serializer::{Inbound, Serializer};
 use crate::session::{CallIds, Session};
@@ -79,9 +82,6 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .build()
         .expect("starting the WebSocket runtime")
 });
-
-/// Caller audio waiting to be sent while the bot is slow or not connected yet.
-const OUTGOING_CAPACITY: usize = 500;
 
 #[derive(Clone)]
 pub struct ConnectConfig {
@@ -165,11 +165,10 @@ struct Link {
     started: bool,
     /// Counts connects, so a reader of an earlier socket cannot touch this one.
     generation: u64,
-    outgoing: Option<mpsc::Sender<Message>>,
+    outgoing: Option<Arc<Outbox>>,
     /// What the client says on this socket, from the config that opened it.
     session: Option<Arc<Session>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    dropped_outgoing: u64,
 }
 
 type Key = (usize, String);
@@ -327,7 +326,7 @@ impl Connection {
         let shown = redact::redact_uri(&cfg.uri);
         let request = dial::request(&cfg.uri, &cfg.headers)
             .map_err(|cause| failure(&shown, &secrets, cause, String::new()))?;
-        let (tx, rx) = mpsc::channel(OUTGOING_CAPACITY);
+        let outbox = Arc::new(Outbox::default());
         let session = Arc::new(Session::new(
             cfg.serializer,
             CallIds {
@@ -337,7 +336,7 @@ impl Connection {
         ));
         // What the client says first goes first, before any audio.
         for msg in session.handshake() {
-            let _ = tx.try_send(msg);
+            outbox.send(msg);
         }
         {
             let mut mailbox = self.mailbox();
@@ -348,11 +347,11 @@ impl Connection {
         }
         link.generation += 1;
         link.started = true;
-        link.outgoing = Some(tx.clone());
+        link.outgoing = Some(outbox.clone());
         link.session = Some(session.clone());
         gst::info!(CAT, "connection '{}': connecting to {shown}", self.name);
         let run = Run {
-            pings: tx.clone(),
+            outbox,
             session,
             conn: self.clone(),
             generation: link.generation,
@@ -367,7 +366,7 @@ impl Connection {
             );
         }
         let cfg = cfg.clone();
-        link.task = Some(RUNTIME.spawn(run.run(request, cfg, rx)));
+        link.task = Some(RUNTIME.spawn(run.run(request, cfg)));
         Ok(())
     }
 
@@ -384,28 +383,26 @@ impl Connection {
     /// Queues what `make` builds with the connection's session: one lock
     /// of `link` per message (the sink's per-buffer path).
     pub fn send_with(&self, make: impl FnOnce(&Session) -> Message) -> Result<(), Unsent> {
-        let mut link = lock(&self.link);
+        let link = lock(&self.link);
         if let Some(end) = self.mailbox().end.clone() {
             return Err(Unsent::Ended(end));
         }
-        let (Some(tx), Some(session)) = (link.outgoing.as_ref(), link.session.as_ref()) else {
+        let (Some(outbox), Some(session)) = (link.outgoing.as_ref(), link.session.as_ref()) else {
             return Err(Unsent::NotConnected);
         };
-        match tx.try_send(make(session)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        match outbox.send(make(session)) {
+            Sent::Yes => Ok(()),
+            Sent::Dropped(dropped) => {
                 // The bot does not read fast enough: losing caller audio is
                 // better than growing without bound.
-                link.dropped_outgoing += 1;
                 gst::warning!(
                     CAT,
-                    "connection '{}': bot not reading, dropped {} messages",
+                    "connection '{}': bot not reading, dropped {dropped} messages",
                     self.name,
-                    link.dropped_outgoing
                 );
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => match self.mailbox().end.clone() {
+            Sent::Closed => match self.mailbox().end.clone() {
                 Some(end) => Err(Unsent::Ended(end)),
                 // The writer stopped on a failure the reader is about to
                 // record: this message is lost with the connection, and
@@ -534,8 +531,10 @@ impl Connection {
         if let Some(task) = link.task.take() {
             task.abort();
         }
-        // Dropping the sender lets the writer send its close frame and stop.
-        link.outgoing = None;
+        // The writer sends what is queued, the close frame, and stops.
+        if let Some(outbox) = link.outgoing.take() {
+            outbox.close();
+        }
         link.session = None;
         link.started = false;
         link.peer = None;
@@ -647,7 +646,9 @@ impl Connection {
             let mut mailbox = self.mailbox();
             mailbox.end.get_or_insert(end);
             mailbox.connected = false;
-            link.outgoing = None;
+            if let Some(outbox) = link.outgoing.take() {
+                outbox.close();
+            }
             mailbox.pusher.clone()
         };
         self.cond.notify_all();
@@ -669,9 +670,9 @@ fn failure(shown: &str, secrets: &[String], cause: String, debug: String) -> End
 
 /// One connect-and-read of a connection, as a task on the runtime.
 struct Run {
-    /// For the keepalive pings and protocol answers (the writer sends them
-    /// in order).
-    pings: mpsc::Sender<Message>,
+    /// For the keepalive pings and protocol answers, in order with the
+    /// elements' messages.
+    outbox: Arc<Outbox>,
     session: Arc<Session>,
     conn: Arc<Connection>,
     generation: u64,
@@ -680,7 +681,7 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self, request: dial::Request, cfg: ConnectConfig, rx: mpsc::Receiver<Message>) {
+    async fn run(self, request: dial::Request, cfg: ConnectConfig) {
         let dialed =
             tokio::time::timeout(cfg.connect_timeout, dial::dial(request, cfg.tls_verify)).await;
         let Dialed {
@@ -709,7 +710,7 @@ impl Run {
         // Dropped with this future, however it ends (aborted included): the
         // writer then has `CLOSE_GRACE` left.
         let (_reader_alive, reader_gone) = tokio::sync::oneshot::channel::<()>();
-        RUNTIME.spawn(write_loop(write, rx, reader_gone));
+        RUNTIME.spawn(write_loop(self.outbox.clone().write(write), reader_gone));
         if !self.conn.set_connected(self.generation) {
             return;
         }
@@ -727,7 +728,17 @@ impl Run {
     fn end(&self, end: End) {
         self.conn.finish(self.generation, end);
     }
+}
 
+/// However the run ends (aborted included), its writer sends the close
+/// frame after what is queued, and stops.
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
+}
+
+impl Run {
     /// Reads until the connection ends. With `keepalive`, a ping goes out
     /// whenever the bot has been quiet for the interval; a bot that then
     /// sends nothing at all, not even the pong, within the timeout is frozen
@@ -802,7 +813,7 @@ impl Run {
                         timer.as_mut().reset(quiet_until);
                         continue;
                     }
-                    let _ = self.pings.try_send(Message::Ping(Vec::new().into()));
+                    self.outbox.send(Message::Ping(Vec::new().into()));
                     pong_due = true;
                     timer.as_mut().reset(Instant::now() + within);
                 }
@@ -859,11 +870,11 @@ impl Run {
                         reason: Default::default(),
                     }
                 });
-                let _ = self.pings.try_send(Message::Close(answer));
+                self.outbox.send(Message::Close(answer));
                 return Some(end_of_close(&payload));
             }
             Received::Message(Message::Ping(data)) => {
-                let _ = self.pings.try_send(Message::Pong(data));
+                self.outbox.send(Message::Pong(data));
                 return None;
             }
             // It has done its work: the read loop heard from the bot.
@@ -878,7 +889,7 @@ impl Run {
                     self.conn.name
                 );
                 if let Some(close) = self.session.close() {
-                    let _ = self.pings.try_send(close);
+                    self.outbox.send(close);
                 }
                 None
             }
@@ -912,39 +923,18 @@ impl Run {
 /// frozen bot for the life of the process.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Sends what the elements queue until the reader is gone and everything
-/// queued is sent (or `CLOSE_GRACE` has passed since the reader went).
+/// Runs `writer` (`Outbox::write`) until the close frame is out, or for
+/// `CLOSE_GRACE` once the reader is gone.
 async fn write_loop(
-    write: dial::Writer,
-    rx: mpsc::Receiver<Message>,
+    writer: impl std::future::Future<Output = ()>,
     reader_gone: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let work = send_until_closed(write, rx);
-    tokio::pin!(work);
+    tokio::pin!(writer);
     tokio::select! {
-        () = &mut work => return,
+        () = &mut writer => return,
         _ = reader_gone => {}
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, work).await;
-}
-
-async fn send_until_closed(mut write: dial::Writer, mut rx: mpsc::Receiver<Message>) {
-    while let Some(msg) = rx.recv().await {
-        // What else is queued by now goes out in the same write: behind,
-        // the writer catches up in fewer system calls.
-        let mut next = Some(msg);
-        while let Some(msg) = next {
-            if write.feed(msg).await.is_err() {
-                // The reader sees the same failure and reports it.
-                return;
-            }
-            next = rx.try_recv().ok();
-        }
-        if write.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = SinkExt::close(&mut write).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
 }
 
 #[cfg(test)]
@@ -998,17 +988,17 @@ mod tests {
     #[test]
     fn a_sender_learns_why_the_connection_ended_never_that_it_was_not_opened() {
         let conn = Connection::new(None, "test");
-        let (tx, rx) = mpsc::channel(1);
+        let outbox = Arc::new(Outbox::default());
         {
             let mut link = lock(&conn.link);
-            link.outgoing = Some(tx);
+            link.outgoing = Some(outbox.clone());
             link.session = Some(Arc::new(Session::new(
                 Serializer::Protobuf,
                 CallIds::default(),
             )));
         }
         // The writer stopped on a failure the reader has not recorded yet.
-        drop(rx);
+        outbox.close();
         assert!(conn.send(Message::Text("lost".into())).is_ok());
         // The reader records it; whoever sends next learns it.
         conn.finish(

@@ -3,10 +3,11 @@
 //! by `frames`, straight off the socket (TLS beneath), and so the whole of it
 //! is one future that stopping the pipeline can drop at any point.
 //!
-//! tungstenite makes the upgrade and, on the write side alone, frames what
-//! goes to the bot. It never reads past the upgrade's answer: `UpToAnswer`
-//! hands it the bytes up to the answer's blank line and keeps the rest
-//! (frames the bot sent at once) for the reader.
+//! tungstenite makes the upgrade, and only that: `frames` reads the bot's
+//! frames and frames ours (`outbox` writes them). It never reads past the
+//! upgrade's answer: `UpToAnswer` hands it the bytes up to the answer's
+//! blank line and keeps the rest (frames the bot sent at once) for the
+//! reader.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
@@ -18,24 +19,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::client::TlsStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Error};
 
-/// tungstenite allocates a read buffer up front (128 KiB by default), for
-/// the WebSocket it makes of the upgrade and for the writer, neither of
-/// which reads a frame.
+/// tungstenite allocates a read buffer up front (128 KiB by default) for
+/// the WebSocket it makes of the upgrade, which reads no frame.
 const UNUSED_READ_BUFFER: usize = 64;
-
-/// What goes to the bot: tungstenite's framing on the write side.
-pub type Writer = WebSocketStream<WriteSide>;
 
 /// An open WebSocket to the bot.
 pub struct Dialed {
     pub read: ReadSide,
-    pub write: Writer,
+    pub write: WriteSide,
     /// What the bot sent right behind the upgrade's answer.
     pub already: BytesMut,
 }
@@ -114,7 +110,6 @@ pub async fn dial(request: Request, tls_verify: bool) -> Result<Dialed, Error> {
             (ReadSide::Tls(read, fd), WriteSide::Tls(write))
         }
     };
-    let write = WebSocketStream::from_raw_socket(write, Role::Client, Some(config)).await;
     Ok(Dialed {
         read,
         write,
@@ -297,48 +292,10 @@ impl AsyncRead for ReadSide {
     }
 }
 
-/// Our side of the socket, written by tungstenite. It reads nothing: the
-/// reader has the other half.
+/// Our side of the socket, written by `outbox`.
 pub enum WriteSide {
     Plain(OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for WriteSide {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for WriteSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            WriteSide::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            WriteSide::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(s) => Pin::new(s).poll_flush(cx),
-            WriteSide::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            WriteSide::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The bot's WebSocket frames (RFC 6455, the client's side), read out of a
-//! buffer of our own.
+//! WebSocket frames (RFC 6455, the client's side): the bot's, read out of a
+//! buffer of our own, and ours, framed and masked for the bot.
 //!
 //! tokio-tungstenite reads through five layers per message (its stream,
 //! the split's lock, waker proxies, the frame codec, and a sniffer beneath
@@ -231,6 +231,45 @@ struct Frame {
     payload: BytesMut,
 }
 
+/// `msg` as a client sends it: one frame, masked with a fresh random key
+/// (RFC 6455 5.3: unpredictable, so that a proxy cannot be fed bytes of
+/// the sender's choosing). `None` for a raw frame, which nobody here sends.
+pub fn client_frame(msg: &Message) -> Option<Vec<u8>> {
+    let close;
+    let (opcode, payload): (u8, &[u8]) = match msg {
+        Message::Text(text) => (0x1, text.as_bytes()),
+        Message::Binary(data) => (0x2, data),
+        Message::Ping(data) => (0x9, data),
+        Message::Pong(data) => (0xA, data),
+        Message::Close(frame) => {
+            close = frame.as_ref().map_or_else(Vec::new, |f| {
+                let mut p = u16::from(f.code).to_be_bytes().to_vec();
+                p.extend_from_slice(f.reason.as_bytes());
+                p
+            });
+            (0x8, &close)
+        }
+        Message::Frame(_) => return None,
+    };
+    let mut out = Vec::with_capacity(14 + payload.len());
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask: [u8; 4] = rand::random();
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    Some(out)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -390,6 +429,37 @@ pub(crate) mod tests {
         }
         .to_string();
         assert!(text.contains("max-message-size"), "{text}");
+    }
+
+    #[test]
+    fn our_frames_are_masked_and_read_back_as_sent() {
+        use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, coding::CloseCode};
+        let messages = [
+            Message::Binary(Bytes::from(vec![7u8; 300])),
+            Message::Binary(Bytes::from(vec![9u8; 70_000])),
+            Message::Text("héllo".into()),
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Pong(Bytes::new()),
+            Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            })),
+            Message::Close(None),
+        ];
+        for msg in messages {
+            let frame = client_frame(&msg).unwrap();
+            assert_eq!(frame[1] & 0x80, 0x80, "not masked: {msg:?}");
+            // A server's reader (tungstenite's) unmasks it to what was sent.
+            let mut server = tokio_tungstenite::tungstenite::protocol::WebSocket::from_raw_socket(
+                std::io::Cursor::new(frame),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            );
+            assert_eq!(server.read().unwrap(), msg);
+        }
+        // Fresh keys: two frames of the same message differ.
+        let msg = Message::Binary(Bytes::from_static(b"same"));
+        assert_ne!(client_frame(&msg), client_frame(&msg));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod frames;
 mod fuzz;
 mod inbox;
 mod nap;
+mod outbox;
 mod pipecatwsrc;
 mod pipecatwssharedsrc;
 mod pipecatwssink;
