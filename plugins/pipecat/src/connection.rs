@@ -15,7 +15,6 @@
 //!   call whose downstream holds the thread). The moment the socket ends,
 //!   the reader records why and wakes the waiter, so nobody ever blocks on
 //!   a dead socket.
-//!
 //! - What the elements send goes through the connection's `Outbox`: written
 //!   from the sender's thread when nothing waits before it, else by a
 //!   writer task.
