@@ -103,7 +103,7 @@ impl LinkSettings {
                 .build(),
             glib::ParamSpecBoolean::builder("delayed-ack")
                 .nick("Delayed ACKs")
-                .blurb("Acknowledge the bot's audio at TCP's delayed pace (every second message), as TCP does anyway while caller audio flows: about a fifth less CPU per bot leg at a thousand legs. Only for bots whose server disables Nagle's algorithm (TCP_NODELAY, as Pipecat's does): behind Nagle, every other message would wait up to 40 ms")
+                .blurb("Acknowledge the bot's audio at TCP's delayed pace (every second message), as TCP does anyway while caller audio flows: half the ACKs, and at a thousand legs that only receive, 29% less CPU on loopback. Only for bots whose server disables Nagle's algorithm (TCP_NODELAY, as Pipecat's does): behind Nagle, every other message would wait for the delayed ACK (p90 23 ms measured)")
                 .default_value(false)
                 .mutable_ready()
                 .build(),
