@@ -645,9 +645,8 @@ impl Connection {
             let mut mailbox = self.mailbox();
             mailbox.end.get_or_insert(end);
             mailbox.connected = false;
-            if let Some(outbox) = link.outgoing.take() {
-                outbox.close();
-            }
+            // The run that reported this closes the outbox as it ends.
+            link.outgoing = None;
             mailbox.pusher.clone()
         };
         self.cond.notify_all();

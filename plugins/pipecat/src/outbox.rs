@@ -85,6 +85,7 @@ impl Outbox {
             return Sent::Dropped(state.dropped);
         }
         state.closed = close;
+        let mut failed = false;
         let mut rest = Bytes::from(frame);
         if !state.writing
             && state.queue.is_empty()
@@ -99,6 +100,7 @@ impl Outbox {
                 // The reader sees the same failure and reports it.
                 Err(_) => {
                     state.closed = true;
+                    failed = true;
                     rest.clear();
                 }
             }
@@ -110,11 +112,7 @@ impl Outbox {
         if !state.writing && (!state.queue.is_empty() || state.closed) {
             self.queued.notify_one();
         }
-        if close || !state.closed {
-            Sent::Yes
-        } else {
-            Sent::Closed
-        }
+        if failed { Sent::Closed } else { Sent::Yes }
     }
 
     /// Nothing more is sent but the close frame (with no code), after what

@@ -62,8 +62,7 @@ fn the_shared_source_names_hostile_values_and_garbage_too() {
     let text =
         error_text_of("pipecatwssharedsrc", raw_server(vec![garbage]), "").expect("an ERROR");
     assert!(text.contains("does not parse"), "{text}");
-    let mut close = vec![0x88, 2];
-    close.extend(1005u16.to_be_bytes());
+    let close = server_frame(true, 0x8, &1005u16.to_be_bytes());
     let text = error_text_of("pipecatwssharedsrc", raw_bytes_server(close), "").expect("an ERROR");
     assert!(text.contains("code 1005"), "{text}");
 }
@@ -212,17 +211,19 @@ fn stopping_while_connecting_returns_at_once() {
 #[test]
 fn close_codes_are_reported_as_the_bot_sent_them() {
     // Hand-made close frames: 999 and 1005 are not allowed on the wire, and
-    // tungstenite reports its own 1002 for both.
+    // tungstenite would report its own 1002 for both.
     for (code, named) in [(999u16, "not a valid close code"), (1005, "reserved")] {
-        let mut frame = vec![0x88, 2];
-        frame.extend(code.to_be_bytes());
+        let frame = server_frame(true, 0x8, &code.to_be_bytes());
         let text = error_text_from(raw_bytes_server(frame), "").expect("an ERROR");
         assert!(text.contains(&format!("code {code}")), "{text}");
         assert!(text.contains(named), "{text}");
         assert!(!text.contains("1002"), "{text}");
     }
     // A close frame without a code is a hang-up like any other: EOS.
-    assert_eq!(error_text_from(raw_bytes_server(vec![0x88, 0]), ""), None);
+    assert_eq!(
+        error_text_from(raw_bytes_server(server_frame(true, 0x8, &[])), ""),
+        None
+    );
 }
 
 #[test]
