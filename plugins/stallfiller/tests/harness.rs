@@ -153,28 +153,44 @@ fn gap_event_becomes_silence() {
 }
 
 #[test]
-fn eos_pads_the_tail_to_the_running_time_of_eos() {
+fn eos_after_real_data_adds_no_tail() {
     let mut h = harness();
     h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
     h.pull().unwrap();
-    // EOS arrives when the clock says 170 ms: 70 ms of tail, before any
-    // clock fill was due.
+    // EOS when the clock says 170 ms, before any fill was due: the track
+    // was fed to its end, so it ends at its last real sample, whatever the
+    // clock or the latency say.
     h.testclock().unwrap().set_time(ms(170));
     assert!(h.push_event(gst::event::Eos::new()));
-    let mut end = ms(100);
-    let mut tail = 0u64;
-    while let Some(b) = h.try_pull() {
-        assert_eq!(b.pts(), Some(end));
-        end += b.duration().unwrap();
-        tail += samples_of(&b).len() as u64;
-    }
-    assert_eq!(end, ms(170));
-    assert_eq!(tail, 560);
+    assert!(h.try_pull().is_none(), "silence after the last real sample");
+    assert_eq!(stat(&h, "out-samples"), 800);
+    assert_eq!(stat(&h, "silence-samples"), 0);
     let mut saw_eos = false;
     while let Some(ev) = h.try_pull_event() {
         saw_eos |= ev.type_() == gst::EventType::Eos;
     }
     assert!(saw_eos);
+}
+
+#[test]
+fn a_track_stalled_at_eos_is_padded_to_where_its_data_would_have_reached() {
+    let mut h = harness();
+    // 100 ms of data pushed when the clock says 0: it runs 100 ms ahead.
+    h.push(ramp(0, 800, ClockTime::ZERO)).unwrap();
+    h.pull().unwrap();
+    // It stalls; the first chunk of silence at its deadline (100 + 200 ms).
+    crank_expecting(&mut h, ms(300));
+    // EOS at 400 ms: its data would have reached 400 + 100 ms.
+    h.testclock().unwrap().set_time(ms(400));
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut end = ms(120);
+    while let Some(b) = h.try_pull() {
+        assert_eq!(b.pts(), Some(end));
+        assert!(b.flags().contains(gst::BufferFlags::GAP));
+        end += b.duration().unwrap();
+    }
+    assert_eq!(end, ms(500));
+    assert_eq!(stat(&h, "out-samples"), 4000);
 }
 
 #[test]

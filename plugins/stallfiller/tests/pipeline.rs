@@ -160,15 +160,19 @@ fn live_stall_is_filled_while_it_lasts() {
         );
     }
 
-    // One continuous timeline as long as the wall clock ran, plus the
-    // source's latency (the tail reaches as far as live data may run ahead
-    // of the clock, so parallel tracks end together), within a buffer.
+    // One continuous timeline as long as the wall clock ran, within a
+    // buffer, and ending at the last real sample: a track fed to its end
+    // gets no tail of silence at EOS.
     let total = end_of(&seen) - seen[0].pts;
-    let wall = eos_sent_at - seen[0].pts + BUFFER;
+    let wall = eos_sent_at - seen[0].pts;
     let diff = total.nseconds().abs_diff(wall.nseconds());
     assert!(
         diff <= BUFFER.nseconds(),
-        "output {total} vs wall clock + latency {wall}"
+        "output {total} vs wall clock {wall}"
+    );
+    assert!(
+        !seen.last().unwrap().gap,
+        "silence after the last real sample"
     );
 
     let stats = pipeline
@@ -267,11 +271,14 @@ fn two_tracks_one_stalls_14_s_and_both_end_together() {
         caller_end.nseconds().abs_diff(agent_end.nseconds()) <= one_sample,
         "caller ends at {caller_end}, agent at {agent_end}"
     );
-    // Both reach EOS plus the source's latency (one buffer here): how far
-    // live data may run ahead of the clock.
+    // The caller ends at its last real sample, the buffer boundary after
+    // EOS (audiotestsrc hands a buffer out at its start); the stalled agent
+    // is padded to where its data would have reached: the same boundary.
+    let boundary = ClockTime::from_nseconds(boundary);
+    assert_eq!(caller_end, boundary, "EOS at {eos_at}");
     assert!(
-        caller_end.nseconds().abs_diff((eos_at + BUFFER).nseconds()) <= one_sample,
-        "{caller_end} vs EOS at {eos_at} + {BUFFER}"
+        !caller.last().unwrap().gap,
+        "silence after the caller's last sample"
     );
 
     // The agent's silence was delivered during the stall, not at the end.

@@ -38,6 +38,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::reach::Reach;
 use super::timeline::{Placement, Timeline};
 use super::watch::{Token, Watch};
 
@@ -126,6 +127,12 @@ struct State {
     discont: bool,
     upstream: Option<Upstream>,
     playing: bool,
+    /// The clock and base time of this PLAYING, so timing the arrival of
+    /// each buffer takes no object lock.
+    clock: Option<(gst::Clock, gst::ClockTime)>,
+    /// Where real data would have reached by a given running time, since
+    /// the stream started or was flushed.
+    reach: Reach,
     flushing: bool,
     eos: bool,
     /// Set while the source pad is deactivated: the task must leave.
@@ -554,9 +561,40 @@ impl StallFiller {
             }
             // Real data moves the end and so the task's deadline later; the
             // task finds that out when it wakes, so it is not disturbed here.
-            self.place(&mut state, Input::Buffer(buffer), Kind::Audio)?
+            let span = buffer
+                .pts()
+                .zip(state.layout.as_ref())
+                .map(|(pts, layout)| (pts, layout.samples_in_bytes(buffer.size())));
+            let out = self.place(&mut state, Input::Buffer(buffer), Kind::Audio)?;
+            if let (Some(span), true) = (span, out.data.is_some()) {
+                Self::note_arrival(&mut state, span);
+            }
+            out
         };
         self.push_output(out)
+    }
+
+    /// Times the arrival of a real buffer (its pts and samples), which
+    /// just moved the output, for `Reach`.
+    fn note_arrival(state: &mut State, (pts, n): (gst::ClockTime, u64)) {
+        let (Some((clock, base)), Some(timeline), Some(segment)) =
+            (&state.clock, &state.timeline, &state.segment)
+        else {
+            return;
+        };
+        let duration = timeline.layout().samples_to_time(n);
+        let (Some(arrival), Some(start), Some(end)) = (
+            clock.time().checked_sub(*base),
+            segment.to_running_time(pts),
+            segment.to_running_time(timeline.end()),
+        ) else {
+            return;
+        };
+        gst::trace!(
+            CAT,
+            "data from {start} to {end} arrived at running time {arrival}"
+        );
+        state.reach.note(start, duration, end, arrival);
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -576,6 +614,7 @@ impl StallFiller {
                 state.flushing = false;
                 state.reset_stream();
                 state.segment = None;
+                state.reach = Reach::default();
                 state.wake_task(&self.cond);
                 drop(state);
                 return self.srcpad.push_event(event);
@@ -637,7 +676,10 @@ impl StallFiller {
                 };
             }
             EventView::Eos(_) => {
-                self.ensure_upstream_known();
+                // Asked afresh: a source's first answer may predate the caps
+                // that fix its buffer size (audiotestsrc answers 1024
+                // samples' worth, then sends 20 ms buffers).
+                self.query_upstream();
                 let settings = self.settings();
                 let _push = self.push_guard();
                 let out = {
@@ -807,25 +849,32 @@ impl StallFiller {
         self.srcpad.push_event(event)
     }
 
-    /// Where the tail must reach at EOS. In a live pipeline: the running
-    /// time of EOS plus how far the data may run ahead of the clock (the
-    /// upstream latency), so parallel tracks with alike sources end
-    /// together; otherwise the segment stop.
+    /// Where the tail must reach at EOS, if it is padded at all.
+    ///
+    /// In a live pipeline, a track fed until EOS ends at its last real
+    /// sample: nothing is added. A stalled track is padded to where its
+    /// data would have reached by the time EOS came (`reach.rs`), so
+    /// parallel tracks of alike sources end together. A track never fed has
+    /// nothing to go by: its source's data runs behind the clock by at most
+    /// the latency it reports now.
+    ///
+    /// Otherwise the segment stop.
     fn eos_target(&self, state: &State) -> Option<gst::ClockTime> {
         let segment = state.segment.as_ref()?;
         let upstream = state.upstream?;
-        if upstream.live && state.playing {
-            let obj = self.obj();
-            let now = obj.clock()?.time();
-            let running_time = now.checked_sub(obj.base_time()?)?;
-            // How far a live source's data may run ahead of the clock is
-            // its latency upstream of us. (Not the pipeline latency: that
-            // also counts what is downstream, and overshoots.)
-            let ahead = upstream.min_latency;
-            segment.position_from_running_time(running_time.saturating_add(ahead))
-        } else {
-            segment.stop()
+        if !(upstream.live && state.playing) {
+            return segment.stop();
         }
+        if state.reach.fed() && state.stall_since.is_none() {
+            return None;
+        }
+        let (clock, base) = state.clock.as_ref()?;
+        let now = clock.time().checked_sub(*base)?;
+        let reached = state
+            .reach
+            .at(now)
+            .unwrap_or_else(|| now.saturating_sub(upstream.min_latency));
+        segment.position_from_running_time(reached)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -864,17 +913,28 @@ impl StallFiller {
         if self.state().upstream.is_some() {
             return;
         }
+        self.query_upstream();
+    }
+
+    /// Asks upstream whether it is live and its latency, and keeps the
+    /// answer. An upstream that does not answer keeps what it said before,
+    /// or is not live if it never said.
+    fn query_upstream(&self) {
         let mut q = gst::query::Latency::new();
-        let upstream = if self.sinkpad.peer_query(&mut q) {
+        let answer = self.sinkpad.peer_query(&mut q).then(|| {
             let (live, min_latency, _) = q.result();
             Upstream { live, min_latency }
-        } else {
-            Upstream {
-                live: false,
-                min_latency: gst::ClockTime::ZERO,
+        });
+        let mut state = self.state();
+        match answer {
+            Some(upstream) => state.upstream = Some(upstream),
+            None => {
+                state.upstream.get_or_insert(Upstream {
+                    live: false,
+                    min_latency: gst::ClockTime::ZERO,
+                });
             }
-        };
-        self.state().upstream.get_or_insert(upstream);
+        }
     }
 
     /// Clock time at which the next sample is overdue, if the task should be
@@ -1397,7 +1457,7 @@ impl ObjectImpl for StallFiller {
         let mut settings = lock(&self.settings);
         match pspec.name() {
             "threshold" => {
-                settings.threshold = gst::ClockTime::from_nseconds(value.get().unwrap());
+                settings.threshold = callaudio::clock_time_of(value.get().unwrap());
                 drop(settings);
                 self.state().wake_task(&self.cond);
                 // Our latency changed with it: let the pipeline redistribute.
@@ -1405,11 +1465,9 @@ impl ObjectImpl for StallFiller {
                     .obj()
                     .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
             }
-            "fill-chunk" => {
-                settings.fill_chunk = gst::ClockTime::from_nseconds(value.get().unwrap())
-            }
-            "tolerance" => settings.tolerance = gst::ClockTime::from_nseconds(value.get().unwrap()),
-            "max-gap" => settings.max_gap = gst::ClockTime::from_nseconds(value.get().unwrap()),
+            "fill-chunk" => settings.fill_chunk = callaudio::clock_time_of(value.get().unwrap()),
+            "tolerance" => settings.tolerance = callaudio::clock_time_of(value.get().unwrap()),
+            "max-gap" => settings.max_gap = callaudio::clock_time_of(value.get().unwrap()),
             "post-messages" => settings.post_messages = value.get().unwrap(),
             "shared-threads" => settings.shared_threads = value.get().unwrap(),
             name => unreachable!("unknown property {name}"),
@@ -1499,7 +1557,10 @@ impl ElementImpl for StallFiller {
         }
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
+            let obj = self.obj();
+            let clock = obj.clock().zip(obj.base_time());
             let mut state = self.state();
+            state.clock = clock;
             state.playing = true;
             state.wake_task(&self.cond);
         }

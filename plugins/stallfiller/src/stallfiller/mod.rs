@@ -3,6 +3,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 mod imp;
+mod reach;
 mod timeline;
 mod watch;
 
