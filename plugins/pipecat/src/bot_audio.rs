@@ -7,7 +7,7 @@ use callaudio::g711::Law;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::common::LinkSettings;
+use crate::common::{LinkSettings, MAX_TIMEOUT};
 use crate::connection::{CAT, Connection, End, Use};
 use crate::inbox::{Chunk, Dropped, Limits};
 use crate::redact;
@@ -281,6 +281,9 @@ const DEFAULT_MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(5);
 /// bytes per second than that is bounded by bytes before duration.
 const DEFAULT_MAX_QUEUE_BYTES: u32 = 2 << 20;
 const DEFAULT_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+/// More latency than any live call can bear; keeps the latency sums of the
+/// pipeline far from overflow.
+const MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_seconds(10);
 
 /// The properties both sources have besides the link's.
 #[derive(Debug, Clone)]
@@ -318,8 +321,9 @@ impl SourceSettings {
                 .build(),
             glib::ParamSpecUInt64::builder("max-queue")
                 .nick("Max queue")
-                .blurb("Audio (ns) held while downstream is slow; beyond it the oldest is dropped with a WARNING")
+                .blurb("Audio (ns) held while downstream is slow, at most 1 hour; beyond it the oldest is dropped with a WARNING")
                 .minimum(gst::ClockTime::MSECOND.nseconds())
+                .maximum(MAX_TIMEOUT.nseconds())
                 .default_value(DEFAULT_MAX_QUEUE.nseconds())
                 .mutable_ready()
                 .build(),
@@ -337,13 +341,15 @@ impl SourceSettings {
                 .build(),
             glib::ParamSpecUInt64::builder("response-timeout")
                 .nick("Response timeout")
-                .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns); 0 = off")
+                .blurb("Post a pipecat-agent-silent WARNING when the bot sends no audio this long (ns, at most 1 hour); 0 = off")
+                .maximum(MAX_TIMEOUT.nseconds())
                 .default_value(0)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt64::builder("latency")
                 .nick("Latency")
-                .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered")
+                .blurb("Latency (ns) reported downstream: how late after arrival bot audio may be rendered, at most 10 s")
+                .maximum(MAX_LATENCY.nseconds())
                 .default_value(DEFAULT_LATENCY.nseconds())
                 .mutable_ready()
                 .build(),
@@ -352,7 +358,7 @@ impl SourceSettings {
 
     /// Sets one of these properties; false if `name` is not one.
     pub fn set(&mut self, name: &str, value: &glib::Value) -> bool {
-        let ns = || gst::ClockTime::from_nseconds(value.get::<u64>().unwrap());
+        let ns = || callaudio::clock_time_of(value.get::<u64>().unwrap());
         match name {
             "on-close" => self.on_close = value.get().unwrap(),
             "max-queue" => self.max_queue = ns(),

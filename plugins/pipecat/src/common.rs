@@ -13,6 +13,9 @@ use crate::session::DTMF_KEYS;
 pub const DEFAULT_CONNECT_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL: gst::ClockTime = gst::ClockTime::from_seconds(10);
+/// The longest wait any time property of these elements allows: every
+/// deadline sum stays far from overflow, and a call waits no longer.
+pub const MAX_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(3600);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(5);
 
 #[derive(Debug, Clone)]
@@ -81,15 +84,16 @@ impl LinkSettings {
                 .build(),
             glib::ParamSpecUInt64::builder("connect-timeout")
                 .nick("Connect timeout")
-                .blurb("Longest wait (ns) for the WebSocket to open")
+                .blurb("Longest wait (ns) for the WebSocket to open, at most 1 hour")
                 .minimum(gst::ClockTime::MSECOND.nseconds())
+                .maximum(MAX_TIMEOUT.nseconds())
                 .default_value(DEFAULT_CONNECT_TIMEOUT.nseconds())
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt64::builder("keepalive-interval")
                 .nick("Keepalive interval")
                 .blurb("How often (ns) a WebSocket ping goes to the bot while it sends nothing else; 0 = never")
-                .maximum(gst::ClockTime::from_seconds(3600).nseconds())
+                .maximum(MAX_TIMEOUT.nseconds())
                 .default_value(DEFAULT_KEEPALIVE_INTERVAL.nseconds())
                 .mutable_ready()
                 .build(),
@@ -97,7 +101,7 @@ impl LinkSettings {
                 .nick("Keepalive timeout")
                 .blurb("A bot that answers nothing this long (ns) after a ping is frozen: an ERROR ends the call")
                 .minimum(gst::ClockTime::MSECOND.nseconds())
-                .maximum(gst::ClockTime::from_seconds(3600).nseconds())
+                .maximum(MAX_TIMEOUT.nseconds())
                 .default_value(DEFAULT_KEEPALIVE_TIMEOUT.nseconds())
                 .mutable_ready()
                 .build(),
@@ -139,7 +143,7 @@ impl LinkSettings {
             }
             "extra-headers" => self.extra_headers = value.get().unwrap(),
             "connect-timeout" => {
-                self.connect_timeout = gst::ClockTime::from_nseconds(value.get().unwrap())
+                self.connect_timeout = callaudio::clock_time_of(value.get().unwrap())
             }
             "max-message-size" => self.max_message_size = value.get().unwrap(),
             "stream-sid" => {
@@ -150,10 +154,10 @@ impl LinkSettings {
             }
             "tls-verify" => self.tls_verify = value.get().unwrap(),
             "keepalive-interval" => {
-                self.keepalive_interval = gst::ClockTime::from_nseconds(value.get().unwrap())
+                self.keepalive_interval = callaudio::clock_time_of(value.get().unwrap())
             }
             "keepalive-timeout" => {
-                self.keepalive_timeout = gst::ClockTime::from_nseconds(value.get().unwrap())
+                self.keepalive_timeout = callaudio::clock_time_of(value.get().unwrap())
             }
             "delayed-ack" => self.delayed_ack = value.get().unwrap(),
             _ => return false,
@@ -217,13 +221,16 @@ pub const LINK_URI_PARAMETERS: &[&str] = &[
     "connection",
     "stream-sid",
     "call-sid",
-    "tls-verify",
     "connect-timeout",
     "max-message-size",
     "keepalive-interval",
     "keepalive-timeout",
     "delayed-ack",
 ];
+
+/// Properties that turn a safety check off: never from a URI, whose author
+/// may not be the application's.
+const CODE_ONLY_PARAMETERS: &[&str] = &["tls-verify"];
 
 /// Applies `pipecat+ws[s]://host/path?serializer=twilio&token=...` to
 /// `element`: query parameters named in `settable` become the properties of
@@ -260,6 +267,12 @@ pub fn apply_pipecat_uri(
     let mut settings = Vec::new();
     let mut kept = Vec::new();
     for (key, value) in url.query_pairs() {
+        if CODE_ONLY_PARAMETERS.contains(&key.as_ref()) {
+            return Err(bad(format!(
+                "{key} cannot be set from a URI: whoever supplies a bot's URI must not turn \
+                 its checks off; set the {key} property from code"
+            )));
+        }
         if !settable.contains(&key.as_ref()) {
             kept.push((key.into_owned(), value.into_owned()));
             continue;
@@ -267,6 +280,15 @@ pub fn apply_pipecat_uri(
         let pspec = element
             .find_property(&key)
             .ok_or_else(|| bad(format!("no property {key}")))?;
+        // GStreamer reads "-1" as 2^64-1 for an unsigned property: a
+        // negative number is never what the URI's author meant.
+        let unsigned =
+            [glib::Type::U8, glib::Type::U32, glib::Type::U64].contains(&pspec.value_type());
+        if unsigned && value.trim_start().starts_with('-') {
+            return Err(bad(format!(
+                "{key}: {value:?} is negative; it takes a number from 0 up"
+            )));
+        }
         let mut parsed =
             <glib::Value as gst::prelude::GstValueExt>::deserialize_with_pspec(&value, &pspec)
                 .map_err(|_| bad(format!("{key}: {value:?} is not a valid value")))?;

@@ -17,4 +17,4 @@ pub mod workers;
 pub use layout::{Encoding, Layout, LayoutError, MAX_CHANNELS, MAX_RATE};
 pub use silence::SilenceSource;
 pub use split::{OFFSET_NONE, split_at_sample, trim, whole_frames};
-pub use time::{samples_to_time, time_to_samples};
+pub use time::{clock_time_of, samples_to_time, time_to_samples};

@@ -20,6 +20,14 @@ pub fn time_to_samples(t: ClockTime, rate: u32) -> u64 {
     scale_round(t.nseconds(), rate as u64, NS_PER_SECOND as u64)
 }
 
+/// A `u64` nanosecond property value as a time, never panicking: GObject
+/// hands `set_property` any value in the property's range, and
+/// `u64::MAX` (`GST_CLOCK_TIME_NONE`) is no time, so it saturates to the
+/// largest one. A panic there would abort the process.
+pub fn clock_time_of(ns: u64) -> ClockTime {
+    ClockTime::from_nseconds(ns.min(ClockTime::MAX.nseconds()))
+}
+
 /// `v * num / den`, rounded to nearest (half up): GStreamer's own
 /// `gst_util_uint64_scale_round`, saturated where the result does not fit.
 fn scale_round(v: u64, num: u64, den: u64) -> u64 {
@@ -106,6 +114,13 @@ mod tests {
                 by_hand(v, 8000, 1_000_000_000)
             );
         }
+    }
+
+    #[test]
+    fn a_property_value_of_none_is_the_largest_time() {
+        assert_eq!(clock_time_of(u64::MAX), ClockTime::MAX);
+        assert_eq!(clock_time_of(u64::MAX - 1), ClockTime::MAX);
+        assert_eq!(clock_time_of(20), ClockTime::from_nseconds(20));
     }
 
     #[test]

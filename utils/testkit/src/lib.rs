@@ -8,3 +8,4 @@ pub mod audio;
 pub mod fuzz;
 pub mod pipecat;
 pub mod process;
+pub mod properties;

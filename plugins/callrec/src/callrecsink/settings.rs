@@ -245,7 +245,7 @@ impl Settings {
     }
 
     pub fn set(&mut self, name: &str, value: &glib::Value) {
-        let ns = |v: &glib::Value| gst::ClockTime::from_nseconds(v.get::<u64>().unwrap());
+        let ns = |v: &glib::Value| callaudio::clock_time_of(v.get::<u64>().unwrap());
         match name {
             "location" => self.location = value.get::<Option<String>>().unwrap().map(PathBuf::from),
             "rate" => self.rate = value.get().unwrap(),

@@ -222,7 +222,7 @@ impl ObjectImpl for PipecatWsSrc {
         if s.link.set(pspec.name(), value) || s.source.set(pspec.name(), value) {
             return;
         }
-        let ns = || gst::ClockTime::from_nseconds(value.get::<u64>().unwrap());
+        let ns = || callaudio::clock_time_of(value.get::<u64>().unwrap());
         match pspec.name() {
             "trim-end-silence" => s.trim_end_silence = ns(),
             name => unreachable!("unknown property {name}"),
