@@ -483,3 +483,34 @@ fn max_duration_ends_the_recording_at_the_exact_frame_and_the_call_goes_on() {
         }
     }
 }
+
+#[test]
+fn a_limit_that_cuts_every_frame_publishes_nothing() {
+    init();
+    let dir = tmp_dir("max-duration-1ns");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec max-duration=1 location={} \
+         audiotestsrc is-live=true samplesperbuffer=160 num-buffers=10 ! audio/x-raw,rate=8000,channels=1 ! rec.",
+        location.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(3),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut messages = messages;
+    messages.extend(drain(&pipeline));
+    assert!(
+        element_message(&messages, "callrecsink-finalized").is_none(),
+        "a recording with no frame was reported finalized"
+    );
+    let failed = element_message(&messages, "callrecsink-failed").expect("a failure outcome");
+    assert_eq!(failed.get::<String>("reason").unwrap(), "no-audio");
+    let (text, _) = error_text(&messages).expect("an ERROR");
+    assert!(text.contains("no audio"), "{text}");
+    assert!(!location.exists(), "a file with no frame was published");
+    assert!(!part(&location).exists(), "the .part was kept");
+}

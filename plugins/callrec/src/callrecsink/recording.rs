@@ -519,6 +519,12 @@ impl Recording {
             }
         }
         let frames = files.frames(0);
+        // Audio may have come and no frame been written (max-duration
+        // shorter than a sample): fail closed, whatever limit cut it.
+        if (0..lanes.len()).all(|lane| files.frames(lane) == 0) {
+            files.discard();
+            return Outcome::NoAudio;
+        }
         if callaudio::samples_to_time(frames, lanes[0].rate) < self.setup.min_duration {
             files.discard();
             return Outcome::TooShort { frames };
