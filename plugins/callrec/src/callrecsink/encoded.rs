@@ -158,8 +158,12 @@ impl EncodedWriter {
         // Tracks are not speaker positions, but an encoder may insist on
         // some (flacenc takes one mask per channel count): the first
         // channels in the order it names them (track order: left, right, ...).
+        // One that names none takes more than two channels unpositioned
+        // (opusenc: channel mapping family 255, which opusdec reads back).
         if let Some(mask) = encoder_channel_mask(&src, self.channels) {
             caps.make_mut().set("channel-mask", gst::Bitmask::new(mask));
+        } else if self.channels > 2 {
+            caps.make_mut().set("channel-mask", gst::Bitmask::new(0));
         }
         src.set_caps(Some(&caps));
         // The tags become Vorbis comments, written by the encoder itself.

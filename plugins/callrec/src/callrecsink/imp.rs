@@ -434,10 +434,11 @@ impl CallRecSink {
         };
         let mixed = settings.mode == CallRecMode::Mixed;
         let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
-        let max_channels = match settings.format {
-            CallRecFormat::Flac => 8,
-            CallRecFormat::Mp3 => 2,
-            CallRecFormat::Wav | CallRecFormat::Opus => u16::MAX,
+        // What each format holds in one file, and the formats that hold more.
+        let (max_channels, roomier) = match settings.format {
+            CallRecFormat::Flac | CallRecFormat::Opus => (8, "format=wav"),
+            CallRecFormat::Mp3 => (2, "format=wav, flac or opus"),
+            CallRecFormat::Wav => (u16::MAX, ""),
         };
         if channels_per_file > max_channels {
             gst::element_imp_error!(
@@ -449,7 +450,7 @@ impl CallRecSink {
                     max_channels,
                     channels_per_file
                 ),
-                ["use mode=separate (one file per track) or mode=mixed, or format=wav or opus"]
+                ["use mode=separate (one file per track) or mode=mixed, or {roomier}"]
             );
             return Err(gst::StateChangeError);
         }

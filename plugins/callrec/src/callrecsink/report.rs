@@ -71,7 +71,9 @@ pub fn post(element: &gst::Element, report: Report) {
                 element,
                 gst::ResourceError::Write,
                 ("The recording got no audio; no file was saved"),
-                ["no frame was written (every track was empty, or max-duration is shorter than one frame), so the partial file was removed"]
+                [
+                    "no frame was written (every track was empty, or max-duration is shorter than one frame), so the partial file was removed"
+                ]
             );
         }
         Outcome::TooShort { frames } => {
