@@ -227,3 +227,43 @@ fn one_hung_disk_among_a_hundred_recordings_fails_only_its_own() {
     assert!(!hung_location.exists());
     drop(reader);
 }
+
+/// The last track's EOS waits for the disk to finish the file (up to twice
+/// `finalize-timeout`) with no lock held: the application's `pause` on
+/// the same recording answers at once meanwhile.
+#[test]
+fn finishing_at_eos_holds_no_lock_while_the_disk_hangs() {
+    init();
+    let dir = tmp_dir("hung-disk-eos");
+    let location = dir.join("call.wav");
+    let pipeline = recording_to_hang(&location);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let reader = hang_disk_of(&location);
+    std::thread::sleep(Duration::from_millis(1500));
+    let rec = pipeline
+        .iterate_sinks()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "callrecsink"))
+        .unwrap();
+    pipeline.send_event(gst::event::Eos::new());
+    // The EOS reaches the recorder at once; give it a moment to be inside
+    // the writer's finish.
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let _ = rec.emit_by_name::<bool>("pause", &[&u64::MAX]);
+    let took = t.elapsed();
+    println!("pause while the EOS finish waits for the disk: {took:?}");
+    assert!(took < Duration::from_millis(200), "pause waited {took:?}");
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Error],
+        Duration::from_secs(5),
+    );
+    assert!(
+        error_text(&messages).is_some(),
+        "the hung finish is an ERROR"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    drop(reader);
+}

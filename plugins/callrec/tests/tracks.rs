@@ -225,3 +225,44 @@ fn a_track_requested_while_playing_is_refused_with_a_warning_and_a_message() {
     assert!(element_message(&messages, "callrecsink-finalized").is_some());
     assert_eq!(read_wav(&location).0, 1);
 }
+
+/// Pad properties on a launch line, as with `audiomixer` and `compositor`:
+/// `sink_0::gain=-6 sink_1::mute=true` reach the track pads, which exist
+/// only once the links request them.
+#[test]
+fn pad_properties_work_on_a_launch_line() {
+    init();
+    let dir = tmp_dir("pad-properties");
+    let location = dir.join("call.wav");
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} sink_0::gain=-6 sink_1::mute=true \
+         audiotestsrc num-buffers=50 samplesperbuffer=160 volume=0.5 ! audio/x-raw,rate=8000,channels=1 ! rec.sink_0 \
+         audiotestsrc num-buffers=50 samplesperbuffer=160 volume=0.5 ! audio/x-raw,rate=8000,channels=1 ! rec.sink_1",
+        location.display()
+    ));
+    let rec = pipeline.by_name("rec").unwrap();
+    let pad = rec.static_pad("sink_0").expect("sink_0");
+    assert_eq!(pad.property::<f64>("gain"), -6.0);
+    let child = rec
+        .dynamic_cast_ref::<gst::ChildProxy>()
+        .unwrap()
+        .child_by_name("sink_1")
+        .expect("the pad is a child");
+    assert!(child.property::<bool>("mute"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let messages = messages_until(
+        &pipeline,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+        Duration::from_secs(10),
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let finalized = element_message(&messages, "callrecsink-finalized").expect("finalized");
+    assert_eq!(track_stat(&finalized, 1, "muted-samples"), 8000);
+    assert_eq!(track_stat(&finalized, 0, "muted-samples"), 0);
+    let (_, _, channels) = read_wav(&location);
+    let peak = |c: &[i16]| c.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    // 0.5 of full scale, then -6 dB: about a quarter.
+    let p0 = peak(&channels[0]) as f64 / 32767.0;
+    assert!((p0 - 0.25).abs() < 0.01, "track 0 peaks at {p0}");
+    assert_eq!(peak(&channels[1]), 0, "track 1 was muted");
+}

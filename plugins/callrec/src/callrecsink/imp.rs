@@ -46,7 +46,7 @@ use super::metadata::Metadata;
 use super::mixer::Output;
 use super::pad::{CallRecSinkPad, Level};
 use super::recording::{
-    FALLBACK_RATE, Recording, Refusal, Report, Setup, SharedRecording, TrackId,
+    FALLBACK_RATE, Finishing, Recording, Refusal, Setup, SharedRecording, TrackId,
 };
 use super::report;
 use super::settings::{CallRecFormat, CallRecMode, Settings};
@@ -118,12 +118,12 @@ impl CallRecSink {
         let text = panic_text(panic);
         gst::error!(CAT, imp = self, "panic: {text}");
         let reason = format!("internal error in callrecsink ({text}); this is a bug");
-        let report = self
+        let finishing = self
             .recording()
             .as_mut()
             .and_then(|r| r.fail(reason.clone()));
-        match report {
-            Some(report) => report::post(&self.element(), report),
+        match finishing {
+            Some(finishing) => report::post(&self.element(), finishing.complete()),
             None => gst::element_imp_error!(
                 self,
                 gst::CoreError::Failed,
@@ -219,7 +219,24 @@ impl CallRecSink {
             }
             return None;
         }
+        // A launch line's `sink_0::gain=-6`, set before the pad existed,
+        // waits for this.
+        ChildProxyExt::child_added(
+            &*self.obj(),
+            ghost.upcast_ref::<glib::Object>(),
+            &ghost.name(),
+        );
         Some(ghost.upcast())
+    }
+
+    /// The track pads, in pad-number order: the first children a child
+    /// proxy lookup sees. From the element's pad list, not `state`: a
+    /// lookup runs inside the bin's `child-added`, which building a track
+    /// emits under `state`.
+    fn track_pads(&self) -> Vec<gst::Pad> {
+        let mut pads = self.obj().sink_pads();
+        pads.sort_by_key(|p| track::number_of(&p.name()));
+        pads
     }
 
     /// The rate track `number`'s file has, once it is fixed.
@@ -339,12 +356,12 @@ impl CallRecSink {
     pub(super) fn recorded(
         &self,
         number: u32,
-        result: Result<Option<Report>, Refusal>,
+        result: Result<Option<Finishing>, Refusal>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         match result {
-            Ok(report) => {
-                if let Some(report) = report {
-                    report::post(&self.element(), report);
+            Ok(finishing) => {
+                if let Some(finishing) = finishing {
+                    report::post(&self.element(), finishing.complete());
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
@@ -364,17 +381,19 @@ impl CallRecSink {
                 );
                 gst::FlowError::Error
             }
-            Refusal::Ended(report) => {
-                report::post(&self.element(), report);
+            Refusal::Ended(finishing) => {
+                report::post(&self.element(), finishing.complete());
                 gst::FlowError::Error
             }
         }
     }
 
+    /// The last track's EOS finishes the recording; the disk's part of it
+    /// runs after the `recording` lock is released.
     pub(super) fn on_eos(&self, number: u32) {
-        let report = self.recording().as_mut().and_then(|r| r.track_eos(number));
-        if let Some(report) = report {
-            report::post(&self.element(), report);
+        let finishing = self.recording().as_mut().and_then(|r| r.track_eos(number));
+        if let Some(finishing) = finishing {
+            report::post(&self.element(), finishing.complete());
         }
     }
 
@@ -641,9 +660,10 @@ impl CallRecSink {
             .name("callrec-finalize".into())
             .spawn(move || {
                 let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    lock(&recording)
+                    let finishing = lock(&recording)
                         .as_mut()
-                        .and_then(|r| r.finalize("stopped"))
+                        .and_then(|r| r.finalize("stopped"));
+                    finishing.map(Finishing::complete)
                 }));
                 let _ = tx.send(report.map_err(|p| panic_text(&*p)));
             });
@@ -675,6 +695,31 @@ impl CallRecSink {
     }
 }
 
+/// The track pads are children too, as `audiomixer`'s and `compositor`'s
+/// are, so `sink_0::gain=-6` works on a launch line and
+/// `gst_child_proxy_set`; then the bin's own elements.
+impl ChildProxyImpl for CallRecSink {
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.track_pads()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.upcast())
+            .or_else(|| self.parent_child_by_name(name))
+    }
+
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        let pads = self.track_pads();
+        match pads.get(index as usize) {
+            Some(pad) => Some(pad.clone().upcast()),
+            None => self.parent_child_by_index(index - pads.len() as u32),
+        }
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_sink_pads() as u32 + self.parent_children_count()
+    }
+}
+
 /// The element behind a track pad's `parent`.
 fn callrecsink(parent: Option<&gst::Object>) -> Option<&CallRecSink> {
     Some(parent?.downcast_ref::<super::CallRecSink>()?.imp())
@@ -685,7 +730,7 @@ impl ObjectSubclass for CallRecSink {
     const NAME: &'static str = "GstCallRecSink";
     type Type = super::CallRecSink;
     type ParentType = gst::Bin;
-    type Interfaces = (gst::TagSetter,);
+    type Interfaces = (gst::TagSetter, gst::ChildProxy);
 
     fn new() -> Self {
         CallRecSink {
@@ -724,10 +769,13 @@ impl ObjectImpl for CallRecSink {
                         .return_type::<bool>()
                         .action()
                         .class_handler(move |args| {
-                            let obj = args[0].get::<super::CallRecSink>().unwrap();
-                            let at = args[1].get::<u64>().unwrap();
-                            let at = (at != u64::MAX).then(|| gst::ClockTime::from_nseconds(at));
-                            Some(obj.imp().set_paused(name == "pause", at).to_value())
+                            let obj = args[0].get::<super::CallRecSink>().ok()?;
+                            let at = args[1].get::<u64>().ok()?;
+                            let at = (at != u64::MAX).then(|| callaudio::clock_time_of(at));
+                            let imp = obj.imp();
+                            // A panic must not unwind into the signal's emission.
+                            let paused = imp.guarded(false, || imp.set_paused(name == "pause", at));
+                            Some(paused.to_value())
                         })
                         .build()
                 })
@@ -825,6 +873,11 @@ impl ElementImpl for CallRecSink {
         let obj = self.obj();
         let _ = track.ghost.set_active(false);
         let _ = obj.remove_pad(&track.ghost);
+        ChildProxyExt::child_removed(
+            &*obj,
+            track.ghost.upcast_ref::<glib::Object>(),
+            &track.ghost.name(),
+        );
         track.remove(obj.upcast_ref());
     }
 

@@ -123,6 +123,42 @@ impl Mixer {
         self.start.get_or_insert(running_time);
     }
 
+    /// Whether the start could move back to `running_time` (see
+    /// `move_start_back`).
+    pub fn can_move_start_back(&self, running_time: ClockTime) -> bool {
+        self.start.is_some_and(|start| {
+            running_time < start
+                && start - running_time <= MAX_LAG
+                && self.written == 0
+                && self.pauses.is_empty()
+        })
+    }
+
+    /// Moves the start back to `running_time` by whole frames, while
+    /// nothing is written: a track whose first buffer arrives after
+    /// another's but starts before it (two sources started a few ms apart
+    /// on a busy machine) keeps its head, and every track already started
+    /// gets the span as leading silence. No further back than `MAX_LAG`,
+    /// which bounds what is queued for it.
+    pub fn move_start_back(&mut self, running_time: ClockTime) {
+        if !self.can_move_start_back(running_time) {
+            return;
+        }
+        let start = self.start.unwrap();
+        let frames = callaudio::time_to_samples(start - running_time, self.rate);
+        if frames == 0 {
+            return;
+        }
+        self.start = Some(start.saturating_sub(callaudio::samples_to_time(frames, self.rate)));
+        for t in self.tracks.iter_mut().filter(|t| t.started) {
+            for _ in 0..frames {
+                t.queue.push_front(0);
+            }
+            t.end += frames;
+            t.stats.silence += frames;
+        }
+    }
+
     /// The frame right after the last known sample of any track.
     pub fn lead(&self) -> u64 {
         self.tracks
@@ -593,6 +629,37 @@ mod tests {
                 muted: 0
             }
         );
+    }
+
+    #[test]
+    fn a_track_that_starts_earlier_but_arrives_later_keeps_its_head() {
+        let mut m = Mixer::new(8000, 2);
+        let mut out = Vec::new();
+        // Track 1's first buffer arrives first, starting at 1005 ms; track
+        // 0's starts 5 ms earlier and arrives after it, before anything is
+        // written.
+        m.set_start(ms(1005));
+        m.push(1, ms(1005), &[2; 80], false).unwrap();
+        assert!(m.can_move_start_back(ms(1000)));
+        m.move_start_back(ms(1000));
+        m.push(0, ms(1000), &[1; 80], false).unwrap();
+        m.set_eos(0);
+        m.set_eos(1);
+        m.drain_all(&mut out);
+        let f = frames(&out, 2);
+        assert_eq!(f.len(), 120);
+        assert_eq!(f[0], vec![1, 0]);
+        assert_eq!(f[40], vec![1, 2]);
+        assert_eq!(f[119], vec![0, 2]);
+        assert_eq!(m.stats(0).dropped, 0, "track 0 kept its head");
+        assert_eq!(m.stats(0).received + m.stats(0).silence, 120);
+        assert_eq!(m.stats(1).received + m.stats(1).silence, 120);
+        // Once written, or further back than MAX_LAG, the start stays.
+        assert!(!m.can_move_start_back(ms(900)));
+        let mut fresh = Mixer::new(8000, 1);
+        fresh.set_start(ms(5000));
+        assert!(!fresh.can_move_start_back(ms(2999)));
+        assert!(fresh.can_move_start_back(ms(3000)));
     }
 
     #[test]

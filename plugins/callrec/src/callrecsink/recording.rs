@@ -1,7 +1,8 @@
 //! One recording, from READY->PAUSED to its outcome: which track is which
 //! channel, the mixer, the writer, pauses, and the decision at the end. No
-//! GObject here: the element hands it buffers and events and posts the
-//! `Report` it returns.
+//! GObject here: the element hands it buffers and events; an end is a
+//! `Finishing`, which the element completes with no lock held (it waits
+//! for the disk) and whose `Report` it posts.
 //!
 //! Tracks are addressed by their pad number (`sink_N` is track N), never by
 //! a position in a list: pads may be requested and released in any order
@@ -57,8 +58,74 @@ pub enum Outcome {
 pub enum Refusal {
     Flow(gst::FlowError),
     NoTimestamps,
-    /// The recording ended here; the report says why.
-    Ended(Report),
+    /// The recording ended here; completing it says why.
+    Ended(Box<Finishing>),
+}
+
+/// A recording whose outcome is decided but for the disk: the writer's
+/// finish, keep or discard, which waits for it (up to twice
+/// `finalize-timeout`). Completed with no lock held, so a stop, a pad
+/// request or another track never waits behind the disk.
+#[must_use = "a recording's end is only known once completed"]
+pub struct Finishing {
+    step: Step,
+    tracks: Vec<(TrackId, TrackStats)>,
+    rate: u32,
+    started_at: Option<std::time::SystemTime>,
+    abandoned: Arc<AtomicBool>,
+}
+
+enum Step {
+    /// Sync and publish: `Finalized`, unless finalization was abandoned.
+    Publish {
+        files: FileWriter,
+        frames: u64,
+        reason: &'static str,
+    },
+    /// Leave what was written playable under the partial name.
+    Keep(FileWriter, String),
+    /// Remove every `.part`: nothing worth keeping.
+    Discard(FileWriter, Outcome),
+}
+
+impl Finishing {
+    /// Waits for the disk's part and says how the recording ended.
+    pub fn complete(self) -> Report {
+        let outcome = match self.step {
+            Step::Publish {
+                files,
+                frames,
+                reason,
+            } => {
+                if self.abandoned.load(Ordering::SeqCst) {
+                    Outcome::Failed("finalization was abandoned after its timeout".into())
+                } else {
+                    match files.finish() {
+                        Ok(files) => Outcome::Finalized {
+                            files,
+                            frames,
+                            reason,
+                        },
+                        Err(err) => Outcome::Failed(err.to_string()),
+                    }
+                }
+            }
+            Step::Keep(files, reason) => {
+                files.keep();
+                Outcome::Failed(reason)
+            }
+            Step::Discard(files, outcome) => {
+                files.discard();
+                outcome
+            }
+        };
+        Report {
+            outcome,
+            tracks: self.tracks,
+            rate: self.rate,
+            started_at: self.started_at,
+        }
+    }
 }
 
 /// What a recording is set up with.
@@ -317,7 +384,7 @@ impl Recording {
         rate: Option<u32>,
         running_time: Option<gst::ClockTime>,
         buffer: &gst::BufferRef,
-    ) -> Result<Option<Report>, Refusal> {
+    ) -> Result<Option<Finishing>, Refusal> {
         match (self.rate_of(channel), rate) {
             (None, _) => {}
             (Some(want), Some(got)) if want == got => {}
@@ -327,7 +394,9 @@ impl Recording {
                     "track {} reached the recorder at {got}, but its file is at {want} Hz; this is a bug",
                     self.tracks[channel].pad,
                 );
-                return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
+                return Err(Refusal::Ended(Box::new(
+                    self.fail(reason).expect("not done yet"),
+                )));
             }
             _ => {}
         }
@@ -343,7 +412,7 @@ impl Recording {
         channel: usize,
         running_time: Option<gst::ClockTime>,
         buffer: &gst::BufferRef,
-    ) -> Result<Option<Report>, Refusal> {
+    ) -> Result<Option<Finishing>, Refusal> {
         #[cfg(test)]
         if self.tracks[channel].number == PANIC_TRACK {
             panic!("test: track {PANIC_TRACK} panics");
@@ -361,6 +430,16 @@ impl Recording {
             .map_err(|_| Refusal::Flow(gst::FlowError::Error))?;
         let silence = buffer.flags().contains(gst::BufferFlags::GAP);
         if let Phase::Mixing(lanes) = &mut self.phase
+            && lanes
+                .iter()
+                .all(|l| l.mixer.can_move_start_back(running_time))
+        {
+            // Every lane's start moves together: the files share it.
+            for lane in lanes {
+                lane.mixer.move_start_back(running_time);
+            }
+        }
+        if let Phase::Mixing(lanes) = &mut self.phase
             && self.started_at.is_none()
         {
             // The recording starts with its first buffer, on every lane: a
@@ -375,7 +454,9 @@ impl Recording {
             }
         }
         if let Err(reason) = self.push(channel, running_time, &map, silence) {
-            return Err(Refusal::Ended(self.fail(reason).expect("not done yet")));
+            return Err(Refusal::Ended(Box::new(
+                self.fail(reason).expect("not done yet"),
+            )));
         }
         if self.at_limit() {
             return Ok(self.finalize("max-duration"));
@@ -428,8 +509,8 @@ impl Recording {
         Ok(())
     }
 
-    /// Track `number` ended; the report once every track has.
-    pub fn track_eos(&mut self, number: u32) -> Option<Report> {
+    /// Track `number` ended; the recording's end once every track has.
+    pub fn track_eos(&mut self, number: u32) -> Option<Finishing> {
         let channel = self.channel_of(number)?;
         // A track may end before any track sent a buffer.
         let rates = vec![FALLBACK_RATE; self.tracks.len()];
@@ -446,11 +527,10 @@ impl Recording {
     }
 
     /// Ends the recording as failed, keeping what is on disk under the
-    /// partial name (the writer has made it playable). Once.
-    pub fn fail(&mut self, reason: String) -> Option<Report> {
+    /// partial name (the writer makes it playable). Once.
+    pub fn fail(&mut self, reason: String) -> Option<Finishing> {
         let files = self.files.take()?;
-        files.keep();
-        Some(self.report(Outcome::Failed(reason)))
+        Some(self.finishing(Step::Keep(files, reason)))
     }
 
     /// Gives up before any audio: every `.part` is removed.
@@ -461,14 +541,14 @@ impl Recording {
     }
 
     /// Decides the outcome: publish, or discard and say why. Once.
-    pub fn finalize(&mut self, reason: &'static str) -> Option<Report> {
+    pub fn finalize(&mut self, reason: &'static str) -> Option<Finishing> {
         let files = self.files.take()?;
-        let outcome = self.finish_file(files, reason);
-        Some(self.report(outcome))
+        let step = self.last_frames(files, reason);
+        Some(self.finishing(step))
     }
 
-    /// The figures of every channel, for a report made elsewhere.
-    pub fn report(&self, outcome: Outcome) -> Report {
+    /// The end `step` leads to, with the figures of every channel.
+    fn finishing(&self, step: Step) -> Finishing {
         let tracks = self
             .tracks
             .iter()
@@ -483,25 +563,25 @@ impl Recording {
                 (id.clone(), stats)
             })
             .collect();
-        Report {
-            outcome,
+        Finishing {
+            step,
             tracks,
             rate: self.rate(),
             started_at: self.started_at,
+            abandoned: self.abandoned.clone(),
         }
     }
 
-    fn finish_file(&mut self, mut files: FileWriter, reason: &'static str) -> Outcome {
+    /// Writes what every lane still holds, all ending at the longest lane's
+    /// end, and decides what the disk is left to do.
+    fn last_frames(&mut self, mut files: FileWriter, reason: &'static str) -> Step {
         let Phase::Mixing(lanes) = &mut self.phase else {
             // Stopped before any buffer.
-            files.discard();
-            return Outcome::NoAudio;
+            return Step::Discard(files, Outcome::NoAudio);
         };
         if !lanes.iter().any(|l| l.mixer.has_audio()) {
-            files.discard();
-            return Outcome::NoAudio;
+            return Step::Discard(files, Outcome::NoAudio);
         }
-        // Every file ends at the same time: the longest lane's end.
         let end = lanes
             .iter()
             .map(|l| callaudio::samples_to_time(l.mixer.lead(), l.rate))
@@ -515,30 +595,22 @@ impl Recording {
             let frame = 2 * lane.mixer.output_channels();
             if let Err(err) = write_capped(&mut files, index, &self.scratch, frame, lane.max_frames)
             {
-                return Outcome::Failed(err.to_string());
+                return Step::Keep(files, err.to_string());
             }
         }
         let frames = files.frames(0);
         // Audio may have come and no frame been written (max-duration
         // shorter than a sample): fail closed, whatever limit cut it.
         if (0..lanes.len()).all(|lane| files.frames(lane) == 0) {
-            files.discard();
-            return Outcome::NoAudio;
+            return Step::Discard(files, Outcome::NoAudio);
         }
         if callaudio::samples_to_time(frames, lanes[0].rate) < self.setup.min_duration {
-            files.discard();
-            return Outcome::TooShort { frames };
+            return Step::Discard(files, Outcome::TooShort { frames });
         }
-        if self.abandoned.load(Ordering::SeqCst) {
-            return Outcome::Failed("finalization was abandoned after its timeout".into());
-        }
-        match files.finish() {
-            Ok(files) => Outcome::Finalized {
-                files,
-                frames,
-                reason,
-            },
-            Err(err) => Outcome::Failed(err.to_string()),
+        Step::Publish {
+            files,
+            frames,
+            reason,
         }
     }
 }
@@ -644,7 +716,7 @@ mod tests {
         assert!(rec.record(0, Some(ms(0)), &buffer(3, 800)).is_ok());
         assert!(rec.record(1, Some(ms(50)), &buffer(-5, 400)).is_ok());
         assert!(rec.track_eos(0).is_none());
-        let report = rec.track_eos(1).expect("both tracks ended");
+        let report = rec.track_eos(1).expect("both tracks ended").complete();
         assert!(matches!(
             report.outcome,
             Outcome::Finalized { frames: 800, .. }
@@ -685,7 +757,7 @@ mod tests {
         for n in [5, 0] {
             assert!(rec.track_eos(n).is_none());
         }
-        let report = rec.track_eos(2).unwrap();
+        let report = rec.track_eos(2).unwrap().complete();
         assert!(matches!(report.outcome, Outcome::Finalized { .. }));
         let pads: Vec<&str> = report.tracks.iter().map(|(t, _)| t.pad.as_str()).collect();
         assert_eq!(pads, ["sink_0", "sink_2", "sink_5"]);
@@ -707,9 +779,10 @@ mod tests {
         rec.record(1, Some(gst::ClockTime::ZERO), &buffer(2, 160))
             .ok();
         let ten_hours = gst::ClockTime::from_seconds(36_000);
-        let Err(Refusal::Ended(report)) = rec.record(1, Some(ten_hours), &buffer(2, 160)) else {
+        let Err(Refusal::Ended(finishing)) = rec.record(1, Some(ten_hours), &buffer(2, 160)) else {
             panic!("a 10 h jump was accepted");
         };
+        let report = finishing.complete();
         let Outcome::Failed(reason) = report.outcome else {
             panic!("not a failure");
         };
