@@ -23,7 +23,7 @@
 //! registry are taken alone.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -174,6 +174,12 @@ type Key = (usize, String);
 
 pub struct Connection {
     key: Option<Key>,
+    /// The pipeline `key` names: an address a new pipeline may take once
+    /// this one is freed, so a registry entry is only this pipeline's
+    /// while this still upgrades to it.
+    scope: Option<glib::WeakRef<gst::Object>>,
+    /// Unique in the process, never reused (an address may be).
+    id: u64,
     name: String,
     mailbox: Mutex<Mailbox>,
     cond: Condvar,
@@ -205,19 +211,27 @@ impl Use {
 
 impl Drop for Use {
     fn drop(&mut self) {
-        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Under the registry's lock, as `acquire` counts a new user: the
+        // last user leaves it, and a connection it found is never closed
+        // under it.
+        let registry = self.0.key.as_ref().map(|_| lock(&REGISTRY));
+        let last = self.0.users.fetch_sub(1, Ordering::AcqRel) == 1;
+        if let (true, Some(mut registry)) = (last, registry) {
+            self.0.leave_registry(&mut registry);
+        }
+        if last {
             self.0.close();
         }
     }
 }
 
-/// The pipeline (topmost bin) `element` is in, as a registry scope.
-fn scope_of(element: &gst::Element) -> usize {
+/// The pipeline (topmost bin) `element` is in.
+fn scope_of(element: &gst::Element) -> gst::Object {
     let mut top: gst::Object = element.clone().upcast();
     while let Some(parent) = top.parent() {
         top = parent;
     }
-    top.as_ptr() as usize
+    top
 }
 
 impl Connection {
@@ -230,20 +244,34 @@ impl Connection {
         peer: Option<(&str, Serializer)>,
     ) -> Result<Use, String> {
         let conn = if name.is_empty() {
-            Arc::new(Connection::new(None, name))
+            Arc::new(Connection::new(None, None, name))
         } else {
-            let key = (scope_of(element), name.to_owned());
+            let scope = scope_of(element);
+            let key = (scope.as_ptr() as usize, name.to_owned());
             let mut registry = lock(&REGISTRY);
             registry.retain(|_, c| c.strong_count() > 0);
-            match registry.get(&key).and_then(Weak::upgrade) {
+            // An entry of a freed pipeline at the same address is not ours.
+            let existing = registry
+                .get(&key)
+                .and_then(Weak::upgrade)
+                .filter(|c| c.scope.as_ref().and_then(|s| s.upgrade()).as_ref() == Some(&scope));
+            let conn = match existing {
                 Some(existing) => existing,
                 None => {
-                    let conn = Arc::new(Connection::new(Some(key.clone()), name));
+                    let conn = Arc::new(Connection::new(Some(key.clone()), Some(&scope), name));
                     registry.insert(key, Arc::downgrade(&conn));
                     conn
                 }
-            }
+            };
+            // Counted under the registry's lock: see `Use::drop`.
+            conn.users.fetch_add(1, Ordering::AcqRel);
+            conn
         };
+        if name.is_empty() {
+            conn.users.fetch_add(1, Ordering::AcqRel);
+        }
+        // From here on, an early return lets go of the use it counted.
+        let conn = Use(conn);
         if let Some((uri, serializer)) = peer {
             let mut link = lock(&conn.link);
             match &link.peer {
@@ -266,13 +294,15 @@ impl Connection {
                 }
             }
         }
-        conn.users.fetch_add(1, Ordering::AcqRel);
-        Ok(Use(conn))
+        Ok(conn)
     }
 
-    fn new(key: Option<Key>, name: &str) -> Self {
+    fn new(key: Option<Key>, scope: Option<&gst::Object>, name: &str) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Connection {
             key,
+            scope: scope.map(|s| s.downgrade()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_owned(),
             mailbox: Mutex::new(Mailbox {
                 inbox: Inbox::new(Limits {
@@ -356,6 +386,7 @@ impl Connection {
             generation: link.generation,
             shown,
             secrets,
+            hang_up_asked: Default::default(),
         };
         if !cfg.tls_verify {
             gst::warning!(
@@ -547,14 +578,24 @@ impl Connection {
         }
         drop(mailbox);
         self.cond.notify_all();
-        if let Some(key) = &self.key {
-            let mut registry = lock(&REGISTRY);
-            if registry
+        if self.key.is_some() {
+            self.leave_registry(&mut lock(&REGISTRY));
+        }
+    }
+
+    /// Unique in the process, never reused.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Takes this connection's entry out of the registry, if it is its.
+    fn leave_registry(&self, registry: &mut HashMap<Key, Weak<Connection>>) {
+        if let Some(key) = &self.key
+            && registry
                 .get(key)
                 .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
-            {
-                registry.remove(key);
-            }
+        {
+            registry.remove(key);
         }
     }
 
@@ -676,7 +717,15 @@ struct Run {
     generation: u64,
     shown: String,
     secrets: Vec<String>,
+    /// The bot asked to end the session (AudioHook `disconnect`) and was
+    /// answered; the read loop then waits `CLOSED_GRACE` for its `closed`.
+    hang_up_asked: std::sync::atomic::AtomicBool,
 }
+
+/// How long a bot that asked to end the session (AudioHook `disconnect`)
+/// has to confirm it (`closed`) or close the socket; then the call ends
+/// cleanly all the same, instead of staying open for good.
+const CLOSED_GRACE: Duration = Duration::from_secs(2);
 
 impl Run {
     async fn run(self, request: dial::Request, cfg: ConnectConfig) {
@@ -762,14 +811,26 @@ impl Run {
         tokio::pin!(timer);
         let mut timer_polled = false;
         let mut pong_due = false;
+        // Set once the bot asked to end the session: the latest the timer
+        // may fire at from then on.
+        let mut closed_by: Option<Instant> = None;
         loop {
             // What was read is taken in before more is read.
             match frames.next() {
                 Ok(Some(received)) => {
-                    match self.take_in(received, cfg.serializer, last_heard.into_std()) {
-                        Some(end) => return end,
-                        None => continue,
+                    if let Some(end) = self.take_in(received, cfg.serializer, last_heard.into_std())
+                    {
+                        return end;
                     }
+                    if closed_by.is_none() && self.hang_up_asked.load(Ordering::Relaxed) {
+                        let by = Instant::now() + CLOSED_GRACE;
+                        closed_by = Some(by);
+                        if timer.deadline() > by {
+                            timer.as_mut().reset(by);
+                            timer_polled = false;
+                        }
+                    }
+                    continue;
                 }
                 Ok(None) => {}
                 Err(err) => {
@@ -793,6 +854,14 @@ impl Run {
             })
             .await;
             match read_or_timer {
+                None if closed_by.is_some_and(|by| Instant::now() >= by) => {
+                    return End::Closed {
+                        code: 1000,
+                        reason: format!(
+                            "the bot asked to end the session and did not confirm it (closed) within {CLOSED_GRACE:?}"
+                        ),
+                    };
+                }
                 None => {
                     let quiet_until = last_heard + every;
                     if pong_due {
@@ -808,12 +877,17 @@ impl Run {
                     timer_polled = false;
                     if Instant::now() < quiet_until {
                         // Heard from since it was armed: not quiet yet.
-                        timer.as_mut().reset(quiet_until);
+                        timer
+                            .as_mut()
+                            .reset(closed_by.map_or(quiet_until, |by| by.min(quiet_until)));
                         continue;
                     }
                     self.outbox.send(Message::Ping(Vec::new().into()));
                     pong_due = true;
-                    timer.as_mut().reset(Instant::now() + within);
+                    let next = Instant::now() + within;
+                    timer
+                        .as_mut()
+                        .reset(closed_by.map_or(next, |by| by.min(next)));
                 }
                 Some(Ok(0)) => {
                     return End::Failed {
@@ -828,7 +902,10 @@ impl Run {
                     // Anything from the bot shows it is alive.
                     last_heard = Instant::now();
                     if std::mem::take(&mut pong_due) {
-                        timer.as_mut().reset(last_heard + every);
+                        let next = last_heard + every;
+                        timer
+                            .as_mut()
+                            .reset(closed_by.map_or(next, |by| by.min(next)));
                         timer_polled = false;
                     }
                 }
@@ -889,6 +966,7 @@ impl Run {
                 if let Some(close) = self.session.close() {
                     self.outbox.send(close);
                 }
+                self.hang_up_asked.store(true, Ordering::Relaxed);
                 None
             }
             Ok(Inbound::SessionClosed) => Some(End::Closed {
@@ -953,9 +1031,66 @@ mod tests {
         batch.iter().map(|c| c.audio.data[0]).collect()
     }
 
+    fn closed(conn: &Connection) -> bool {
+        conn.mailbox().end.is_some()
+    }
+
+    /// Two users of one named connection coming and going on two threads:
+    /// a connection handed out is never one its last user is closing.
+    #[test]
+    fn a_connection_handed_out_is_never_closed_by_a_racing_last_release() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let element = gst::ElementFactory::make("identity").build().unwrap();
+        pipeline.add(&element).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (element, stop) = (element.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut handed_out_closed = 0;
+                    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+                    while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                        let conn = Connection::acquire(&element, "race", None).unwrap();
+                        if closed(&conn) {
+                            handed_out_closed += 1;
+                        }
+                        drop(conn);
+                    }
+                    handed_out_closed
+                })
+            })
+            .collect();
+        let closed_ones: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(closed_ones, 0, "uses handed a closed connection");
+    }
+
+    /// A pipeline freed while an element of it still holds its connection:
+    /// a new pipeline, whatever address it gets, never joins that entry.
+    #[test]
+    fn a_new_pipeline_never_joins_a_freed_ones_connection() {
+        gst::init().unwrap();
+        let held = {
+            let pipeline = gst::Pipeline::new();
+            let element = gst::ElementFactory::make("identity").build().unwrap();
+            pipeline.add(&element).unwrap();
+            let held = Connection::acquire(&element, "stale", None).unwrap();
+            pipeline.remove(&element).unwrap();
+            held
+        };
+        // Many new pipelines: the allocator hands one the freed address.
+        for _ in 0..200 {
+            let pipeline = gst::Pipeline::new();
+            let element = gst::ElementFactory::make("identity").build().unwrap();
+            pipeline.add(&element).unwrap();
+            let conn = Connection::acquire(&element, "stale", None).unwrap();
+            assert_ne!(conn.id(), held.id(), "joined a freed pipeline's connection");
+        }
+    }
+
     #[test]
     fn take_all_hands_over_everything_in_order_then_the_end() {
-        let conn = Connection::new(None, "test");
+        let conn = Connection::new(None, None, "test");
         let arrival = std::time::Instant::now();
         for i in 0..3 {
             conn.deliver(audio(i), arrival);
@@ -985,7 +1120,7 @@ mod tests {
 
     #[test]
     fn a_sender_learns_why_the_connection_ended_never_that_it_was_not_opened() {
-        let conn = Connection::new(None, "test");
+        let conn = Connection::new(None, None, "test");
         let outbox = Arc::new(Outbox::default());
         {
             let mut link = lock(&conn.link);
@@ -1019,7 +1154,7 @@ mod tests {
         type Seen = Vec<(String, usize, Vec<u8>)>;
         static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
         gst::init().unwrap();
-        let conn = Arc::new(Connection::new(None, "test"));
+        let conn = Arc::new(Connection::new(None, None, "test"));
         conn.set_pusher(Some(Pusher {
             pad: gst::Pad::builder(gst::PadDirection::Src)
                 .name("the-pad")

@@ -321,3 +321,48 @@ fn a_bot_that_stops_reading_does_not_keep_our_socket() {
         "the socket to a bot that stopped reading is still held"
     );
 }
+
+/// A Genesys AudioHook bot that asks to end the session (`disconnect`) and
+/// never confirms it (`closed`): the call still ends, cleanly (EOS), within
+/// the grace, and the bot got our `close`.
+#[test]
+fn a_disconnect_never_confirmed_still_ends_the_call() {
+    init();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let port = one_bot(move |mut ws, _| {
+        let disconnect = r#"{"version":"2","type":"disconnect","id":"x","seq":1,"parameters":{"reason":"completed"}}"#;
+        ws.send(Message::Text(disconnect.into())).unwrap();
+        // Reads on (our `close` among what comes), never answers.
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let _ = seen_tx.send(t.to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let pipeline = launch(&format!(
+        "pipecatwsrc uri=ws://127.0.0.1:{port}/ serializer=genesys ! fakesink sync=false"
+    ));
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (_, end) = wait_for(
+        &pipeline,
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+        Duration::from_secs(5),
+    );
+    let took = t.elapsed();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (msg, _) = end.expect("the call stayed open after the bot's disconnect");
+    assert_eq!(msg.type_(), gst::MessageType::Eos, "{:?}", error_of(&msg));
+    println!("unconfirmed disconnect ended the call after {took:?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    let seen: Vec<String> = seen_rx.try_iter().collect();
+    assert!(
+        seen.iter().any(|t| t.contains(r#""type":"close""#)),
+        "the bot never got our close: {seen:?}"
+    );
+}

@@ -25,7 +25,7 @@
 //! Lock order: `turn`, then `state`, then the connection's mailbox;
 //! `settings` is taken alone.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,6 @@ const BLOCKED_PUSH: Duration = Duration::from_millis(50);
 const KEPT_BATCH: usize = 16;
 /// What to do about a downstream that holds the shared thread.
 const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
-
-/// A connection's identity, for `PipecatWsSharedSrc::current`.
-fn address(conn: &Connection) -> usize {
-    conn as *const Connection as usize
-}
 
 /// The source whose pad `pad` is, if it still is.
 fn source_of(pad: &gst::Pad) -> Option<super::PipecatWsSharedSrc> {
@@ -113,10 +108,10 @@ pub struct PipecatWsSharedSrc {
     done: AtomicBool,
     /// `latency` passed in PLAYING with nothing from the bot: send a GAP.
     announce_due: AtomicBool,
-    /// The address of the connection the element started with (0 when
+    /// The id of the connection the element started with (0 when
     /// stopped): a pusher of an earlier one, still running as the element
     /// restarts, pushes nothing.
-    current: AtomicUsize,
+    current: AtomicU64,
 }
 
 impl PipecatWsSharedSrc {
@@ -181,7 +176,7 @@ impl PipecatWsSharedSrc {
     fn push_what_arrived(&self, conn: &Connection, batch: &mut Vec<Chunk>) {
         if !self.playing.load(Ordering::Acquire)
             || self.done.load(Ordering::Acquire)
-            || self.current.load(Ordering::Acquire) != address(conn)
+            || self.current.load(Ordering::Acquire) != conn.id()
         {
             return;
         }
@@ -418,7 +413,7 @@ impl PipecatWsSharedSrc {
         }));
         self.done.store(false, Ordering::Release);
         self.announce_due.store(false, Ordering::Release);
-        self.current.store(address(&conn), Ordering::Release);
+        self.current.store(conn.id(), Ordering::Release);
         *lock(&self.state) = State {
             limits: Some(settings.source.limits()),
             connection: Some(Arc::new(conn)),
@@ -574,7 +569,7 @@ impl ObjectSubclass for PipecatWsSharedSrc {
             playing: AtomicBool::new(false),
             done: AtomicBool::new(false),
             announce_due: AtomicBool::new(false),
-            current: AtomicUsize::new(0),
+            current: AtomicU64::new(0),
         }
     }
 }
