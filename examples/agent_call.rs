@@ -160,6 +160,17 @@ enum Ending {
     Error,
 }
 
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ending::BotHungUp => "the bot hung up",
+            Ending::CallerSilent => "the caller went silent",
+            Ending::Signal => "a signal",
+            Ending::Error => "an error",
+        })
+    }
+}
+
 fn main() -> ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
         print!("{USAGE}");
@@ -201,7 +212,7 @@ fn main() -> ExitCode {
             if ending.lock().unwrap().replace(why).is_some() {
                 return;
             }
-            println!("call ending: {why:?}");
+            println!("call ending: {why}");
             match why {
                 Ending::BotHungUp | Ending::CallerSilent => {
                     pipeline.send_event(gst::event::Eos::new());
@@ -226,12 +237,11 @@ fn main() -> ExitCode {
             match msg.view() {
                 MessageView::Eos(_) => main_loop.quit(),
                 MessageView::Error(e) => {
-                    eprintln!(
-                        "error from {:?}: {} ({:?})",
-                        msg.src().map(|s| s.path_string()),
-                        e.error(),
-                        e.debug()
-                    );
+                    let from = msg.src().map_or("the pipeline".into(), |s| s.path_string());
+                    eprintln!("error from {from}: {}", e.error());
+                    if let Some(debug) = e.debug() {
+                        eprintln!("  {debug}");
+                    }
                     end_call(Ending::Error);
                 }
                 MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
@@ -417,6 +427,6 @@ fn report(outcome: Option<gst::Structure>, ending: Option<Ending>) -> ExitCode {
             t.get::<u64>("dropped-samples").unwrap()
         );
     }
-    println!("call ended by {:?}", ending.unwrap_or(Ending::Error));
+    println!("call ended by {}", ending.unwrap_or(Ending::Error));
     ExitCode::SUCCESS
 }

@@ -24,13 +24,16 @@ from gi.repository import Gst  # noqa: E402
 def main() -> int:
     location = sys.argv[1] if len(sys.argv) > 1 else "/tmp/call.wav"
     Gst.init(None)
+    # The location is set as a property, never pasted into the launch
+    # string: a path with a space or a '!' stays one path.
     pipeline = Gst.parse_launch(
-        f"callrecsink name=rec location={location} overwrite=true "
+        "callrecsink name=rec overwrite=true "
         "audiotestsrc num-buffers=100 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! rec. "
         "audiotestsrc num-buffers=100 samplesperbuffer=320 freq=660 ! audio/x-raw,rate=16000,channels=1 ! rec."
     )
     pipeline.set_auto_flush_bus(False)
     rec = pipeline.get_by_name("rec")
+    rec.set_property("location", location)
     # callrecsink is a Gst.TagSetter: the title reaches the file (WAV LIST/INFO and bext).
     rec.add_tag_value(Gst.TagMergeMode.REPLACE, Gst.TAG_TITLE, "A call from Python")
 

@@ -14,7 +14,8 @@ fn python_records_and_reads_the_outcome() {
         "no libgstcallrec.so in {}: `cargo test` builds no plugin file; run `cargo build --workspace` first",
         plugins.display()
     );
-    let dir = std::env::temp_dir().join(format!("python-example-{}", std::process::id()));
+    // A space and a '!' in the path, as a user's home may have.
+    let dir = std::env::temp_dir().join(format!("python example! {}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let location = dir.join("call.wav");
     let out = Command::new("/usr/bin/python3")

@@ -134,9 +134,16 @@ impl EncodedWriter {
             ),
             // MP3 has a fixed set of rates: anything else is resampled to
             // the nearest one LAME takes. Average bitrate, in kbit/s.
+            // Tags go in an ID3v2 header at the start (`id3v2mux` is the
+            // TagSetter), written before the first frame: nothing to seek.
             Codec::Mp3 { bitrate } => format!(
-                "audioresample ! lamemp3enc target=bitrate cbr=false bitrate={}",
-                (bitrate / 1000).clamp(8, 320)
+                "audioresample ! lamemp3enc target=bitrate cbr=false bitrate={}{}",
+                (bitrate / 1000).clamp(8, 320),
+                if self.metadata.tags.as_ref().is_some_and(|t| t.n_tags() > 0) {
+                    " ! id3v2mux"
+                } else {
+                    ""
+                }
             ),
         };
         let desc = format!(

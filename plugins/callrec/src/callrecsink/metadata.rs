@@ -7,6 +7,8 @@
 //!   and the time reference in samples since midnight.
 //! - FLAC and Opus: every tag, as Vorbis comments, by the encoder's own
 //!   GstTagSetter.
+//! - MP3: every tag ID3v2 has a frame for, in an ID3v2 header at the start
+//!   (`id3v2mux`).
 
 use std::time::SystemTime;
 
