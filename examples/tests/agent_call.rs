@@ -357,7 +357,10 @@ fn caller_goes_quiet_ends_the_call_with_both_legs_recorded() {
     receiver.set_state(gst::State::Null).unwrap();
     let said = call.text();
     println!("{said}");
-    assert!(said.contains("call ending: the caller went silent"), "{said}");
+    assert!(
+        said.contains("call ending: the caller went silent"),
+        "{said}"
+    );
     assert!(said.contains("recording finalized"), "{said}");
     // Words for a person, not Rust's debug formatting.
     assert!(!said.contains("Some(") && !said.contains("None"), "{said}");
@@ -609,7 +612,10 @@ fn a_caller_that_never_speaks_ends_the_call_and_fails_closed() {
     let mut call = Call::start(&bot.uri(), rtp_in, rtp_out, "never");
     assert_eq!(call.wait(Duration::from_secs(15)), 1, "{}", call.text());
     let said = call.text();
-    assert!(said.contains("call ending: the caller went silent"), "{said}");
+    assert!(
+        said.contains("call ending: the caller went silent"),
+        "{said}"
+    );
     assert!(
         !call.output.exists(),
         "a recording of nothing was published"

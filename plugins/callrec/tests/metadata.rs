@@ -137,14 +137,22 @@ fn mp3_has_an_id3v2_header_and_still_decodes() {
     let bytes = std::fs::read(&location).unwrap();
     assert_eq!(&bytes[..3], b"ID3", "no ID3v2 header");
     // The header's size: four 7-bit bytes (ID3v2.4 section 3.1).
-    let size = bytes[6..10].iter().fold(0usize, |a, &b| (a << 7) | b as usize);
+    let size = bytes[6..10]
+        .iter()
+        .fold(0usize, |a, &b| (a << 7) | b as usize);
     let header = &bytes[10..10 + size];
     let frame = |id: &[u8; 4]| -> Option<String> {
         let at = header.windows(4).position(|w| w == id)?;
-        let len = header[at + 4..at + 8].iter().fold(0usize, |a, &b| (a << 7) | b as usize);
+        let len = header[at + 4..at + 8]
+            .iter()
+            .fold(0usize, |a, &b| (a << 7) | b as usize);
         // The frame's text after its encoding byte.
         let text = &header[at + 11..at + 10 + len];
-        Some(String::from_utf8_lossy(text).trim_end_matches('\0').to_owned())
+        Some(
+            String::from_utf8_lossy(text)
+                .trim_end_matches('\0')
+                .to_owned(),
+        )
     };
     assert_eq!(frame(b"TIT2").as_deref(), Some("Call 42"));
     assert_eq!(frame(b"TPE1").as_deref(), Some("Acme support"));

@@ -7,11 +7,12 @@
 //! fed from the writer pool (`writer.rs`). Every encoded buffer is written
 //! to the `.part` as it comes out (no user-space buffering), so what a
 //! killed process leaves is what the encoder had produced:
-//! - FLAC: whole frames of at most `header-interval` (and at most
+//! - FLAC: whole frames of at most the encoder's share of `header-interval`
+//!   (`writer::encoder_hold`; and at most
 //!   `flacenc`'s default 4608 samples), a stream any decoder plays. Downstream of `flacenc` is not
 //!   seekable, so it leaves STREAMINFO's total at 0 ("unknown"); `sync`
 //!   writes the real total there before publishing.
-//! - Opus: Ogg pages, flushed by `oggmux` at least every `header-interval`.
+//! - Opus: Ogg pages, flushed by `oggmux` at least every `encoder_hold`.
 //!   `opusenc` marks the stream's pre-skip and its end trimming, so the
 //!   decoded length is the recorded length, to the sample.
 //! - MP3: whole frames (72 ms at 8 kHz). Its length is not exact: an MP3
@@ -22,6 +23,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use callaudio::sync::lock;
 use gst::prelude::*;
@@ -117,20 +119,25 @@ impl EncodedWriter {
         if let Some((_, src)) = &self.pipeline {
             return Ok(src.clone());
         }
+        // The encoder's share of what a crash may lose (`writer.rs`).
+        let hold = gst::ClockTime::from_nseconds(
+            super::writer::encoder_hold(Duration::from_nanos(self.page_delay.nseconds())).as_nanos()
+                as u64,
+        );
         let encoder = match self.codec {
             // A frame is written whole or not at all: frames no longer than
-            // `page_delay` bound what a crash loses, as pages do for Ogg.
+            // `hold` bound what a crash loses, as pages do for Ogg.
             Codec::Flac => {
-                let per_interval = callaudio::time_to_samples(self.page_delay, self.rate);
+                let per_interval = callaudio::time_to_samples(hold, self.rate);
                 // At least 20 ms: shorter frames cost compression for nothing.
                 let blocksize = per_interval.clamp(u64::from(self.rate / 50).max(16), 4608);
                 format!("flacenc blocksize={blocksize}")
             }
             // 20 ms frames, as voice is sent; pages flushed at least every
-            // `page_delay`, which bounds what a crash can lose.
+            // `hold`, which bounds what a crash can lose.
             Codec::Opus { bitrate } => format!(
                 "opusenc bitrate={bitrate} frame-size=20 audio-type=voice ! oggmux max-delay={d} max-page-delay={d}",
-                d = self.page_delay.nseconds()
+                d = hold.nseconds()
             ),
             // MP3 has a fixed set of rates: anything else is resampled to
             // the nearest one LAME takes. Average bitrate, in kbit/s.

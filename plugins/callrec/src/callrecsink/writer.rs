@@ -41,6 +41,36 @@ const QUEUE_LIMIT_BYTES: usize = 1 << 20;
 /// recorder's cost. 128 ms of 8 kHz stereo.
 const STAGE_BYTES: usize = 4096;
 
+/// What a SIGKILL may lose is `header-interval` at most, shared between the
+/// places audio waits on its way to the disk:
+/// - staged on the streaming side: at most a quarter of it (`stage_limit`);
+/// - handed over, until a worker writes it and the WAV header counts it: a
+///   quarter (`write_due`), plus up to a `writer_pool::TICK` until the
+///   ticker looks, plus `SCHEDULING` for a busy machine to run the worker;
+/// - in an encoder's private pipeline (FLAC, Opus, MP3): what is left
+///   (`encoder_hold`), as the longest frame or page it may hold.
+///
+/// The tests kill recordings with both cores saturated and check the sum.
+pub const SCHEDULING: Duration = Duration::from_millis(50);
+
+/// The longest audio waits in the stage before it is handed over.
+pub fn stage_limit(header_interval: Duration) -> Duration {
+    header_interval / 4
+}
+
+/// How long audio handed over may wait for a worker to write it.
+pub fn write_due(header_interval: Duration) -> Duration {
+    header_interval / 4
+}
+
+/// The longest an encoder may hold audio (a FLAC frame, an Ogg page), at
+/// least one 20 ms frame.
+pub fn encoder_hold(header_interval: Duration) -> Duration {
+    (header_interval / 2)
+        .saturating_sub(writer_pool::TICK + SCHEDULING)
+        .max(Duration::from_millis(20))
+}
+
 /// What happens to the files after the last audio.
 enum End {
     Finish,
@@ -158,7 +188,7 @@ impl Channel {
                 .map(|(lane, p)| (lane, std::mem::take(p)))
                 .collect();
             let header_asked = std::mem::take(&mut shared.header_asked);
-            let header_due = shared.last_header.elapsed() >= self.header_interval;
+            let header_due = shared.last_header.elapsed() >= write_due(self.header_interval);
             (
                 shared.rates.take(),
                 shared.origination.take(),
@@ -277,7 +307,7 @@ impl Job for Channel {
         let mut shared = self.lock();
         if shared.claimed
             || self.over.load(Ordering::Acquire)
-            || !shared.has_work(self.header_interval)
+            || !shared.has_work(write_due(self.header_interval))
         {
             return false;
         }
@@ -442,7 +472,7 @@ impl FileWriter {
             self.stage.bytes.reserve_exact(STAGE_BYTES);
         }
         self.stage.bytes.extend_from_slice(frames);
-        if self.stage.since.elapsed() >= self.header_interval {
+        if self.stage.since.elapsed() >= stage_limit(self.header_interval) {
             self.hand_over()?;
         }
         Ok(())
