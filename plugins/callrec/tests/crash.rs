@@ -35,11 +35,11 @@ const KILLS: usize = 3;
 
 /// What each format may lose beyond `header-interval`: one encoder frame.
 /// MP3: LAME holds its encoder delay (1105 samples) and a frame (576) at
-/// 8 kHz; Opus one 20 ms frame.
+/// 8 kHz; Opus a 20 ms frame and the one opusenc is building.
 fn frame_of(format: &str) -> f64 {
     match format {
         "mp3" => 1681.0 / 8000.0,
-        "opus" => 0.02,
+        "opus" => 0.04,
         _ => 0.0,
     }
 }

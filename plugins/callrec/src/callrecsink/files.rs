@@ -199,6 +199,12 @@ impl RecordingFiles {
         self.writers.len()
     }
 
+    /// Whether an encoder holds audio on its way to the files (its share
+    /// of what a crash may lose: `writer::encoder_hold`).
+    pub fn encoded(&self) -> bool {
+        self.writers.iter().any(|w| !matches!(w, TrackFile::Wav(_)))
+    }
+
     /// The bytes of one frame (S16LE, every channel) in each file: all
     /// files have the same channels.
     pub fn frame_bytes(&self) -> u64 {

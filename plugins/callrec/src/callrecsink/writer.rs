@@ -44,10 +44,11 @@ const STAGE_BYTES: usize = 4096;
 /// What a SIGKILL may lose is `header-interval` at most, shared between the
 /// places audio waits on its way to the disk:
 /// - staged on the streaming side: at most a quarter of it (`stage_limit`);
-/// - handed over, until a worker writes it and the WAV header counts it: a
-///   quarter (`write_due`), plus up to a `writer_pool::TICK` until the
-///   ticker looks, plus `SCHEDULING` for a busy machine to run the worker;
-/// - in an encoder's private pipeline (FLAC, Opus, MP3): what is left
+/// - handed over, until a worker writes it and the WAV header counts it
+///   (`write_due`), plus up to a `writer_pool::TICK` until the ticker
+///   looks, plus `SCHEDULING` for a busy machine to run the worker: for WAV
+///   the rest, for an encoded file a quarter;
+/// - in an encoder's private pipeline (FLAC, Opus, MP3): the rest
 ///   (`encoder_hold`), as the longest frame or page it may hold.
 ///
 /// The tests kill recordings with both cores saturated and check the sum.
@@ -58,9 +59,16 @@ pub fn stage_limit(header_interval: Duration) -> Duration {
     header_interval / 4
 }
 
-/// How long audio handed over may wait for a worker to write it.
-pub fn write_due(header_interval: Duration) -> Duration {
-    header_interval / 4
+/// How long audio handed over may wait for a worker to write it. The
+/// shorter, the more often each recording is written: a WAV takes all it
+/// can (at the default 1 s, every 600 ms).
+pub fn write_due(header_interval: Duration, encoded: bool) -> Duration {
+    if encoded {
+        header_interval / 4
+    } else {
+        header_interval
+            .saturating_sub(stage_limit(header_interval) + writer_pool::TICK + SCHEDULING)
+    }
 }
 
 /// The longest an encoder may hold audio (a FLAC frame, an Ogg page), at
@@ -129,7 +137,8 @@ struct Channel {
     failed: AtomicBool,
     /// Only the worker running this job touches them.
     files: Mutex<Option<RecordingFiles>>,
-    header_interval: Duration,
+    /// How long audio handed over may wait (`write_due`).
+    write_due: Duration,
     /// What one write hands a file at most: whole frames.
     chunk_bytes: usize,
     /// Set once the end is done: the pool forgets the job.
@@ -188,7 +197,7 @@ impl Channel {
                 .map(|(lane, p)| (lane, std::mem::take(p)))
                 .collect();
             let header_asked = std::mem::take(&mut shared.header_asked);
-            let header_due = shared.last_header.elapsed() >= write_due(self.header_interval);
+            let header_due = shared.last_header.elapsed() >= self.write_due;
             (
                 shared.rates.take(),
                 shared.origination.take(),
@@ -305,10 +314,7 @@ impl Channel {
 impl Job for Channel {
     fn claim_if_due(&self) -> bool {
         let mut shared = self.lock();
-        if shared.claimed
-            || self.over.load(Ordering::Acquire)
-            || !shared.has_work(write_due(self.header_interval))
-        {
+        if shared.claimed || self.over.load(Ordering::Acquire) || !shared.has_work(self.write_due) {
             return false;
         }
         shared.claimed = true;
@@ -388,6 +394,7 @@ impl FileWriter {
     ) -> Result<Self, FileError> {
         let lanes = files.len();
         let frame_bytes = files.frame_bytes();
+        let encoded = files.encoded();
         let part = files.first_part();
         let channel = Arc::new(Channel {
             shared: Mutex::new(Shared {
@@ -409,7 +416,7 @@ impl FileWriter {
             to_caller: Condvar::new(),
             failed: AtomicBool::new(false),
             files: Mutex::new(Some(files)),
-            header_interval,
+            write_due: write_due(header_interval, encoded),
             chunk_bytes: (BLOCK_BYTES / frame_bytes as usize).max(1) * frame_bytes as usize,
             over: AtomicBool::new(false),
             part: part.clone(),

@@ -583,16 +583,20 @@ impl StallFiller {
             return;
         };
         let duration = timeline.layout().samples_to_time(n);
-        let (Some(arrival), Some(start), Some(end)) = (
-            clock.time().checked_sub(*base),
+        let (Some(start), Some(end)) = (
             segment.to_running_time(pts),
             segment.to_running_time(timeline.end()),
         ) else {
             return;
         };
+        let arrival = state
+            .reach
+            .times_next()
+            .then(|| clock.time().checked_sub(*base))
+            .flatten();
         gst::trace!(
             CAT,
-            "data from {start} to {end} arrived at running time {arrival}"
+            "data from {start} to {end} arrived at running time {arrival:?}"
         );
         state.reach.note(start, duration, end, arrival);
     }
