@@ -13,8 +13,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -77,43 +75,13 @@ fn recording_process() {
     panic!("the recording process was not killed");
 }
 
-/// Both cores busy with other work while it lives.
-struct Load(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-
-impl Load {
-    fn start() -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let burners = (0..2)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut x = 1u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(
-                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
-                        );
-                    }
-                })
-            })
-            .collect();
-        Load(stop, burners)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        self.1.drain(..).for_each(|b| b.join().unwrap());
-    }
-}
-
 /// Records in `format` in a child process, kills it `after` its start,
 /// under load; the `.part` it left and the seconds handed to the element
 /// before the kill.
 fn killed_recording(format: &str, run: usize, after: Duration) -> (std::path::PathBuf, f64) {
     let dir = tmp_dir(&format!("sigkill-{format}-{run}"));
     let location = dir.join(format!("call.{format}"));
-    let _load = Load::start();
+    let _load = callaudio_testkit::process::CpuLoad::start();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "recording_process", "--nocapture"])
         .env(CHILD_ENV, &location)

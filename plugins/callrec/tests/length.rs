@@ -6,8 +6,6 @@
 //! the first query (1024 samples' worth before their caps, one 20 ms buffer
 //! after), as in the README's first command.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -17,22 +15,8 @@ use common::*;
 
 /// Both cores busy with other work while `f` runs.
 fn loaded<T>(f: impl FnOnce() -> T) -> T {
-    let stop = Arc::new(AtomicBool::new(false));
-    let burners: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            })
-        })
-        .collect();
-    let out = f();
-    stop.store(true, Ordering::Relaxed);
-    burners.into_iter().for_each(|b| b.join().unwrap());
-    out
+    let _load = callaudio_testkit::process::CpuLoad::start();
+    f()
 }
 
 /// Trailing frames where every channel is silent.
