@@ -95,6 +95,50 @@ fn flac_is_lossless_and_its_streaminfo_counts_every_sample() {
     assert_eq!(data, vec![ramp, down]);
 }
 
+/// GStreamer's warnings in this process that contain `text`.
+fn gstreamer_warnings(text: &'static str) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    glib::log_set_handler(
+        Some("GStreamer"),
+        glib::LogLevels::LEVEL_WARNING,
+        false,
+        false,
+        move |_, _, message| {
+            if message.contains(text) {
+                keep.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_owned());
+            }
+        },
+    );
+    seen
+}
+
+/// A recording shorter than one FLAC frame (and one just past it) is
+/// encoded with its events in order, to the sample.
+#[test]
+fn a_flac_shorter_than_a_frame_is_encoded_in_order() {
+    init();
+    let warnings = gstreamer_warnings("Sticky event misordering");
+    for buffers in [1, 5, 18] {
+        let dir = tmp_dir(&format!("format-flac-short-{buffers}"));
+        let location = dir.join("call.flac");
+        let pipeline = launch(&format!(
+            "callrecsink name=rec location={} format=flac \
+             audiotestsrc num-buffers={buffers} samplesperbuffer=160 volume=0.5 \
+             ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! rec.",
+            location.display()
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let messages = finish(&pipeline);
+        assert_eq!(error_text(&messages), None);
+        let (_, total, data) = read_flac(&location);
+        assert_eq!(total, Some(160 * buffers), "{buffers} buffers");
+        assert_eq!(data[0].len() as u64, 160 * buffers, "{buffers} buffers");
+    }
+    let warnings = warnings.lock().unwrap().clone();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[test]
 fn opus_decodes_to_the_recorded_length_to_the_sample() {
     let (location, frames, _) = record_two_tracks(

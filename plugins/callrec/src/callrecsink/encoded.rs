@@ -8,10 +8,14 @@
 //! to the `.part` as it comes out (no user-space buffering), so what a
 //! killed process leaves is what the encoder had produced:
 //! - FLAC: whole frames of at most the encoder's share of `header-interval`
-//!   (`writer::encoder_hold`; and at most
-//!   `flacenc`'s default 4608 samples), a stream any decoder plays. Downstream of `flacenc` is not
+//!   (`writer::encoder_hold`; and at most `flacenc`'s default 4608
+//!   samples), a stream any decoder plays. Downstream of `flacenc` is not
 //!   seekable, so it leaves STREAMINFO's total at 0 ("unknown"); `sync`
-//!   writes the real total there before publishing.
+//!   writes the real total there before publishing. The encoder starts only
+//!   once it has more than one frame's audio (it keeps that much itself
+//!   anyway), or at the end with a frame sized to what there is:
+//!   `flacenc` sets its caps with its first frame, and an end before that
+//!   frame pushes the segment ahead of the caps.
 //! - Opus: Ogg pages, flushed by `oggmux` at least every `encoder_hold`.
 //!   `opusenc` marks the stream's pre-skip and its end trimming, so the
 //!   decoded length is the recorded length, to the sample.
@@ -63,8 +67,11 @@ pub struct EncodedWriter {
     frames: u64,
     page_delay: gst::ClockTime,
     metadata: Metadata,
-    /// Started at the first audio, when the format is known.
+    /// Started at the first audio, when the format is known (FLAC: once
+    /// `held` exceeds a frame, or at the end).
     pipeline: Option<(gst::Pipeline, gst_app::AppSrc)>,
+    /// FLAC audio not yet handed to an encoder, less than one frame.
+    held: Vec<u8>,
 }
 
 fn other(text: String) -> io::Error {
@@ -94,6 +101,7 @@ impl EncodedWriter {
             page_delay,
             metadata: metadata.clone(),
             pipeline: None,
+            held: Vec::new(),
         })
     }
 
@@ -115,24 +123,29 @@ impl EncodedWriter {
         &self.location
     }
 
-    fn start(&mut self) -> io::Result<gst_app::AppSrc> {
+    /// The encoder's share of what a crash may lose (`writer.rs`).
+    fn hold(&self) -> gst::ClockTime {
+        let interval = Duration::from_nanos(self.page_delay.nseconds());
+        gst::ClockTime::from_nseconds(super::writer::encoder_hold(interval).as_nanos() as u64)
+    }
+
+    /// FLAC's frame: a frame is written whole or not at all, so frames no
+    /// longer than `hold` bound what a crash loses, as pages do for Ogg. At
+    /// least 20 ms (shorter frames cost compression for nothing), at most
+    /// `flacenc`'s default.
+    fn flac_blocksize(&self) -> u64 {
+        let per_interval = callaudio::time_to_samples(self.hold(), self.rate);
+        per_interval.clamp(u64::from(self.rate / 50).max(16), 4608)
+    }
+
+    fn start(&mut self, flac_blocksize: u64) -> io::Result<gst_app::AppSrc> {
         if let Some((_, src)) = &self.pipeline {
             return Ok(src.clone());
         }
-        // The encoder's share of what a crash may lose (`writer.rs`).
-        let hold = gst::ClockTime::from_nseconds(
-            super::writer::encoder_hold(Duration::from_nanos(self.page_delay.nseconds())).as_nanos()
-                as u64,
-        );
+        let hold = self.hold();
         let encoder = match self.codec {
-            // A frame is written whole or not at all: frames no longer than
-            // `hold` bound what a crash loses, as pages do for Ogg.
-            Codec::Flac => {
-                let per_interval = callaudio::time_to_samples(hold, self.rate);
-                // At least 20 ms: shorter frames cost compression for nothing.
-                let blocksize = per_interval.clamp(u64::from(self.rate / 50).max(16), 4608);
-                format!("flacenc blocksize={blocksize}")
-            }
+            // libFLAC's smallest frame is 16 samples.
+            Codec::Flac => format!("flacenc blocksize={}", flac_blocksize.clamp(16, 65535)),
             // 20 ms frames, as voice is sent; pages flushed at least every
             // `hold`, which bounds what a crash can lose.
             Codec::Opus { bitrate } => format!(
@@ -267,9 +280,33 @@ impl EncodedWriter {
 
     pub fn write(&mut self, interleaved_s16le: &[u8]) -> io::Result<()> {
         self.check()?;
-        let src = self.start()?;
+        if self.codec == Codec::Flac && self.pipeline.is_none() {
+            self.held.extend_from_slice(interleaved_s16le);
+            let blocksize = self.flac_blocksize();
+            // libFLAC writes a frame once it has one sample past it.
+            if self.held_frames() <= blocksize {
+                return Ok(());
+            }
+            return self.push_held(blocksize);
+        }
+        self.push(interleaved_s16le.to_vec())
+    }
+
+    fn held_frames(&self) -> u64 {
+        self.held.len() as u64 / (2 * u64::from(self.channels))
+    }
+
+    /// Starts the FLAC encoder with `blocksize` and hands it what is held.
+    fn push_held(&mut self, blocksize: u64) -> io::Result<()> {
+        self.start(blocksize)?;
+        let held = std::mem::take(&mut self.held);
+        self.push(held)
+    }
+
+    fn push(&mut self, interleaved_s16le: Vec<u8>) -> io::Result<()> {
+        let src = self.start(self.flac_blocksize())?;
         let frames = interleaved_s16le.len() as u64 / (2 * self.channels as u64);
-        let mut buffer = gst::Buffer::from_slice(interleaved_s16le.to_vec());
+        let mut buffer = gst::Buffer::from_mut_slice(interleaved_s16le);
         {
             let b = buffer.get_mut().expect("a new buffer");
             b.set_pts(callaudio::samples_to_time(self.frames, self.rate));
@@ -294,6 +331,11 @@ impl EncodedWriter {
     /// `.part` durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.check()?;
+        if !self.held.is_empty() {
+            // Shorter than one frame: one frame that ends a sample early,
+            // so the encoder writes it (and its caps) before the end.
+            self.push_held(self.held_frames().saturating_sub(1))?;
+        }
         if let Some((pipeline, src)) = self.pipeline.take() {
             let _ = src.end_of_stream();
             let bus = pipeline.bus().expect("a pipeline has a bus");
