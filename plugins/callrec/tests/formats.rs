@@ -106,7 +106,9 @@ fn gstreamer_warnings(text: &'static str) -> std::sync::Arc<std::sync::Mutex<Vec
         false,
         move |_, _, message| {
             if message.contains(text) {
-                keep.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_owned());
+                keep.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(message.to_owned());
             }
         },
     );

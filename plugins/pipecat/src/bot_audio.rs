@@ -1,5 +1,5 @@
 //! What both bot-audio sources (`pipecatwsrc`, one streaming thread each,
-//! and `pipecatwssharedsrc`, pushed from the shared WebSocket threads) do
+//! and `pipecatwssharedsrc`, pushed from threads all its instances share) do
 //! alike: their caps, how a buffer is stamped, and how the end of the
 //! connection is reported.
 

@@ -11,8 +11,8 @@
 //! - A reader task owns the receive side: it answers pings, decodes, and
 //!   hands audio to the mailbox that `pipecatwsrc`'s `create()` waits on,
 //!   never waiting on downstream itself; or, for `pipecatwssharedsrc`, calls
-//!   its pusher, which pushes downstream on this thread (its watchdog ends a
-//!   call whose downstream holds the thread). The moment the socket ends,
+//!   its pusher, which queues the element for a shared pushing thread
+//!   (`pipecatwssharedsrc/pushers.rs`). The moment the socket ends,
 //!   the reader records why and wakes the waiter, so nobody ever blocks on
 //!   a dead socket.
 //! - What the elements send goes through the connection's `Outbox`: written
@@ -63,8 +63,7 @@ pub fn spawn_after(
     })
 }
 
-/// Runs `task` on the WebSocket runtime, whose thread the shared source
-/// pushes from (a state change never pushes: it spawns the push here).
+/// Runs `task` on the WebSocket runtime.
 pub fn spawn(
     task: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {

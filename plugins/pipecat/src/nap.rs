@@ -1,4 +1,5 @@
-//! Wake-ups of the WebSocket runtime's thread, taken together under load.
+//! Wake-ups of the WebSocket runtime's thread and of the shared source's
+//! pushers, taken together under load.
 //!
 //! A thousand bots send a message every 20 µs on average. Woken for each
 //! (a thread switch each time), the thread spends a sixth of what the
@@ -45,19 +46,32 @@ thread_local! {
 
 /// The runtime's `on_thread_park`.
 pub fn before_sleep() {
-    if SLEEPS.get().busy() {
-        std::thread::sleep(COALESCE);
-    }
+    nap_if_busy();
     ASLEEP_SINCE.set(Some(Instant::now()));
 }
 
 /// The runtime's `on_thread_unpark`.
 pub fn after_sleep() {
     if let Some(since) = ASLEEP_SINCE.take() {
-        let mut sleeps = SLEEPS.get();
-        sleeps.slept(since.elapsed());
-        SLEEPS.set(sleeps);
+        slept(since.elapsed());
     }
+}
+
+/// Naps `COALESCE` if this thread's sleeps have been short lately; says
+/// whether it did.
+pub fn nap_if_busy() -> bool {
+    let busy = SLEEPS.get().busy();
+    if busy {
+        std::thread::sleep(COALESCE);
+    }
+    busy
+}
+
+/// This thread slept this long (zero: it found work without sleeping).
+pub fn slept(slept: Duration) {
+    let mut sleeps = SLEEPS.get();
+    sleeps.slept(slept);
+    SLEEPS.set(sleeps);
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn a_downstream_that_blocks_is_reported() {
         panic!("not a WARNING: {msg:?}");
     };
     let text = w.error().to_string();
-    assert!(text.contains("held the shared WebSocket thread"), "{text}");
+    assert!(text.contains("held the shared push thread"), "{text}");
     let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
     assert!(debug.contains("pipecatwsrc"), "{debug}");
 }
@@ -122,9 +122,111 @@ fn a_downstream_that_never_returns_costs_its_own_call_only() {
     held.set_state(gst::State::Null).unwrap();
     other.set_state(gst::State::Null).unwrap();
     let (text, debug) = error_of(&error.expect("an ERROR for the held call").0).unwrap();
-    assert!(text.contains("held the shared WebSocket thread"), "{text}");
+    assert!(text.contains("held the shared push thread"), "{text}");
     assert!(debug.contains("FLUSH_START"), "{debug}");
     assert_eq!(samples, ramp(320 * 5), "the other call's audio");
+}
+
+/// A bot that sends a 20 ms frame every 20 ms for `seconds`.
+fn paced_bot(seconds: u64) -> u16 {
+    one_bot(move |mut ws, _| {
+        let start = std::time::Instant::now();
+        for (k, frame) in frames(seconds as usize * 50).into_iter().enumerate() {
+            let due = start + Duration::from_millis(20 * k as u64);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            if ws.send(frame).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    })
+}
+
+/// One call's downstream blocks for 3 s and ignores flushes (an appsink
+/// callback that sleeps): every other call on the shared thread keeps its
+/// audio, no buffer later than 50 ms past its frame's 20 ms.
+#[test]
+fn one_blocked_call_holds_only_itself() {
+    init();
+    let other = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{}/ ! appsink name=sink sync=false",
+        paced_bot(5)
+    ));
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = arrivals.clone();
+    let sink = other
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let _ = sink.pull_sample();
+                keep.lock().unwrap().push(std::time::Instant::now());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    other.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = launch(&format!(
+        "pipecatwssharedsrc uri=ws://127.0.0.1:{}/ ! appsink name=block sync=false",
+        paced_bot(5)
+    ));
+    let block = held
+        .by_name("block")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let blocked_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let mark = blocked_at.clone();
+    block.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let _ = sink.pull_sample();
+                let first = mark.lock().unwrap().is_none();
+                if first {
+                    *mark.lock().unwrap() = Some(std::time::Instant::now());
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    held.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(4000));
+    let (_, error) = wait_for(
+        &held,
+        &[gst::MessageType::Error],
+        Duration::from_millis(100),
+    );
+    held.set_state(gst::State::Null).unwrap();
+    other.set_state(gst::State::Null).unwrap();
+    let blocked_at = blocked_at.lock().unwrap().expect("the held call got audio");
+    let arrivals = arrivals.lock().unwrap().clone();
+    let during: Vec<_> = arrivals
+        .iter()
+        .filter(|&&t| t > blocked_at && t < blocked_at + Duration::from_secs(3))
+        .collect();
+    assert!(
+        during.len() >= 140,
+        "{} buffers while the other call was held, {} in all",
+        during.len(),
+        arrivals.len()
+    );
+    let worst = arrivals
+        .windows(2)
+        .filter(|w| w[1] > blocked_at)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap();
+    assert!(
+        worst <= Duration::from_millis(70),
+        "a gap of {worst:?} in the other call"
+    );
+    let (text, _) = error_of(&error.expect("an ERROR for the held call").0).unwrap();
+    assert!(text.contains("held the shared push thread"), "{text}");
 }
 
 #[test]

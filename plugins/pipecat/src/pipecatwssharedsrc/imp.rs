@@ -1,21 +1,21 @@
-//! `pipecatwssharedsrc`: the bot's audio, pushed from the WebSocket
-//! runtime's thread that read it, with no streaming thread of its own.
+//! `pipecatwssharedsrc`: the bot's audio, pushed by threads every shared
+//! source of the process shares, with no streaming thread of its own.
 //!
 //! `pipecatwsrc` hands every message from the thread that reads the socket
 //! to its own streaming thread: at a thousand bot legs that is a thousand
 //! threads and two thread switches per 20 ms message, which cost more than
-//! everything else the source does. This source pushes on the reading
-//! thread instead, as gst-plugins-rs' threadshare elements push from their
-//! context's thread. The price is the same as theirs: downstream must not
-//! block, since a push that waits holds every connection on that thread.
-//! What follows it must return at once: `appsink`, a sink with
-//! `sync=false`, `callrecsink` (it waits only on a stalled disk, bounded by
-//! its `finalize-timeout`), or a `queue` (leaky, or drained by its own
-//! thread).
-//! A push that holds the thread longer than `BLOCKED_PUSH` is reported
-//! with a WARNING on the bus, once per element; one that holds it for
-//! `watchdog::CUT_OFF` ends its own call with an ERROR (a FLUSH_START from
-//! its pad unblocks what held it), so that the other calls go on.
+//! everything else the source does. This source queues itself for one
+//! pusher thread shared by all (`pushers.rs`), as gst-plugins-rs'
+//! threadshare elements push from their context's thread; under load that
+//! thread is woken once per batch of messages, not per message.
+//! Downstream should not block: `appsink`, a sink with `sync=false`,
+//! `callrecsink` (it waits only on a stalled disk, bounded by its
+//! `finalize-timeout`), or a `queue`. One that does holds only its own
+//! call: after `pushers::RESCUE_AFTER` another pusher takes the others.
+//! A push longer than `BLOCKED_PUSH` is reported with a WARNING on the bus,
+//! once per element; one that lasts `pushers::CUT_OFF` ends its own call
+//! with an ERROR (and a FLUSH_START from its pad, which frees a sink that
+//! honours flushes).
 //!
 //! It pushes only while PLAYING: what arrives before waits in the bounded
 //! inbox, as in `pipecatwsrc`. The end of the connection reaches the bus
@@ -40,15 +40,15 @@ use crate::connection::{self, CAT, Connection, End, Next, Use};
 use crate::inbox::{Chunk, Limits};
 use crate::serializer::Format;
 
-use super::watchdog;
+use super::pushers;
 
-/// A push longer than this held every connection on the shared thread.
+/// A push longer than this is downstream blocking: said once per element.
 const BLOCKED_PUSH: Duration = Duration::from_millis(50);
 /// The most messages' room the batch keeps between pushes: one message is
 /// the usual batch, a few when the thread fell behind.
 const KEPT_BATCH: usize = 16;
-/// What to do about a downstream that holds the shared thread.
-const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes on the thread that reads every connection; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
+/// What to do about a downstream that holds a shared push thread.
+const BLOCKING_ADVICE: &str = "pipecatwssharedsrc pushes every call's audio from threads they share; follow it with elements that do not block (a queue, appsink, callrecsink, a sink with sync=false), or use pipecatwsrc";
 
 /// The source whose pad `pad` is, if it still is.
 fn source_of(pad: &gst::Pad) -> Option<super::PipecatWsSharedSrc> {
@@ -95,12 +95,14 @@ pub struct PipecatWsSharedSrc {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    /// Held by whoever pushes: the runtime thread that read a message, or
-    /// the one that starts the push when the pipeline begins PLAYING. It
-    /// holds the batch being pushed, kept to reuse its allocation.
+    /// Held by the pusher pushing for this element (a held pusher and the
+    /// one that took its place may both try). It holds the batch being
+    /// pushed, kept to reuse its allocation.
     turn: Mutex<Vec<Chunk>>,
     /// Something arrived while another thread had the turn.
     pending: AtomicBool,
+    /// Queued for a pusher (`pushers::schedule`), which has not begun yet.
+    queued: AtomicBool,
     /// Outside `state`, beside `turn` and `pending`, so a message that
     /// finds nothing to do touches one cache line of this element.
     playing: AtomicBool,
@@ -161,9 +163,19 @@ impl PipecatWsSharedSrc {
         }
     }
 
-    /// `wake` for the connection the element started with, if it still has
-    /// one (from a timer or the start of PLAYING, not the reader).
+    /// Has a pusher push what there is, once however often this is called
+    /// before it begins: from the reader, a timer, the start of PLAYING.
+    fn schedule(&self) {
+        self.pending.store(true, Ordering::Release);
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            pushers::schedule(&self.srcpad);
+        }
+    }
+
+    /// On a pusher: `wake` for the connection the element started with, if
+    /// it still has one.
     fn wake_own(&self) {
+        self.queued.store(false, Ordering::Release);
         let conn = lock(&self.state).connection.clone();
         if let Some(conn) = conn {
             self.wake(&conn);
@@ -277,10 +289,10 @@ impl PipecatWsSharedSrc {
 
     /// Runs `push` (of a buffer or a serialized event on the pad), which
     /// starts at `started`, under the watchdog's eye, and says once when it
-    /// held the shared thread long.
+    /// held its pusher long.
     fn watched<T>(&self, started: Instant, push: impl FnOnce(&gst::Pad) -> T) -> T {
         let result = {
-            let _watched = watchdog::watch_push(&self.srcpad, started);
+            let _watched = pushers::watch_push(&self.srcpad, started);
             push(&self.srcpad)
         };
         let took = started.elapsed();
@@ -289,7 +301,7 @@ impl PipecatWsSharedSrc {
                 self,
                 gst::CoreError::Clock,
                 (
-                    "Downstream held the shared WebSocket thread for {} ms: every bot leg on it waited",
+                    "Downstream held the shared push thread for {} ms: another thread pushed the other calls meanwhile",
                     took.as_millis()
                 ),
                 ["{BLOCKING_ADVICE}"]
@@ -375,16 +387,16 @@ impl PipecatWsSharedSrc {
         self.watched(Instant::now(), |pad| pad.push_event(gst::event::Eos::new()));
     }
 
-    /// From the watchdog's thread: a push has held the shared thread for
-    /// `watchdog::CUT_OFF`. This call ends, so that the others go on.
+    /// From the watchdog's thread: a push has held its pusher for
+    /// `pushers::CUT_OFF`. This call ends.
     fn cut_off(&self) {
         self.done.store(true, Ordering::Release);
         gst::element_imp_error!(
             self,
             gst::CoreError::Clock,
             (
-                "Downstream held the shared WebSocket thread for {:?}: this call's bot audio is stopped so that the other calls go on",
-                watchdog::CUT_OFF
+                "Downstream held the shared push thread for {:?}: this call's bot audio is stopped",
+                pushers::CUT_OFF
             ),
             ["{BLOCKING_ADVICE}; a FLUSH_START went downstream to free the thread"]
         );
@@ -392,12 +404,20 @@ impl PipecatWsSharedSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        watchdog::watch(&self.srcpad, |pad| {
-            if let Some(src) = source_of(pad) {
-                src.imp().cut_off();
-            }
-        })
-        .map_err(|text| gst::error_msg!(gst::CoreError::Thread, ("{}", text)))?;
+        let handlers = pushers::Handlers {
+            push: |pad| {
+                if let Some(src) = source_of(pad) {
+                    src.imp().wake_own();
+                }
+            },
+            cut_off: |pad| {
+                if let Some(src) = source_of(pad) {
+                    src.imp().cut_off();
+                }
+            },
+        };
+        pushers::watch(&self.srcpad, handlers)
+            .map_err(|text| gst::error_msg!(gst::CoreError::Thread, ("{}", text)))?;
         let settings = lock(&self.settings).clone();
         // Returns at once: connecting goes on in the background.
         let conn = bot_audio::open(self.obj().upcast_ref(), &settings.link, &settings.source)?;
@@ -405,9 +425,9 @@ impl PipecatWsSharedSrc {
         // would keep it alive through its own connection.
         conn.set_pusher(Some(connection::Pusher {
             pad: self.srcpad.clone(),
-            push: |pad, conn| {
+            push: |pad, _| {
                 if let Some(src) = source_of(pad) {
-                    src.imp().wake(conn);
+                    src.imp().schedule();
                 }
             },
         }));
@@ -429,7 +449,7 @@ impl PipecatWsSharedSrc {
             Duration::from_nanos(settings.latency.nseconds()),
             move || {
                 obj.imp().announce_due.store(true, Ordering::Release);
-                obj.imp().wake_own();
+                obj.imp().schedule();
             },
         );
         let silence = (!settings.response_timeout.is_zero()).then(|| {
@@ -452,10 +472,9 @@ impl PipecatWsSharedSrc {
                 old.abort();
             }
         }
-        // What waited for PLAYING goes out from the runtime, not from this
+        // What waited for PLAYING goes out from a pusher, not from this
         // thread: a state change never pushes.
-        let obj = self.obj().clone();
-        connection::spawn(async move { obj.imp().wake_own() });
+        self.schedule();
     }
 
     /// `response-timeout`: a WARNING when the bot has sent no audio that
@@ -493,7 +512,7 @@ impl PipecatWsSharedSrc {
     }
 
     fn stop(&self) {
-        watchdog::forget(&self.srcpad);
+        pushers::forget(&self.srcpad);
         let (timers, conn) = {
             let mut state = lock(&self.state);
             self.playing.store(false, Ordering::Release);
@@ -566,6 +585,7 @@ impl ObjectSubclass for PipecatWsSharedSrc {
             state: Mutex::new(State::default()),
             turn: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             playing: AtomicBool::new(false),
             done: AtomicBool::new(false),
             announce_due: AtomicBool::new(false),

@@ -2,7 +2,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-mod watchdog;
+mod pushers;
 
 glib::wrapper! {
     pub struct PipecatWsSharedSrc(ObjectSubclass<imp::PipecatWsSharedSrc>) @extends gst::Element, gst::Object;
