@@ -91,6 +91,12 @@ impl Recorder {
                     .property("start-timeout", 60 * gst::ClockTime::SECOND.nseconds())
                     .build()
                     .unwrap();
+                rec.connect("finished", false, |args| {
+                    if let Ok(outcome) = args[1].get::<gst::Structure>() {
+                        count_trimmed(&outcome);
+                    }
+                    None
+                });
                 pipeline.add(&rec).unwrap();
                 (0..2)
                     .map(|_| rec.request_pad_simple("sink_%u").unwrap())
@@ -181,6 +187,11 @@ struct Figures {
     cpu: f64,
     errors: usize,
     stalls: usize,
+    /// Running times of the stalls (when each call's stall began), sorted.
+    stall_times: Vec<gst::ClockTime>,
+    /// Real audio trimmed after silence filled for it, over every track
+    /// (callrecsink's `dropped-samples`): what a spurious stall costs.
+    dropped: u64,
     /// How far behind schedule a feeder ever started a round.
     late: Duration,
     setup: Duration,
@@ -233,20 +244,27 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
         .unwrap_or_default();
     // A recorder that falls behind shows as stalls: stallfiller filling
     // silence for tracks the feeder did keep fed.
-    let stalls: usize = calls
+    let mut stall_times: Vec<gst::ClockTime> = calls
         .iter()
-        .map(|call| {
+        .flat_map(|call| {
             let bus = call.pipeline.bus().unwrap();
-            std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
-                .filter(|m| {
-                    m.structure()
-                        .is_some_and(|s| s.name() == "stallfiller-stall")
+            std::iter::from_fn(move || bus.pop_filtered(&[gst::MessageType::Element]))
+                .filter_map(|m| {
+                    let s = m.structure()?;
+                    (s.name() == "stallfiller-stall").then(|| {
+                        s.get::<Option<gst::ClockTime>>("running-time")
+                            .ok()
+                            .flatten()
+                            .unwrap_or(gst::ClockTime::ZERO)
+                    })
                 })
-                .count()
+                .collect::<Vec<_>>()
         })
-        .sum();
+        .collect();
+    stall_times.sort();
+    let stalls = stall_times.len();
     let t = Instant::now();
-    let errors = tear_down(
+    let (errors, dropped) = tear_down(
         Arc::into_inner(calls).expect("the feeders are done"),
         recorder,
     );
@@ -261,6 +279,8 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
         cpu: end.cpu_share_since(&start),
         errors,
         stalls,
+        stall_times,
+        dropped,
         late,
         setup,
         teardown,
@@ -270,15 +290,35 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
     })
 }
 
+/// Samples of real audio trimmed, as the recordings' outcomes (the
+/// `finished` signal, from the finalizing threads) say.
+static TRIMMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_trimmed(outcome: &gst::Structure) {
+    let Ok(tracks) = outcome.get::<gst::Array>("tracks") else {
+        return;
+    };
+    for track in tracks.iter() {
+        if let Ok(t) = track.get::<gst::Structure>() {
+            TRIMMED.fetch_add(
+                t.get::<u64>("dropped-samples").unwrap_or(0),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
 /// Threads that end the calls, as a media server ends calls from many
 /// threads at once (each call's own): EOS on every track, which finalizes
 /// and publishes each recording, then NULL.
 const TEARDOWN_THREADS: usize = 8;
 
-/// Ends every call; returns how many posted an ERROR.
-fn tear_down(calls: Vec<Call>, recorder: Recorder) -> usize {
+/// Ends every call; returns how many posted an ERROR, and the samples of
+/// real audio the finished recordings say they trimmed.
+fn tear_down(calls: Vec<Call>, recorder: Recorder) -> (usize, u64) {
     let calls = Arc::new(calls);
     let errors = AtomicUsize::new(0);
+    TRIMMED.store(0, Ordering::Relaxed);
     std::thread::scope(|scope| {
         for t in 0..TEARDOWN_THREADS {
             let (calls, errors) = (&calls, &errors);
@@ -304,7 +344,7 @@ fn tear_down(calls: Vec<Call>, recorder: Recorder) -> usize {
             });
         }
     });
-    errors.into_inner()
+    (errors.into_inner(), TRIMMED.load(Ordering::Relaxed))
 }
 
 fn open_files_limit() -> String {
@@ -372,6 +412,21 @@ fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize)
         }
     }
     max_lag
+}
+
+/// When the stalls began, in the calls' running time: " (at 1.2 s to
+/// 3.4 s, median 2.0 s)", or nothing without stalls.
+fn stall_spread(times: &[gst::ClockTime]) -> String {
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return String::new();
+    };
+    let secs = |t: gst::ClockTime| t.nseconds() as f64 / 1e9;
+    format!(
+        " (at {:.2} s to {:.2} s, median {:.2} s)",
+        secs(*first),
+        secs(*last),
+        secs(times[times.len() / 2])
+    )
 }
 
 /// The older shape: every track its own live `audiotestsrc`.
@@ -477,7 +532,7 @@ fn main() {
                     continue;
                 };
                 println!(
-                    "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls, {} errors | set up {:.1} s, torn down {:.1} s ({TEARDOWN_THREADS} threads)",
+                    "  {:<28} CPU {:5.1}% | per call: RSS {:+6.0} KB, threads {:+.2}, fds {:+.2} | feeders late {:>4} ms, {} stalls{}, {} samples trimmed, {} errors | set up {:.1} s, torn down {:.1} s ({TEARDOWN_THREADS} threads)",
                     recorder.label(),
                     f.cpu,
                     f.rss_kb,
@@ -485,6 +540,8 @@ fn main() {
                     f.fds,
                     f.late.as_millis(),
                     f.stalls,
+                    stall_spread(&f.stall_times),
+                    f.dropped,
                     f.errors,
                     f.setup.as_secs_f64(),
                     f.teardown.as_secs_f64(),
