@@ -93,7 +93,7 @@ impl Recorder {
                     .unwrap();
                 rec.connect("finished", false, |args| {
                     if let Ok(outcome) = args[1].get::<gst::Structure>() {
-                        count_trimmed(&outcome);
+                        count_kept(&outcome);
                     }
                     None
                 });
@@ -189,8 +189,8 @@ struct Figures {
     stalls: usize,
     /// Running times of the stalls (when each call's stall began), sorted.
     stall_times: Vec<gst::ClockTime>,
-    /// Real audio trimmed after silence filled for it, over every track
-    /// (callrecsink's `dropped-samples`): what a spurious stall costs.
+    /// Real audio pushed that did not reach the files (trimmed after
+    /// silence filled for it), over every track: what a spurious stall costs.
     dropped: u64,
     /// How far behind schedule a feeder ever started a round.
     late: Duration,
@@ -206,6 +206,8 @@ struct Figures {
 /// threads, measures over `WINDOW`, then tears every call down.
 fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figures> {
     let rest = Usage::now();
+    PUSHED.store(0, Ordering::Relaxed);
+    KEPT.store(0, Ordering::Relaxed);
     let t = Instant::now();
     let calls: Vec<Call> = (0..n).map(|i| recorder.build(i, dir)).collect();
     for (i, call) in calls.iter().enumerate() {
@@ -290,20 +292,22 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
     })
 }
 
-/// Samples of real audio trimmed, as the recordings' outcomes (the
-/// `finished` signal, from the finalizing threads) say.
-static TRIMMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Samples the feeders pushed, and what the recordings' outcomes (the
+/// `finished` signal, from the finalizing threads) say reached the files:
+/// the difference is real audio trimmed after silence filled for it (by a
+/// track's stallfiller, or by the mixer as `dropped-samples`).
+static PUSHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static KEPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn count_trimmed(outcome: &gst::Structure) {
+fn count_kept(outcome: &gst::Structure) {
     let Ok(tracks) = outcome.get::<gst::Array>("tracks") else {
         return;
     };
     for track in tracks.iter() {
         if let Ok(t) = track.get::<gst::Structure>() {
-            TRIMMED.fetch_add(
-                t.get::<u64>("dropped-samples").unwrap_or(0),
-                Ordering::Relaxed,
-            );
+            let received = t.get::<u64>("received-samples").unwrap_or(0);
+            let dropped = t.get::<u64>("dropped-samples").unwrap_or(0);
+            KEPT.fetch_add(received.saturating_sub(dropped), Ordering::Relaxed);
         }
     }
 }
@@ -318,7 +322,6 @@ const TEARDOWN_THREADS: usize = 8;
 fn tear_down(calls: Vec<Call>, recorder: Recorder) -> (usize, u64) {
     let calls = Arc::new(calls);
     let errors = AtomicUsize::new(0);
-    TRIMMED.store(0, Ordering::Relaxed);
     std::thread::scope(|scope| {
         for t in 0..TEARDOWN_THREADS {
             let (calls, errors) = (&calls, &errors);
@@ -344,7 +347,13 @@ fn tear_down(calls: Vec<Call>, recorder: Recorder) -> (usize, u64) {
             });
         }
     });
-    (errors.into_inner(), TRIMMED.load(Ordering::Relaxed))
+    let trimmed = match recorder {
+        Recorder::CallRecSink(_) => PUSHED
+            .load(Ordering::Relaxed)
+            .saturating_sub(KEPT.load(Ordering::Relaxed)),
+        _ => 0,
+    };
+    (errors.into_inner(), trimmed)
 }
 
 fn open_files_limit() -> String {
@@ -402,6 +411,8 @@ fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize)
                 }
                 if pad.push(buffer).is_err() {
                     flow_errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    PUSHED.fetch_add(SAMPLES_PER_FRAME as u64, Ordering::Relaxed);
                 }
             }
         }

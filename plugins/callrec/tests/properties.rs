@@ -38,3 +38,19 @@ fn no_property_value_aborts_the_process() {
     assert_eq!(pipeline.current_state(), gst::State::Playing);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// docs/callrecsink.md names every property and signal of the element and
+/// of its track pads, as `gst-inspect-1.0` lists them.
+#[test]
+fn the_reference_names_every_property() {
+    init();
+    let rec = gst::ElementFactory::make("callrecsink").build().unwrap();
+    let pad = rec.request_pad_simple("sink_%u").unwrap();
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/callrecsink.md");
+    let mut missing = callaudio_testkit::properties::undocumented(&rec, &page);
+    missing.extend(callaudio_testkit::properties::undocumented(&pad, &page));
+    assert!(
+        missing.is_empty(),
+        "not in docs/callrecsink.md: {missing:?}"
+    );
+}

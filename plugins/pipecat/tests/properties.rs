@@ -108,3 +108,19 @@ fn tls_verify_is_refused_in_a_uri() {
         assert!(element.property::<bool>("tls-verify"));
     }
 }
+
+/// docs/pipecat.md names every property and signal of the three elements
+/// that `gst-inspect-1.0` lists.
+#[test]
+fn the_reference_names_every_property() {
+    common::init();
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/pipecat.md");
+    for factory in ["pipecatwsrc", "pipecatwssharedsrc", "pipecatwssink"] {
+        let element = gst::ElementFactory::make(factory).build().unwrap();
+        let missing = callaudio_testkit::properties::undocumented(&element, &page);
+        assert!(
+            missing.is_empty(),
+            "{factory}: not in docs/pipecat.md: {missing:?}"
+        );
+    }
+}

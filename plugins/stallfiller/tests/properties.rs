@@ -27,3 +27,17 @@ fn no_property_value_aborts_the_process() {
     assert_eq!(pipeline.current_state(), gst::State::Playing);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// docs/stallfiller.md names every property and signal `gst-inspect-1.0`
+/// lists.
+#[test]
+fn the_reference_names_every_property() {
+    common::init();
+    let element = gst::ElementFactory::make("stallfiller").build().unwrap();
+    let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/stallfiller.md");
+    let missing = callaudio_testkit::properties::undocumented(&element, &page);
+    assert!(
+        missing.is_empty(),
+        "not in docs/stallfiller.md: {missing:?}"
+    );
+}

@@ -94,3 +94,52 @@ pub fn set_every_property(object: &impl IsA<glib::Object>) -> usize {
     }
     count
 }
+
+/// The properties of `object` (its own, not those of `GstObject` and its
+/// parents: `name`, `parent`) and of its signals that `page` (a Markdown
+/// reference page) does not name in backquotes: what `gst-inspect-1.0` lists
+/// and the reference has not caught up with.
+pub fn undocumented(object: &impl IsA<glib::Object>, page: &std::path::Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(page).unwrap_or_else(|e| panic!("reading {}: {e}", page.display()));
+    let object = object.upcast_ref::<glib::Object>();
+    let own = |owner: glib::Type| {
+        owner != gst::Object::static_type()
+            && owner != gst::Element::static_type()
+            && owner != gst::Pad::static_type()
+            && owner != gst::Bin::static_type()
+            && owner != glib::Object::static_type()
+            && owner != gst::Pipeline::static_type()
+            && !owner.name().starts_with("GstBase")
+    };
+    let mut missing: Vec<String> = object
+        .list_properties()
+        .iter()
+        .filter(|p| own(p.owner_type()))
+        .map(|p| p.name().to_owned())
+        .collect();
+    missing.extend(own_signals(object.type_()));
+    missing.retain(|name| !text.contains(&format!("`{name}")));
+    missing
+}
+
+/// The signals `ty` itself defines (not its parents').
+fn own_signals(ty: glib::Type) -> Vec<String> {
+    use glib::translate::IntoGlib;
+    let mut n = 0u32;
+    // SAFETY: g_signal_list_ids returns an array of n ids that the caller
+    // frees; g_signal_name returns a static string for a valid id.
+    unsafe {
+        let ids = glib::gobject_ffi::g_signal_list_ids(ty.into_glib(), &mut n);
+        let names = (0..n as usize)
+            .map(|i| {
+                let name = glib::gobject_ffi::g_signal_name(*ids.add(i));
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        glib::ffi::g_free(ids.cast());
+        names
+    }
+}
