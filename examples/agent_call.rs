@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A whole call, as a SIP or media server runs one: the caller's RTP audio
 //! (PCMU, 8 kHz) goes to a Pipecat bot, the bot's audio goes back to the
 //! caller as RTP, and both legs (caller left, bot right) are recorded. Keys

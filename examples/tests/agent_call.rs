@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The `agent_call` example driven as a user runs it: a real RTP caller
 //! (GStreamer's own `rtppcmupay ! udpsink`), a real Pipecat bot, the
 //! recording read back with `hound`. One test per way a call ends.

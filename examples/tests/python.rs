@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `examples/record_call.py` run as a user runs it: Debian's Python with
 //! python3-gst-1.0, the plugins found through GST_PLUGIN_PATH, the outcome
 //! (its `tracks` array included) read from the `finished` signal.

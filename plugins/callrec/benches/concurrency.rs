@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How many real-time stereo 8 kHz recordings one process holds, and at what
 //! CPU cost, on this machine, beside the stock elements fed the same way:
 //!

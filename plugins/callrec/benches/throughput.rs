@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Recording throughput of `callrecsink` beside what a user would write
 //! instead, in one process and one run, on the same non-live input:
 //!

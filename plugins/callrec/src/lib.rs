@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `callrecsink`: records the tracks of a call on one timeline into a WAV
 //! file that is either finished and valid, or never presented as finished.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A recording process killed with SIGKILL leaves a `.part` that plays,
 //! and that holds what was handed to the element up to `header-interval`
 //! (plus one encoder frame, per format) before the kill, with both cores

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `format=flac`, `opus` and `mp3` keep every guarantee WAV keeps, read
 //! back by decoders that are not ours: `claxon` (a FLAC decoder in Rust),
 //! libopus through a separate `oggdemux ! opusdec` pipeline, and libmpg123

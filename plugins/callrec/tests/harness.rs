@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `callrecsink` driven by `gst_check::Harness` on its test clock: every
 //! clock wait (the start timeout, each track's stall deadline) is cranked by
 //! hand, so what happens when is exact and no test waits on wall time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Whatever an attacker with write access to the recording directory puts
 //! where a recording goes, callrecsink never writes through it, never opens
 //! it in a way that can block, never replaces a recording silently, and

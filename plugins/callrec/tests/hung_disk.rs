@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A disk that stops taking data (an NFS server gone away, a wedged
 //! device): nothing may wait for it forever. Simulated in this process by
 //! replacing the recording's open `.part` descriptor (with `dup2`) by a FIFO

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A recording is as long as its audio: tracks fed until EOS end at the
 //! last real sample of the longest one, with no tail of silence, on a
 //! loaded machine too.

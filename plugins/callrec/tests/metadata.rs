@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Tags set on callrecsink (GstTagSetter) reach the file in each format's
 //! own way, and the outcome says when the first sample was recorded.
 

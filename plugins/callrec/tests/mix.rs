@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `mode=mixed`: one mono file, the sum of the tracks, checked sample for
 //! sample against the sum of what was sent.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! callrecsink in real pipelines; every file is read back with `hound`.
 
 mod common;

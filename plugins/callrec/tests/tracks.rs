@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Tracks have stable identities: pads requested and released in any order
 //! before the start never collide, never leave an orphan, never panic; the
 //! channel order follows the pad names and the outcome says which is which;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The writer fails mid-recording (the file hits RLIMIT_FSIZE, as on a full
 //! disk): an ERROR naming the file and the OS error, nothing waits forever,
 //! and what was written stays under the partial name.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Many bot legs in one process: N `pipecatwsrc ! fakesink sync=false`
 //! pipelines, each on its own WebSocket, fed by a server in a separate
 //! process (this same binary, started with `--server`) that sends every

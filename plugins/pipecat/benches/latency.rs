@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `pipecatwsrc` and `pipecatwssharedsrc` throughput and added latency, from
 //! a local WebSocket sender speaking Pipecat's protobuf frames, in one run:
 //!

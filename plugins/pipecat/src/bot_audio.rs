@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What both bot-audio sources (`pipecatwsrc`, one streaming thread each,
 //! and `pipecatwssharedsrc`, pushed from threads all its instances share) do
 //! alike: their caps, how a buffer is stamped, and how the end of the

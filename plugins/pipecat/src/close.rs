@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How a connection ended, in words a person can act on.
 //!
 //! The bot's close code is the one the bot sent, even one that is not

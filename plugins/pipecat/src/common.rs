@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The properties `pipecatwsrc` and `pipecatwssink` share: where the bot is
 //! and how to speak to it.
 

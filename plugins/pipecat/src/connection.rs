@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One WebSocket to a Pipecat bot, shared by the source (`pipecatwsrc` or
 //! `pipecatwssharedsrc`) and `pipecatwssink` of one pipeline that name the
 //! same `connection`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Opening the WebSocket: TCP, TLS for `wss://`, the HTTP upgrade. Done by
 //! hand rather than by `connect_async` so that the bot's frames can be read
 //! by `frames`, straight off the socket (TLS beneath), and so the whole of it

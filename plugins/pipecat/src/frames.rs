@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! WebSocket frames (RFC 6455, the client's side): the bot's, read out of a
 //! buffer of our own, and ours, framed and masked for the bot.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The bot's audio waiting for the source's streaming thread.
 //!
 //! Bounded twice: by duration (`max-queue`) and by bytes (`max-queue-bytes`),

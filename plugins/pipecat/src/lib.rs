@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `pipecatwsrc` and `pipecatwssink`: a Pipecat voice bot on a WebSocket as
 //! a live GStreamer source (its audio) and sink (the caller's audio).
 

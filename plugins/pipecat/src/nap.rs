@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Wake-ups of the WebSocket runtime's thread and of the shared source's
 //! pushers, taken together under load.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What goes to the bot, in order: each message is framed (and masked, as
 //! a client's frames must be) by whoever sends it, and written from that
 //! thread at once when nothing waits before it and the socket takes it

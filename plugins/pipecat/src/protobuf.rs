@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Pipecat's `frames.proto` (as `pipecat-ai` 1.14 ships it), as `prost`
 //! messages. The derives need no `protoc` at build time; the field numbers
 //! below are the `.proto`'s, and the golden-byte tests hold them to what

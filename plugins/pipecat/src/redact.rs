@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Secrets never reach a log line or an error text: tokens in a URI's
 //! user-info, path, query or fragment, and header values.
 //!

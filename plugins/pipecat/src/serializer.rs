@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Pipecat's wire formats, as `pipecat-ai` 1.14 implements them
 //! (`pipecat/serializers/*.py`): what a bot's message means. What the client
 //! says to the bot is in `session.rs`.

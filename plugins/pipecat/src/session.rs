@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The client's side of one call: what it says to the bot, as the provider
 //! it stands in for (Twilio, Telnyx, ..., or a Pipecat client) says it.
 //!

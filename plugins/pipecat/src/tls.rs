@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `tls-verify=false`: a TLS client that accepts any server certificate,
 //! for test bots with self-signed certificates. Only when asked; the default
 //! verifies against the webpki roots.

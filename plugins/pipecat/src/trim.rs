@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `trim-end-silence`: Pipecat ends a bot's call with
 //! `audio_out_end_silence_secs` of pure silence (2 s by default) sent after
 //! its `EndFrame`, which a recording keeps as 2 s the call never had.

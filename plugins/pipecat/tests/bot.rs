@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! pipecatwsrc/pipecatwssink against a real Pipecat bot, for both the
 //! protobuf and the Twilio serializer, and against raw servers for what no
 //! real bot sends.

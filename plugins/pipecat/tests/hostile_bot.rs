@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A bot (or whatever answers at its address) that sends hostile values:
 //! each costs its own call an ERROR that names the value, never the
 //! process, and never another call.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Downstream stalls for 45 s while the bot keeps talking: the connection
 //! survives the server's keepalive (websockets pings every 20 s and closes
 //! with 1011 without a pong), memory stays within `max-queue` with a WARNING

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! No property or URI value aborts the process: every writable property of
 //! the three elements at its minimum, maximum, default and the 64-bit
 //! extremes, in NULL and in PLAYING, and every numeric URI parameter at the

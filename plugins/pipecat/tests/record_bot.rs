@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Recording a real Pipecat bot with stock GStreamer elements, as a new user
 //! tries first: the source announces caps only once it knows the bot's
 //! format, so encoders never see a placeholder rate.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Each telephony serializer against Pipecat's own development runner
 //! (`pipecat.runner.run`, its `/ws` route), as a bot is deployed: the runner
 //! must tell the provider and the call's ids from the element's handshake,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Many bot legs in one process: 200 `pipecatwsrc` connections, each on its
 //! own WebSocket from one server, all receive every frame; when the server
 //! dies (every socket reset, no close frame), every one of them reports it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Tokens in the URI and header values never reach the debug log (captured
 //! whole, every category at level 9) nor an error, on success and failure.
 //!

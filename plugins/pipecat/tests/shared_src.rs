@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What `pipecatwssharedsrc` does differently from `pipecatwsrc`: it pushes
 //! from the shared WebSocket thread, so it must hold audio until PLAYING,
 //! let sinks complete PLAYING while the bot is silent, and say so when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! wss:// with a self-signed certificate: refused by default (the error says
 //! it is the certificate), accepted with `tls-verify=false`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The WebSocket as a bot may write it, byte for byte: frames in the same
 //! packet as the upgrade's answer, a message in fragments with a ping
 //! between them, a close frame. Both sources must play every sample,

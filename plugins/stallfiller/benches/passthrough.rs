@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Steady-state cost of `stallfiller` beside the elements a user would put
 //! in its place, in one process and one run:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `stallfiller`: keeps a live audio stream on one continuous timeline,
 //! filling stalls with silence while they last.
 

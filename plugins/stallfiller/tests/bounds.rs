@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Hostile and unusual input for `stallfiller`, on the test clock: every case
 //! must cost bounded time and memory, and say what happened.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A stallfiller embedded in another element of the process (as
 //! callrecsink's tracks embed theirs): buffers enter through
 //! `StallFiller::chain` and leave through the embedded output, skipping two

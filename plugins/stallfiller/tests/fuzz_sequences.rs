@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Fuzz target for `stallfiller`'s inputs: random sequences of buffers
 //! (any size, any timestamp jump), GAP events (up to years), segments (any
 //! start, base and rate), caps (in and out of bounds) and clock steps, on a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `stallfiller` driven by `gst_check::Harness` and its test clock: every
 //! clock wait is cranked by hand, so timestamps and sample values are exact.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `stallfiller` in real pipelines: live `audiotestsrc`, a `valve` that
 //! stalls it, `appsink` recording what came out and when.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! No property value aborts the process: every writable property at its
 //! minimum, maximum, default and the 64-bit extremes, in NULL and in
 //! PLAYING (a panic inside `set_property` cannot unwind: it aborts).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `shared-threads=true`: what only the shared workers need shown, on the
 //! test clock: no task of the element's own runs, and a stopped element
 //! filled again after a restart. (`harness.rs` runs its core stall tests in

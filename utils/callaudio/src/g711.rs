@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! G.711 mu-law and A-law, as telephony serializers put them on the wire,
 //! bit for bit what Python's `audioop` (which Pipecat uses) produces.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What a stream's caps mean for sample arithmetic: rate, bytes per frame and
 //! the byte pattern of silence.
 

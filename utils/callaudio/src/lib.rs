@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Sample-accurate audio arithmetic shared by every plugin of this set.
 //!
 //! One place decides how time maps to samples and how a buffer is cut, so

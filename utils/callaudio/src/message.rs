@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element messages every plugin of this set posts (`stallfiller-stall`,
 //! `callrecsink-finalized`, `pipecat-closed`, ...): one way to build and
 //! post them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Silence buffers cut from one pre-filled block, so a long stall costs no
 //! allocation or fill per buffer.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Cutting buffers at sample positions without copying audio.
 //!
 //! Both halves share the input's memory (`copy_region` with `MEMORY`); the

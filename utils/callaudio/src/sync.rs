@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Locks that a panic elsewhere cannot turn into a second panic.
 //!
 //! A media server runs thousands of calls in one process. If one call's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The one rounding rule: round to nearest, in both directions.
 //!
 //! With nearest rounding `time_to_samples(samples_to_time(n)) == n` for every

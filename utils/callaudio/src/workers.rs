@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A few threads that run short jobs for every element of a kind in the
 //! process, so that thousands of calls do not cost a thread each.
 //!

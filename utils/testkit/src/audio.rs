@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Test audio whose samples say where they came from.
 
 /// `samples` mono S16LE samples whose values are their own index plus

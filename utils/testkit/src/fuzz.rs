@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One proptest configuration for every fuzz target.
 
 use proptest::test_runner::{Config, RngSeed};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the tests and benchmarks of several crates share, in one place
 //! instead of files included by path: the process figures every benchmark
 //! prints, the fuzz configuration every proptest target uses, and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A real Pipecat bot (`plugins/pipecat/tests/bot/bot.py` on `pipecat-ai`
 //! from PyPI, in the workspace's venv) and raw servers for what no real bot
 //! sends (garbage, oversized frames, a 401), with the pipelines the Pipecat

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What this process costs, from `/proc/self`: the figures every benchmark
 //! prints beside its own (CPU, threads, fds, RSS).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Every writable property of an object set to the values a hostile
 //! launch line or application would try: its minimum, maximum and default,
 //! and for 64-bit numbers `u64::MAX` (`GST_CLOCK_TIME_NONE`) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `callrecsink`: a sink bin with one request pad per track.
 //!
 //! Each track (`track.rs`) runs `stallfiller ! [decoder] ! [converter] !
@@ -10,7 +11,7 @@
 //!
 //! This file is the element: its pads, signals and state changes. Its
 //! properties are in `settings.rs`, the recording's model in
-//! `recording.rs` (no GObject), the files in `writer.rs` and `files.rs`,
+//! `recording.rs` (no GObject), the files in `files/` and their writing in `writing/`,
 //! and the bus reports in `report.rs`.
 //!
 //! Finalization has one entry point, `Recording::finalize`, reached from the
@@ -40,9 +41,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::encoded::Codec;
+use super::CAT;
+use super::files::encoded::Codec;
+use super::files::metadata::Metadata;
 use super::files::{self, Container, FileSpec, RecordingFiles};
-use super::metadata::Metadata;
 use super::mixer::Output;
 use super::pad::{CallRecSinkPad, Level};
 use super::recording::{
@@ -51,15 +53,7 @@ use super::recording::{
 use super::report;
 use super::settings::{CallRecFormat, CallRecMode, Settings};
 use super::track::{self, PadFunctions, Track};
-use super::writer::FileWriter;
-
-pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "callrecsink",
-        gst::DebugColorFlags::empty(),
-        Some("Call recording sink"),
-    )
-});
+use super::writing::FileWriter;
 
 /// How long the first audio waits for the other tracks' caps before the
 /// recording rate is fixed without them.

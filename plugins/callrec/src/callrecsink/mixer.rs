@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Puts the tracks of a call on one timeline and interleaves them, or
 //! mixes them into one channel (`mode=mixed`).
 //!

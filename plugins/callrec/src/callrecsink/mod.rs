@@ -1,24 +1,29 @@
+// SPDX-License-Identifier: MPL-2.0
 use gst::glib;
 use gst::prelude::*;
 
-mod encoded;
 mod files;
 mod imp;
-mod metadata;
 mod mixer;
 mod pad;
 mod recording;
 mod report;
-mod safe_fs;
 mod settings;
 mod track;
 mod track_sink;
-mod wav;
-mod writer;
-mod writer_pool;
+mod writing;
 
 #[cfg(test)]
 mod panic_tests;
+
+/// The element's debug category, for every file of it.
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "callrecsink",
+        gst::DebugColorFlags::empty(),
+        Some("Call recording sink"),
+    )
+});
 
 glib::wrapper! {
     /// Sink bin recording one request pad per track (WAV, FLAC or Ogg Opus).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `CallRecSinkPad`: a track's request pad, with the track's own `gain`
 //! and `mute`. Either may change while PLAYING; the change applies at the
 //! exact sample of the running time it was made at (the same cut as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A panic in our code (here forced by a test-only track number) must cost
 //! one recording, never the process: an ERROR, `callrecsink-failed`, what
 //! was written kept under `.part`, and the element still usable.
@@ -77,7 +78,7 @@ fn a_panic_fails_the_recording_and_the_process_goes_on() {
     assert!(error.unwrap().contains("internal error"));
     assert!(!location.exists());
     // What reached the file before the panic stays under the partial name.
-    assert!(std::fs::metadata(super::wav::part_path(&location)).is_ok());
+    assert!(std::fs::metadata(super::files::safe_fs::part_path(&location)).is_ok());
 
     // The process goes on: another recording right after finalizes.
     let next = dir.join("next.wav");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One recording, from READY->PAUSED to its outcome: which track is which
 //! channel, the mixer, the writer, pauses, and the decision at the end. No
 //! GObject here: the element hands it buffers and events; an end is a
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
-use super::writer::FileWriter;
+use super::writing::FileWriter;
 
 /// The rate figures are given in while no input has fixed the real one.
 pub const FALLBACK_RATE: u32 = 8000;
@@ -793,7 +794,7 @@ mod tests {
         assert!(rec.is_done());
         assert!(!location.exists());
         // What was recorded stays under the partial name, and plays.
-        let part = crate::callrecsink::wav::part_path(&location);
+        let part = crate::callrecsink::files::safe_fs::part_path(&location);
         let reader = hound::WavReader::open(&part).unwrap();
         assert_eq!(reader.duration(), 160);
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How a recording's outcome reaches the application: always a bus message
 //! (`callrecsink-finalized`, or `callrecsink-failed` with an ERROR or a
 //! WARNING), naming each track's pad and channel, and the same structure
@@ -7,7 +8,7 @@
 
 use gst::prelude::*;
 
-use super::imp::CAT;
+use super::CAT;
 use super::mixer::TrackStats;
 use super::recording::{Outcome, Report, TrackId};
 
@@ -57,7 +58,9 @@ pub fn post(element: &gst::Element, report: Report) {
                 .field("reason", reason)
                 .field(
                     "start-time",
-                    report.started_at.and_then(super::metadata::date_time),
+                    report
+                        .started_at
+                        .and_then(super::files::metadata::date_time),
                 )
                 .field("rate", report.rate)
                 .field("tracks", tracks)

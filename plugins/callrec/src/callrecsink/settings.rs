@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! callrecsink's properties: what `gst-inspect-1.0` documents, their
 //! defaults and bounds, and the enums GStreamer sees for `mode`, `format`
 //! and `pause-mode`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One track inside the bin, behind the ghost pad `sink_N` (track N is
 //! always pad `sink_N`):
 //!

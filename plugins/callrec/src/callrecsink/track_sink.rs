@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `TrackSink`: where one track's audio enters the recording. Private to
 //! callrecsink (no factory); one per track, at the end of the track's chain.
 //! Its sink pad's chain function is the single entry point of the track's

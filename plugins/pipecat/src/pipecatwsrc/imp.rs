@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `pipecatwsrc`: a live source of the bot's audio.
 //!
 //! Caps are set only once the format is known: at the bot's first audio, or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `pipecatwssharedsrc`: the bot's audio, pushed by threads every shared
 //! source of the process shares, with no streaming thread of its own.
 //!

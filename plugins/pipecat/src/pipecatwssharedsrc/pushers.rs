@@ -10,7 +10,7 @@
 //!
 //! A downstream that blocks holds only the pusher inside it: when a push
 //! has lasted `RESCUE_AFTER`, the watchdog starts another pusher, which
-//! takes the queue (the writer pool's rule, `callrecsink`'s `pool.rs`), and
+//! takes the queue (the writer pool's rule, `callrecsink`'s `writing/pool.rs`), and
 //! the held one ends once its push returns. So the other calls wait at
 //! most `RESCUE_AFTER` plus one look of the watchdog. A push held for
 //! `CUT_OFF` ends its own call (`imp.rs`'s `cut_off`: an ERROR and a

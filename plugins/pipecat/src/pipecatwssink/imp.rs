@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `pipecatwssink`: the caller's audio, to the bot, on the WebSocket of the
 //! `pipecatwsrc` naming the same `connection` (or its own, given a `uri`).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The shared Pipecat test helpers (`callaudio-testkit`), and this crate's
 //! plugin registration.
 #![allow(dead_code)]

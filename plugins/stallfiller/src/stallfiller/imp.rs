@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `stallfiller`: one continuous output timeline for a live audio stream.
 //!
 //! Two threads push on the source pad: the upstream streaming thread (real

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where a live track's data would have reached by a given running time,
 //! had it not stalled: the tail a stalled track is padded to at EOS, so it
 //! ends where a parallel track of the same kind of source ends.

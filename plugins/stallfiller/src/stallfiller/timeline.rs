@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where the output stands, in samples, and where an input buffer falls
 //! relative to it. Pure arithmetic: no pads, no locks.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One thread per clock that watches the stall deadlines of every
 //! `stallfiller` on that clock.
 //!

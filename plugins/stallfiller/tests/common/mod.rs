@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Helpers shared by the `Harness` tests of `stallfiller`.
 #![allow(dead_code)]
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A WAV (PCM S16LE) file written under `<location>.part` and renamed to
 //! `location` only once complete.
 //!
@@ -20,13 +21,6 @@ const RIFF_LIMIT: u64 = u32::MAX as u64;
 /// How much audio is written before the kernel is asked to start writing it
 /// back: the fsync before publishing then finds little left to wait for.
 const WRITEBACK_STEP: u64 = 1 << 20;
-
-/// The path a recording is written under until it is finished.
-pub fn part_path(location: &Path) -> PathBuf {
-    let mut name = location.as_os_str().to_owned();
-    name.push(".part");
-    PathBuf::from(name)
-}
 
 pub struct WavWriter {
     /// Unbuffered: the writer pool hands it whole blocks (a second of audio
@@ -57,7 +51,7 @@ impl WavWriter {
         rate: u32,
         metadata: &Metadata,
     ) -> io::Result<Self> {
-        let part = part_path(location);
+        let part = safe_fs::part_path(location);
         let file = safe_fs::create_exclusive(&part, mode)?;
         let header_bytes = (FIXED_BYTES + metadata.wav_chunks(None, rate).len() + 8) as u64;
         let mut writer = WavWriter {
@@ -209,7 +203,7 @@ mod tests {
         w.sync().unwrap();
         safe_fs::publish(&[(w.part().to_owned(), location.clone())], false).unwrap();
         drop(w);
-        assert!(!part_path(&location).exists());
+        assert!(!safe_fs::part_path(&location).exists());
         let mut reader = hound::WavReader::open(&location).unwrap();
         assert_eq!(reader.spec().channels, 2);
         assert_eq!(reader.spec().sample_rate, 8000);
@@ -233,10 +227,10 @@ mod tests {
         w.write(&[4, 0]).unwrap();
         w.file.flush().unwrap();
         // As a killed process would leave it: header says 3 frames.
-        let reader = hound::WavReader::open(part_path(&location)).unwrap();
+        let reader = hound::WavReader::open(safe_fs::part_path(&location)).unwrap();
         assert_eq!(reader.duration(), 3);
         w.discard().unwrap();
-        assert!(!part_path(&location).exists());
+        assert!(!safe_fs::part_path(&location).exists());
     }
 
     #[test]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The threads that write every recording of the process: one ticker and a
 //! few workers, however many recordings there are.
 //!
@@ -11,9 +12,9 @@
 //! A disk that hangs holds the worker that writes to it, and only that
 //! recording: work that finds no worker free starts another (at most one
 //! per tick, up to `MAX_WORKERS`; `callaudio::workers`), so the other calls
-//! go on; the stuck recording fails on its own `disk_timeout` (`writer.rs`).
+//! go on; the stuck recording fails on its own `disk_timeout` (`writing/mod.rs`).
 //!
-//! Lock order: a job's own locks (`writer.rs`), then `Pool::inner` or the
+//! Lock order: a job's own locks (`mod.rs`), then `Pool::inner` or the
 //! workers' queue; never both of those. No lock is held while a job runs.
 
 use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Every name in the recording directory is treated as hostile: anyone who
 //! can write there may have put a symlink, a hard link, a FIFO, a socket or
 //! a device where a recording is about to go.
@@ -36,6 +37,13 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     } else {
         "a file"
     }
+}
+
+/// The path a recording is written under until it is finished.
+pub fn part_path(location: &Path) -> PathBuf {
+    let mut name = location.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
 }
 
 /// Creates `path` for writing with permissions exactly `mode`; fails if

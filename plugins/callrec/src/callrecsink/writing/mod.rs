@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The recording's files, written by the process's writer pool
-//! (`writer_pool.rs`), never by a streaming thread.
+//! (`pool.rs`), never by a streaming thread.
 //!
 //! A streaming thread must never block on the disk: one stuck in `write(2)`
 //! holds its pad's stream lock, and then even stopping the pipeline waits
@@ -26,8 +27,10 @@ use std::time::{Duration, Instant};
 
 use callaudio::sync::{lock, wait_timeout_while};
 
-use super::files::{FileError, RecordingFiles};
-use super::writer_pool::{self, Job};
+pub mod pool;
+
+use self::pool::Job;
+use crate::callrecsink::files::{FileError, RecordingFiles};
 
 /// A lane holding this much is written at once rather than at its next
 /// header...
@@ -45,7 +48,7 @@ const STAGE_BYTES: usize = 4096;
 /// places audio waits on its way to the disk:
 /// - staged on the streaming side: at most a quarter of it (`stage_limit`);
 /// - handed over, until a worker writes it and the WAV header counts it
-///   (`write_due`), plus up to a `writer_pool::TICK` until the ticker
+///   (`write_due`), plus up to a `pool::TICK` until the ticker
 ///   looks, plus `SCHEDULING` for a busy machine to run the worker: for WAV
 ///   the rest, for an encoded file a quarter;
 /// - in an encoder's private pipeline (FLAC, Opus, MP3): the rest
@@ -66,8 +69,7 @@ pub fn write_due(header_interval: Duration, encoded: bool) -> Duration {
     if encoded {
         header_interval / 4
     } else {
-        header_interval
-            .saturating_sub(stage_limit(header_interval) + writer_pool::TICK + SCHEDULING)
+        header_interval.saturating_sub(stage_limit(header_interval) + pool::TICK + SCHEDULING)
     }
 }
 
@@ -75,7 +77,7 @@ pub fn write_due(header_interval: Duration, encoded: bool) -> Duration {
 /// least one 20 ms frame.
 pub fn encoder_hold(header_interval: Duration) -> Duration {
     (header_interval / 2)
-        .saturating_sub(writer_pool::TICK + SCHEDULING)
+        .saturating_sub(pool::TICK + SCHEDULING)
         .max(Duration::from_millis(20))
 }
 
@@ -422,7 +424,7 @@ impl FileWriter {
             part: part.clone(),
         });
         let job: Arc<dyn Job> = channel.clone();
-        writer_pool::pool()
+        pool::pool()
             .add(Arc::downgrade(&job))
             .map_err(|err| FileError {
                 what: "starting the writer for",
@@ -583,7 +585,7 @@ impl FileWriter {
 
     fn queue_now(&self) {
         let job: Arc<dyn Job> = self.channel.clone();
-        writer_pool::pool().queue_now(job);
+        pool::pool().queue_now(job);
     }
 
     /// Reports the writer's failure, once.

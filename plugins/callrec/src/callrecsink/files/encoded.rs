@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A FLAC, Ogg Opus or MP3 file, encoded by GStreamer's own `flacenc`,
 //! `opusenc ! oggmux` and `lamemp3enc`, written under `<location>.part`
 //! with the same rules as the WAV (created exclusively, renamed only once
 //! complete).
 //!
 //! The encoder runs in a private pipeline, `appsrc ! <encoder> ! appsink`,
-//! fed from the writer pool (`writer.rs`). Every encoded buffer is written
+//! fed from the writer pool (`writing/mod.rs`). Every encoded buffer is written
 //! to the `.part` as it comes out (no user-space buffering), so what a
 //! killed process leaves is what the encoder had produced:
 //! - FLAC: whole frames of at most the encoder's share of `header-interval`
@@ -34,7 +35,7 @@ use gst::prelude::*;
 
 use super::metadata::Metadata;
 use super::safe_fs;
-use super::wav::part_path;
+use super::safe_fs::part_path;
 
 /// How long `sync` waits for the encoder to drain; a recording's fsync
 /// itself is bounded by the writer's own disk timeout above this.
@@ -123,10 +124,12 @@ impl EncodedWriter {
         &self.location
     }
 
-    /// The encoder's share of what a crash may lose (`writer.rs`).
+    /// The encoder's share of what a crash may lose (`writing/mod.rs`).
     fn hold(&self) -> gst::ClockTime {
         let interval = Duration::from_nanos(self.page_delay.nseconds());
-        gst::ClockTime::from_nseconds(super::writer::encoder_hold(interval).as_nanos() as u64)
+        gst::ClockTime::from_nseconds(
+            crate::callrecsink::writing::encoder_hold(interval).as_nanos() as u64,
+        )
     }
 
     /// FLAC's frame: a frame is written whole or not at all, so frames no

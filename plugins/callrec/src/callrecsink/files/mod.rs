@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The file(s) a recording writes: one file with a channel per track
 //! (`interleaved`), or one mono file per track (`separate`, `location`
 //! holding `%u` for the track number). Each is a WAV we write, or a FLAC or
@@ -6,10 +7,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::encoded::{Codec, EncodedWriter};
-use super::metadata::Metadata;
-use super::safe_fs;
-use super::wav::WavWriter;
+pub mod encoded;
+pub mod metadata;
+pub mod safe_fs;
+pub mod wav;
+
+use self::encoded::{Codec, EncodedWriter};
+use self::metadata::Metadata;
+use self::wav::WavWriter;
 
 /// How the recording's audio is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +183,7 @@ impl RecordingFiles {
                         .for_each(|w: TrackFile| drop(w.discard()));
                     return Err(FileError {
                         what: "opening",
-                        path: super::wav::part_path(location),
+                        path: self::safe_fs::part_path(location),
                         err,
                     });
                 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What a recording says about itself: the tags set on the element
 //! (GstTagSetter: title, artist, comment, date, ...) and when its first
 //! sample was recorded.
