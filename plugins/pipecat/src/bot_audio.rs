@@ -11,8 +11,8 @@ use gst::prelude::*;
 use crate::common::{LinkSettings, MAX_TIMEOUT};
 use crate::connection::{CAT, Connection, End, Use};
 use crate::inbox::{Chunk, Dropped, Limits};
-use crate::redact;
-use crate::serializer::{self, Format, Serializer};
+use crate::wire::redact;
+use crate::wire::serializer::{self, Format, Serializer};
 
 #[derive(Debug, Default, Eq, PartialEq, Clone, Copy, glib::Enum)]
 #[repr(u32)]

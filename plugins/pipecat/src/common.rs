@@ -8,8 +8,8 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::connection::ConnectConfig;
-use crate::serializer::Serializer;
-use crate::session::DTMF_KEYS;
+use crate::wire::serializer::Serializer;
+use crate::wire::session::DTMF_KEYS;
 
 pub const DEFAULT_CONNECT_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
@@ -259,7 +259,7 @@ pub fn apply_pipecat_uri(
     let mut url = url::Url::parse(ws).map_err(|e| {
         bad(format!(
             "{} is not a WebSocket URI: {e}",
-            crate::redact::redact_uri(ws)
+            crate::wire::redact::redact_uri(ws)
         ))
     })?;
     if !matches!(url.scheme(), "ws" | "wss") {

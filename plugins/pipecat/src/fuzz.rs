@@ -14,11 +14,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use callaudio_testkit::pipecat::server_frame;
 
-use crate::frames::Received;
-use crate::frames::tests::read_all;
-use crate::serializer::{BOT_CHANNELS, BOT_RATES, Inbound, Serializer};
+use crate::socket::frames::Received;
+use crate::socket::frames::tests::read_all;
+use crate::wire::serializer::{BOT_CHANNELS, BOT_RATES, Inbound, Serializer};
 
-const SERIALIZERS: [Serializer; 8] = crate::serializer::ALL;
+const SERIALIZERS: [Serializer; 8] = crate::wire::serializer::ALL;
 
 fn corpus() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus");
@@ -94,7 +94,7 @@ proptest! {
 
     #[test]
     fn fuzz_protobuf_frames(bytes in any_input()) {
-        let _ = crate::protobuf::decode(&bytes);
+        let _ = crate::wire::protobuf::decode(&bytes);
     }
 
     #[test]
@@ -116,7 +116,7 @@ proptest! {
             match received {
                 Received::Close(payload) => {
                     prop_assert!(payload.len() <= 125);
-                    let _ = crate::close::end_of_close(&payload);
+                    let _ = crate::socket::close::end_of_close(&payload);
                 }
                 Received::Message(msg) => {
                     prop_assert!(msg.len() <= max.max(125));

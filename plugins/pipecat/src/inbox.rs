@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::serializer::WireAudio;
+use crate::wire::serializer::WireAudio;
 
 /// What one queued message costs beyond its audio bytes.
 const CHUNK_OVERHEAD: usize = 64;

@@ -5,29 +5,24 @@
 use gst::glib;
 
 mod bot_audio;
-mod close;
 mod common;
 mod connection;
-mod dial;
-mod frames;
 #[cfg(test)]
 mod fuzz;
 mod inbox;
 mod nap;
-mod outbox;
 mod pipecatwsrc;
 mod pipecatwssharedsrc;
 mod pipecatwssink;
-pub mod protobuf;
-mod redact;
-mod serializer;
-mod session;
-mod tls;
-mod trim;
+mod runtime;
+mod socket;
+mod wire;
 
 pub use pipecatwsrc::PipecatWsSrc;
 pub use pipecatwssharedsrc::PipecatWsSharedSrc;
 pub use pipecatwssink::PipecatWsSink;
+/// The protobuf wire, for tests and tools that speak it.
+pub use wire::protobuf;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     pipecatwsrc::register(plugin)?;

@@ -25,8 +25,8 @@ use crate::bot_audio::{self, SourceSettings};
 use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, End, Next, Use};
 use crate::inbox::Chunk;
-use crate::serializer::Format;
-use crate::trim::SilenceHold;
+use crate::wire::serializer::Format;
+use crate::wire::trim::SilenceHold;
 
 /// Longer than Pipecat's default end silence (2 s), and a hold that long
 /// is what bounds how late silence may be.

@@ -39,7 +39,7 @@ use crate::bot_audio::{self, SourceSettings};
 use crate::common::{self, LinkSettings};
 use crate::connection::{self, CAT, Connection, End, Next, Use};
 use crate::inbox::{Chunk, Limits};
-use crate::serializer::Format;
+use crate::wire::serializer::Format;
 
 use super::pushers;
 
@@ -446,7 +446,7 @@ impl PipecatWsSharedSrc {
     fn play(&self) {
         let settings = lock(&self.settings).source.clone();
         let obj = self.obj().clone();
-        let announce = connection::spawn_after(
+        let announce = crate::runtime::spawn_after(
             Duration::from_nanos(settings.latency.nseconds()),
             move || {
                 obj.imp().announce_due.store(true, Ordering::Release);
@@ -455,9 +455,9 @@ impl PipecatWsSharedSrc {
         );
         let silence = (!settings.response_timeout.is_zero()).then(|| {
             let obj = self.obj().clone();
-            connection::spawn(
-                async move { obj.imp().watch_silence(settings.response_timeout).await },
-            )
+            crate::runtime::spawn(async move {
+                obj.imp().watch_silence(settings.response_timeout).await
+            })
         });
         let obj = self.obj();
         let clock = obj.clock().zip(obj.base_time());

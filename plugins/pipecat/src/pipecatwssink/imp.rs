@@ -13,7 +13,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::common::{self, LinkSettings};
 use crate::connection::{CAT, Connection, End, Unsent, Use};
-use crate::session::dtmf_key_of_event;
+use crate::wire::session::dtmf_key_of_event;
 
 #[derive(Default)]
 struct State {

@@ -24,8 +24,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::dial::WriteSide;
-use crate::frames::client_frame;
+use crate::socket::dial::WriteSide;
+use crate::socket::frames::client_frame;
 
 /// Messages waiting while the bot is slow or not connected yet.
 pub const CAPACITY: usize = 500;

@@ -14,8 +14,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::protobuf;
-use crate::serializer::{Serializer, TELEPHONY_RATE, VONAGE_RATE};
+use crate::wire::protobuf;
+use crate::wire::serializer::{Serializer, TELEPHONY_RATE, VONAGE_RATE};
 use callaudio::g711;
 
 /// The keys a DTMF event may carry: the ones Pipecat's `KeypadEntry` takes
@@ -277,7 +277,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serializer::{ALL, Inbound, WireAudio};
+    use crate::wire::serializer::{ALL, Inbound, WireAudio};
 
     fn json_of(msg: &Message) -> Value {
         match msg {

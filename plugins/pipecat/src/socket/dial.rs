@@ -80,7 +80,7 @@ pub async fn dial(request: Request, tls_verify: bool) -> Result<Dialed, Error> {
         let config = if tls_verify {
             verified_config()
         } else {
-            crate::tls::unverified()
+            crate::socket::tls::unverified()
         };
         let name = rustls::pki_types::ServerName::try_from(host)
             .map_err(|_| Error::Tls(tungstenite::error::TlsError::InvalidDnsName))?;

@@ -7,7 +7,7 @@ use base64::Engine;
 use gst::glib;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::protobuf::{self, Kind};
+use crate::wire::protobuf::{self, Kind};
 use callaudio::g711::{self, Law};
 
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]

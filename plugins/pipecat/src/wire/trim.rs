@@ -114,7 +114,7 @@ fn quiet(sample: i16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serializer::WireAudio;
+    use crate::wire::serializer::WireAudio;
 
     fn chunk(sample: i16, ms: u64, arrival: Instant) -> Chunk {
         let frames = 8 * ms as usize;
