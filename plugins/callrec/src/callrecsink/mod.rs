@@ -2,6 +2,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod crash_budget;
 mod files;
 mod imp;
 mod mixer;

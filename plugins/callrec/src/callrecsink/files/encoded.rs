@@ -9,7 +9,7 @@
 //! to the `.part` as it comes out (no user-space buffering), so what a
 //! killed process leaves is what the encoder had produced:
 //! - FLAC: whole frames of at most the encoder's share of `header-interval`
-//!   (`writer::encoder_hold`; and at most `flacenc`'s default 4608
+//!   (`crash_budget::encoder_hold`; and at most `flacenc`'s default 4608
 //!   samples), a stream any decoder plays. Downstream of `flacenc` is not
 //!   seekable, so it leaves STREAMINFO's total at 0 ("unknown"); `sync`
 //!   writes the real total there before publishing. The encoder starts only
@@ -128,7 +128,7 @@ impl EncodedWriter {
     fn hold(&self) -> gst::ClockTime {
         let interval = Duration::from_nanos(self.page_delay.nseconds());
         gst::ClockTime::from_nseconds(
-            crate::callrecsink::writing::encoder_hold(interval).as_nanos() as u64,
+            crate::callrecsink::crash_budget::encoder_hold(interval).as_nanos() as u64,
         )
     }
 

@@ -205,7 +205,7 @@ impl RecordingFiles {
     }
 
     /// Whether an encoder holds audio on its way to the files (its share
-    /// of what a crash may lose: `writer::encoder_hold`).
+    /// of what a crash may lose: `crash_budget::encoder_hold`).
     pub fn encoded(&self) -> bool {
         self.writers.iter().any(|w| !matches!(w, TrackFile::Wav(_)))
     }
