@@ -42,16 +42,13 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::CAT;
-use super::files::encoded::Codec;
 use super::files::metadata::Metadata;
-use super::files::{self, Container, FileSpec, RecordingFiles};
-use super::mixer::Output;
+use super::files::{self, RecordingFiles};
 use super::pad::{CallRecSinkPad, Level};
-use super::recording::{
-    FALLBACK_RATE, Finishing, Recording, Refusal, Setup, SharedRecording, TrackId,
-};
+use super::plan::{self, Refused};
+use super::recording::{FALLBACK_RATE, Finishing, Recording, Refusal, SharedRecording, TrackId};
 use super::report;
-use super::settings::{CallRecFormat, CallRecMode, Settings};
+use super::settings::{CallRecMode, Settings};
 use super::track::{self, PadFunctions, Track};
 use super::writing::FileWriter;
 
@@ -396,14 +393,6 @@ impl CallRecSink {
     /// no file.
     fn open(&self) -> Result<(), gst::StateChangeError> {
         let settings = self.settings();
-        let Some(location) = settings.location.clone() else {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::NotFound,
-                ("No location set for the recording")
-            );
-            return Err(gst::StateChangeError);
-        };
         let tracks: Vec<TrackId> = {
             let mut state = self.state();
             for track in state.tracks.values_mut() {
@@ -420,97 +409,56 @@ impl CallRecSink {
                 })
                 .collect()
         };
-        if tracks.is_empty() {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ("callrecsink has no tracks"),
-                ["request at least one sink_%u pad before starting"]
-            );
-            return Err(gst::StateChangeError);
-        }
-        let separate = settings.mode == CallRecMode::Separate;
-        if separate && !location.to_string_lossy().contains("%u") {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Settings,
-                ("mode=separate needs %u in location for the track number"),
-                ["location is {}", location.display()]
-            );
-            return Err(gst::StateChangeError);
-        }
-        let numbers: Vec<u32> = tracks.iter().map(|t| t.number).collect();
-        let locations = files::locations(&location, separate, &numbers);
-        let channels_per_file = match settings.mode {
-            CallRecMode::Interleaved => tracks.len() as u16,
-            CallRecMode::Separate | CallRecMode::Mixed => 1,
+        let metadata = Metadata {
+            tags: self.obj().tag_list(),
         };
-        let mixed = settings.mode == CallRecMode::Mixed;
-        let disk_timeout = Duration::from_nanos(settings.finalize_timeout.nseconds());
-        // What each format holds in one file, and the formats that hold more.
-        let (max_channels, roomier) = match settings.format {
-            CallRecFormat::Flac | CallRecFormat::Opus => (8, "format=wav"),
-            CallRecFormat::Mp3 => (2, "format=wav, flac or opus"),
-            CallRecFormat::Wav => (u16::MAX, ""),
-        };
-        if channels_per_file > max_channels {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Settings,
-                (
-                    "format={} holds at most {} channels in a file, and this recording has {} tracks",
-                    settings.format.extension(),
-                    max_channels,
-                    channels_per_file
+        let plan = plan::plan(&settings, &tracks, metadata).map_err(|refused| {
+            let (text, advice) = (refused.text(), refused.advice());
+            match refused {
+                Refused::NoLocation => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::NotFound,
+                        ("{}", text),
+                        ["{}", advice]
+                    )
+                }
+                Refused::NoTracks => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("{}", text),
+                        ["{}", advice]
+                    )
+                }
+                _ => gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Settings,
+                    ("{}", text),
+                    ["{}", advice]
                 ),
-                ["use mode=separate (one file per track) or mode=mixed, or {roomier}"]
-            );
-            return Err(gst::StateChangeError);
-        }
-        let extension = location.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let expected = settings.format.extension();
-        if !extension.eq_ignore_ascii_case(expected) {
+            }
+            gst::StateChangeError
+        })?;
+        if let Some(warning) = &plan.warning {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Settings,
-                (
-                    "location {} does not end in .{expected}, but format={expected} writes it",
-                    location.display()
-                ),
+                ("{}", warning),
                 ["the format property chooses the format, never the extension"]
             );
         }
-        let spec = FileSpec {
-            metadata: Metadata {
-                tags: self.obj().tag_list(),
-            },
-            container: match settings.format {
-                CallRecFormat::Wav => Container::Wav,
-                CallRecFormat::Flac => Container::Encoded(Codec::Flac),
-                CallRecFormat::Opus => Container::Encoded(Codec::Opus {
-                    bitrate: settings.bitrate,
-                }),
-                CallRecFormat::Mp3 => Container::Encoded(Codec::Mp3 {
-                    bitrate: settings.bitrate,
-                }),
-            },
-            mode: settings.file_mode,
-            header_interval: settings.header_interval,
-        };
-        let writer = files::check_destinations(&locations, settings.overwrite)
+        let writer = files::check_destinations(&plan.locations, settings.overwrite)
             .and_then(|_| {
                 RecordingFiles::create(
-                    &locations,
-                    &spec,
-                    channels_per_file,
+                    &plan.locations,
+                    &plan.spec,
+                    plan.channels_per_file,
                     FALLBACK_RATE,
                     settings.overwrite,
                 )
             })
-            .and_then(|files| {
-                let header_interval = Duration::from_nanos(settings.header_interval.nseconds());
-                FileWriter::spawn(files, disk_timeout, header_interval)
-            })
+            .and_then(|files| FileWriter::spawn(files, plan.disk_timeout, plan.header_interval))
             .map_err(|err| {
                 gst::element_imp_error!(
                     self,
@@ -520,17 +468,7 @@ impl CallRecSink {
                 );
                 gst::StateChangeError
             })?;
-        let setup = Setup {
-            separate,
-            output: if mixed {
-                Output::Mixed
-            } else {
-                Output::Interleaved
-            },
-            min_duration: settings.min_duration,
-            pause_mode: settings.pause_mode.into(),
-            max_duration: settings.max_duration,
-        };
+        let setup = plan.setup;
         let mut recording = Recording::new(writer, tracks, setup);
         // Levels set before the start apply from the first sample.
         let levels: Vec<(u32, Level)> = self

@@ -7,6 +7,7 @@ mod files;
 mod imp;
 mod mixer;
 mod pad;
+mod plan;
 mod recording;
 mod report;
 mod settings;
