@@ -31,7 +31,6 @@
 //! that a panic poisoned does not take the next caller down with it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use std::time::Duration;
@@ -44,9 +43,11 @@ use gst::subclass::prelude::*;
 use super::CAT;
 use super::files::metadata::Metadata;
 use super::files::{self, RecordingFiles};
+use super::finalization;
+use super::finalization::Finishing;
 use super::pad::{CallRecSinkPad, Level};
 use super::plan::{self, Refused};
-use super::recording::{FALLBACK_RATE, Finishing, Recording, Refusal, SharedRecording, TrackId};
+use super::recording::{FALLBACK_RATE, Recording, Refusal, SharedRecording, TrackId};
 use super::report;
 use super::settings::{CallRecMode, Settings};
 use super::track::{self, PadFunctions, Track};
@@ -577,53 +578,8 @@ impl CallRecSink {
     /// `finalize-timeout` for the disk. Returns false if it had to give up
     /// (the recording is then still held by the stuck worker).
     fn finalize_on_stop(&self) -> bool {
-        let Some(abandoned) = self
-            .recording()
-            .as_ref()
-            .filter(|r| !r.is_done())
-            .map(|r| r.abandoned_flag())
-        else {
-            return true;
-        };
         let timeout = Duration::from_nanos(self.settings().finalize_timeout.nseconds());
-        let recording = self.recording.clone();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new()
-            .name("callrec-finalize".into())
-            .spawn(move || {
-                let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let finishing = lock(&recording)
-                        .as_mut()
-                        .and_then(|r| r.finalize("stopped"));
-                    finishing.map(Finishing::complete)
-                }));
-                let _ = tx.send(report.map_err(|p| panic_text(&*p)));
-            });
-        let element = self.element();
-        if spawned.is_err() {
-            report::post_failure(&element, "could not start the finalization thread".into());
-            return true;
-        }
-        match rx.recv_timeout(timeout) {
-            Ok(Ok(Some(report))) => report::post(&element, report),
-            Ok(Ok(None)) => {}
-            Ok(Err(panic)) => report::post_failure(
-                &element,
-                format!("internal error in callrecsink while finalizing ({panic}); this is a bug"),
-            ),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                abandoned.store(true, Ordering::SeqCst);
-                report::post_failure(
-                    &element,
-                    format!("finalization did not complete within finalize-timeout ({timeout:?})"),
-                );
-                return false;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                report::post_failure(&element, "the finalization thread died".into());
-            }
-        }
-        true
+        finalization::on_stop(&self.recording, timeout, &self.element())
     }
 }
 

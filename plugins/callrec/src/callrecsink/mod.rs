@@ -4,6 +4,7 @@ use gst::prelude::*;
 
 mod crash_budget;
 mod files;
+mod finalization;
 mod imp;
 mod mixer;
 mod pad;

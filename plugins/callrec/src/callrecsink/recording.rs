@@ -2,8 +2,8 @@
 //! One recording, from READY->PAUSED to its outcome: which track is which
 //! channel, the mixer, the writer, pauses, and the decision at the end. No
 //! GObject here: the element hands it buffers and events; an end is a
-//! `Finishing`, which the element completes with no lock held (it waits
-//! for the disk) and whose `Report` it posts.
+//! `Finishing` (`finalization.rs`), which the element completes with no
+//! lock held (it waits for the disk) and whose `Report` it posts.
 //!
 //! Tracks are addressed by their pad number (`sink_N` is track N), never by
 //! a position in a list: pads may be requested and released in any order
@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::finalization::{Finishing, Step};
 use super::mixer::{Jump, Mixer, Output, PauseMode, TrackStats};
 use super::writing::FileWriter;
 
@@ -61,72 +62,6 @@ pub enum Refusal {
     NoTimestamps,
     /// The recording ended here; completing it says why.
     Ended(Box<Finishing>),
-}
-
-/// A recording whose outcome is decided but for the disk: the writer's
-/// finish, keep or discard, which waits for it (up to twice
-/// `finalize-timeout`). Completed with no lock held, so a stop, a pad
-/// request or another track never waits behind the disk.
-#[must_use = "a recording's end is only known once completed"]
-pub struct Finishing {
-    step: Step,
-    tracks: Vec<(TrackId, TrackStats)>,
-    rate: u32,
-    started_at: Option<std::time::SystemTime>,
-    abandoned: Arc<AtomicBool>,
-}
-
-enum Step {
-    /// Sync and publish: `Finalized`, unless finalization was abandoned.
-    Publish {
-        files: FileWriter,
-        frames: u64,
-        reason: &'static str,
-    },
-    /// Leave what was written playable under the partial name.
-    Keep(FileWriter, String),
-    /// Remove every `.part`: nothing worth keeping.
-    Discard(FileWriter, Outcome),
-}
-
-impl Finishing {
-    /// Waits for the disk's part and says how the recording ended.
-    pub fn complete(self) -> Report {
-        let outcome = match self.step {
-            Step::Publish {
-                files,
-                frames,
-                reason,
-            } => {
-                if self.abandoned.load(Ordering::SeqCst) {
-                    Outcome::Failed("finalization was abandoned after its timeout".into())
-                } else {
-                    match files.finish() {
-                        Ok(files) => Outcome::Finalized {
-                            files,
-                            frames,
-                            reason,
-                        },
-                        Err(err) => Outcome::Failed(err.to_string()),
-                    }
-                }
-            }
-            Step::Keep(files, reason) => {
-                files.keep();
-                Outcome::Failed(reason)
-            }
-            Step::Discard(files, outcome) => {
-                files.discard();
-                outcome
-            }
-        };
-        Report {
-            outcome,
-            tracks: self.tracks,
-            rate: self.rate,
-            started_at: self.started_at,
-        }
-    }
 }
 
 /// What a recording is set up with.
