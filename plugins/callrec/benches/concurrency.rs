@@ -227,12 +227,16 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
     let setup = t.elapsed();
     let calls = Arc::new(calls);
     let flow_errors = Arc::new(AtomicUsize::new(0));
-    let stop = Instant::now() + WARMUP + WINDOW + Duration::from_millis(200);
+    // The feeders feed until the stalls are counted: a track whose feed
+    // ends stalls for real once `threshold` passes, and with thousands of
+    // calls counting takes longer than that.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feeders: Vec<_> = (0..FEEDERS)
         .map(|f| {
             let calls = calls.clone();
             let flow_errors = flow_errors.clone();
-            std::thread::spawn(move || feed(&calls, f, stop, &flow_errors))
+            let stop = stop.clone();
+            std::thread::spawn(move || feed(&calls, f, &stop, &flow_errors))
         })
         .collect();
     std::thread::sleep(WARMUP);
@@ -240,13 +244,8 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
     let start = Usage::now();
     std::thread::sleep(WINDOW);
     let end = Usage::now();
-    let late = feeders
-        .into_iter()
-        .map(|f| f.join().unwrap())
-        .max()
-        .unwrap_or_default();
     // A recorder that falls behind shows as stalls: stallfiller filling
-    // silence for tracks the feeder did keep fed.
+    // silence for tracks the feeder keeps fed (it still does, here).
     let mut stall_times: Vec<gst::ClockTime> = calls
         .iter()
         .flat_map(|call| {
@@ -266,6 +265,12 @@ fn measure(n: usize, recorder: Recorder, dir: &std::path::Path) -> Option<Figure
         .collect();
     stall_times.sort();
     let stalls = stall_times.len();
+    stop.store(true, Ordering::Release);
+    let late = feeders
+        .into_iter()
+        .map(|f| f.join().unwrap())
+        .max()
+        .unwrap_or_default();
     let t = Instant::now();
     let (errors, dropped) = tear_down(
         Arc::into_inner(calls).expect("the feeders are done"),
@@ -370,8 +375,14 @@ fn open_files_limit() -> String {
 
 /// One feeder thread: every 20 ms of wall time, one buffer per track of its
 /// share of the calls, stamped with the pipeline's running time.
-/// Returns how far behind its schedule the feeder ever started a round.
-fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize) -> Duration {
+/// Feeds until `stop`; returns how far behind its schedule the feeder ever
+/// started a round.
+fn feed(
+    calls: &[Call],
+    feeder: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    flow_errors: &AtomicUsize,
+) -> Duration {
     let mut max_lag = Duration::ZERO;
     // Counted here and added once: a counter shared by the feeders would
     // bounce between the cores at every push.
@@ -391,7 +402,7 @@ fn feed(calls: &[Call], feeder: usize, stop: Instant, flow_errors: &AtomicUsize)
     let ramp_rounds = (RAMP.as_millis() / FRAME.mseconds() as u128).max(1) as usize;
     let origin = Instant::now();
     let mut round: u64 = 0;
-    while Instant::now() < stop {
+    while !stop.load(Ordering::Acquire) {
         let scheduled = origin + Duration::from(FRAME) * (round as u32);
         max_lag = max_lag.max(Instant::now().saturating_duration_since(scheduled));
         let joined = (mine.len() * (round as usize + 1)).div_ceil(ramp_rounds);
