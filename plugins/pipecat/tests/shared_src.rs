@@ -153,22 +153,7 @@ fn one_blocked_call_holds_only_itself() {
         "pipecatwssharedsrc uri=ws://127.0.0.1:{}/ ! appsink name=sink sync=false",
         paced_bot(5)
     ));
-    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = arrivals.clone();
-    let sink = other
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let _ = sink.pull_sample();
-                keep.lock().unwrap().push(std::time::Instant::now());
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+    let received = record(&other, "sink");
     other.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let held = launch(&format!(
@@ -205,7 +190,7 @@ fn one_blocked_call_holds_only_itself() {
     held.set_state(gst::State::Null).unwrap();
     other.set_state(gst::State::Null).unwrap();
     let blocked_at = blocked_at.lock().unwrap().expect("the held call got audio");
-    let arrivals = arrivals.lock().unwrap().clone();
+    let arrivals = received.lock().unwrap().arrivals.clone();
     let during: Vec<_> = arrivals
         .iter()
         .filter(|&&t| t > blocked_at && t < blocked_at + Duration::from_secs(3))

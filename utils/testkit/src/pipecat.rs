@@ -119,6 +119,8 @@ pub struct Received {
     pub samples: Vec<i16>,
     pub rates: Vec<i32>,
     pub last_arrival: Option<Instant>,
+    /// When each buffer arrived.
+    pub arrivals: Vec<Instant>,
     pub pts: Vec<(gst::ClockTime, gst::ClockTime)>,
 }
 
@@ -153,7 +155,9 @@ pub fn record(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Received>> {
                 }
                 r.pts
                     .push((buffer.pts().unwrap(), buffer.duration().unwrap()));
-                r.last_arrival = Some(Instant::now());
+                let now = Instant::now();
+                r.last_arrival = Some(now);
+                r.arrivals.push(now);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

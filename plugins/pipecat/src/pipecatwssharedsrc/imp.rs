@@ -166,8 +166,8 @@ impl PipecatWsSharedSrc {
 
     /// Has a pusher push what there is, once however often this is called
     /// before it begins: from the reader, a timer, the start of PLAYING.
+    /// (`wake` marks it pending when the pusher begins.)
     fn schedule(&self) {
-        self.pending.store(true, Ordering::Release);
         if !self.queued.swap(true, Ordering::AcqRel) {
             pushers::schedule(&self.srcpad);
         }
