@@ -17,9 +17,11 @@
 //! across pushes; `state` is only ever held for arithmetic, never across a
 //! push; `settings` only to copy them. Under `state`, a turn may be queued
 //! on the shared workers (their queue's lock, which calls nothing back) and
-//! a deadline armed on the watch (its lock, likewise).
+//! a deadline armed on the watch (its lock, likewise), and at EOS the
+//! track's end noted for its parallel tracks (`ending.rs`'s lock, likewise;
+//! waiting for theirs takes no lock of ours).
 //!
-//! The fill scheduler is `imp/fill.rs`. The clock's deadline watch (`watch.rs`, one thread per clock for every
+//! The fill scheduler is `imp/fill.rs`; EOS is `imp/eos.rs`. The clock's deadline watch (`watch.rs`, one thread per clock for every
 //! stallfiller) tells the task when the next sample is overdue:
 //! `base_time + running_time(end) + upstream latency + threshold`.
 //! Our LATENCY answer adds `threshold`, so the silence we push at that moment
@@ -30,7 +32,7 @@
 //! pushed, so a long fill never holds more than one buffer; and every sum of
 //! times saturates or gives up rather than overflowing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 
 use callaudio::sync::{lock, wait};
@@ -43,6 +45,7 @@ use super::reach::Reach;
 use super::timeline::{Placement, Timeline};
 use super::watch::{Token, Watch};
 
+mod eos;
 mod fill;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -95,6 +98,8 @@ impl Default for Settings {
 /// `shared-threads`. A fill that blocks downstream holds one; the next
 /// finds none free and starts another.
 static FILLERS: callaudio::workers::Workers = callaudio::workers::Workers::new("stall-fill", 64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Queues a turn of one element's filler on the shared workers.
 type Turn = Arc<dyn Fn() + Send + Sync>;
@@ -261,6 +266,8 @@ pub struct StallFiller {
     /// `srcpad` was (re)linked: its sticky events may not have reached the
     /// peer yet, and only a push on the pad sends them.
     relinked: AtomicBool,
+    /// Tells this element's notes from others' at EOS (`ending.rs`).
+    id: u64,
 }
 
 /// Whether data is real audio or silence standing in for it (a GAP event).
@@ -682,53 +689,7 @@ impl StallFiller {
                     Err(_) => false,
                 };
             }
-            EventView::Eos(_) => {
-                // Asked afresh: a source's first answer may predate the caps
-                // that fix its buffer size (audiotestsrc answers 1024
-                // samples' worth, then sends 20 ms buffers).
-                self.query_upstream();
-                let settings = self.settings();
-                let _push = self.push_guard();
-                let out = {
-                    let mut state = self.state();
-                    let mut out = Output::default();
-                    if let Some(target) = self.eos_target(&state)
-                        && state.ensure_timeline(None)
-                    {
-                        let timeline = state.timeline.as_ref().unwrap();
-                        let n = timeline.samples_until(target);
-                        let max_gap = timeline.layout().time_to_samples(settings.max_gap);
-                        if n > max_gap {
-                            out.messages.push(self.warning(
-                                "The tail to pad at EOS is longer than max-gap: not padded",
-                                &format!(
-                                    "output ends at {}, EOS target {target}, max-gap {}",
-                                    timeline.end(),
-                                    settings.max_gap
-                                ),
-                            ));
-                        } else {
-                            gst::debug!(
-                                CAT,
-                                imp = self,
-                                "padding the tail with {n} samples up to {target}"
-                            );
-                            Self::emit_silence(&mut state, &settings, n, &mut out);
-                        }
-                    }
-                    if let (Some(since), Some(timeline)) =
-                        (state.stall_since.take(), state.timeline.as_ref())
-                    {
-                        let duration = timeline.end().saturating_sub(since);
-                        state.stats.longest_stall = state.stats.longest_stall.max(duration);
-                    }
-                    state.eos = true;
-                    state.wake_task(&self.cond);
-                    out
-                };
-                let _ = self.push_output(out);
-                return self.srcpad.push_event(event);
-            }
+            EventView::Eos(_) => return self.eos(event),
             _ => {}
         }
         if event.is_serialized() {
@@ -854,34 +815,6 @@ impl StallFiller {
         drop(state);
         let _ = self.push_output(out);
         self.srcpad.push_event(event)
-    }
-
-    /// Where the tail must reach at EOS, if it is padded at all.
-    ///
-    /// In a live pipeline, a track fed until EOS ends at its last real
-    /// sample: nothing is added. A stalled track is padded to where its
-    /// data would have reached by the time EOS came (`reach.rs`), so
-    /// parallel tracks of alike sources end together. A track never fed has
-    /// nothing to go by: its source's data runs behind the clock by at most
-    /// the latency it reports now.
-    ///
-    /// Otherwise the segment stop.
-    fn eos_target(&self, state: &State) -> Option<gst::ClockTime> {
-        let segment = state.segment.as_ref()?;
-        let upstream = state.upstream?;
-        if !(upstream.live && state.playing) {
-            return segment.stop();
-        }
-        if state.reach.fed() && state.stall_since.is_none() {
-            return None;
-        }
-        let (clock, base) = state.clock.as_ref()?;
-        let now = clock.time().checked_sub(*base)?;
-        let reached = state
-            .reach
-            .at(now)
-            .unwrap_or_else(|| now.saturating_sub(upstream.min_latency));
-        segment.position_from_running_time(reached)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -1057,6 +990,7 @@ impl ObjectSubclass for StallFiller {
             embedded: OnceLock::new(),
             embedded_linked: AtomicBool::new(false),
             relinked: AtomicBool::new(false),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 }

@@ -3,6 +3,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+mod ending;
 mod imp;
 mod reach;
 mod timeline;

@@ -74,6 +74,11 @@ impl Reach {
         }
     }
 
+    /// The duration of the last real buffer.
+    pub fn duration(&self) -> ClockTime {
+        self.duration
+    }
+
     /// Whether any real buffer was measured.
     pub fn fed(&self) -> bool {
         self.current.is_some() || self.previous.is_some()
