@@ -10,6 +10,8 @@ APT_PACKAGES=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     meson ninja-build pkg-config sox python3-venv python3-gst-1.0
+    # age: the tests decrypt encrypted recordings with Debian's own CLI.
+    age openssh-client
     # cargo-c (scripts/check-capi.sh) builds cargo itself, which links these.
     libssl-dev zlib1g-dev
 )

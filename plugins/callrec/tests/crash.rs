@@ -21,6 +21,7 @@ use gst::prelude::*;
 
 const CHILD_ENV: &str = "CALLREC_CRASH_LOCATION";
 const FORMAT_ENV: &str = "CALLREC_CRASH_FORMAT";
+const RECIPIENTS_ENV: &str = "CALLREC_CRASH_RECIPIENTS";
 /// The child's header-interval: 200 ms (`CALLREC_CRASH_INTERVAL_MS` for
 /// another, to measure).
 fn interval_ms() -> u64 {
@@ -58,10 +59,13 @@ fn monotonic_ns() -> u64 {
 fn recording_process() {
     let location = std::env::var(CHILD_ENV).expect("run only by the SIGKILL tests");
     let format = std::env::var(FORMAT_ENV).unwrap_or("wav".into());
+    let recipients = std::env::var(RECIPIENTS_ENV)
+        .map(|r| format!("recipients={r}"))
+        .unwrap_or_default();
     init();
     let pipeline = launch(&format!(
         "audiotestsrc is-live=true samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 \
-         ! callrecsink location={location} header-interval={} format={format}",
+         ! callrecsink location={location} header-interval={} format={format} {recipients}",
         interval_ms() * 1_000_000
     ));
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -80,16 +84,30 @@ fn recording_process() {
 /// under load; the `.part` it left and the seconds handed to the element
 /// before the kill.
 fn killed_recording(format: &str, run: usize, after: Duration) -> (std::path::PathBuf, f64) {
-    let dir = tmp_dir(&format!("sigkill-{format}-{run}"));
+    killed_recording_to(format, run, after, None)
+}
+
+/// The same, encrypted to `recipient` if given.
+fn killed_recording_to(
+    format: &str,
+    run: usize,
+    after: Duration,
+    recipient: Option<&str>,
+) -> (std::path::PathBuf, f64) {
+    let sealed = if recipient.is_some() { "-sealed" } else { "" };
+    let dir = tmp_dir(&format!("sigkill-{format}{sealed}-{run}"));
     let location = dir.join(format!("call.{format}"));
     let _load = callaudio_testkit::process::CpuLoad::start();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--ignored", "--exact", "recording_process", "--nocapture"])
         .env(CHILD_ENV, &location)
         .env(FORMAT_ENV, format)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    if let Some(r) = recipient {
+        command.env(RECIPIENTS_ENV, r);
+    }
+    let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base: u64 = lines
         .by_ref()
@@ -183,4 +201,65 @@ fn sigkill_under_load_loses_at_most_header_interval_and_a_frame_opus() {
 #[test]
 fn sigkill_under_load_loses_at_most_header_interval_and_a_frame_mp3() {
     loses_at_most_the_bound("mp3");
+}
+
+/// An encrypted recording killed under load: `age -d` of its `.part`
+/// gives every whole 64 KiB chunk (and reports the truncation), and the
+/// documented command (`sox --ignore-length`) plays it; lost at most
+/// `header-interval` and one chunk (4.096 s of 8 kHz mono WAV).
+#[test]
+fn sigkill_of_an_encrypted_recording_keeps_its_whole_chunks() {
+    init();
+    let dir = tmp_dir("sigkill-key");
+    let identity = dir.join("key.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    let public = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .expect("age-keygen prints the public key")
+        .to_owned();
+    let chunk = 65536.0 / (2.0 * 8000.0);
+    let bound = interval_ms() as f64 / 1000.0 + chunk;
+    for run in 0..2 {
+        // Two or three chunks in, at no particular phase.
+        let after = Duration::from_millis(9000 + run * 1700);
+        let (part, handed) = killed_recording_to("wav", run as usize, after, Some(&public));
+        let bytes = std::fs::read(&part).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+        let recovered = part.with_extension("recovered.wav");
+        let fixed = part.with_extension("fixed.wav");
+        let age = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&identity)
+            .arg("-o")
+            .arg(&recovered)
+            .arg(&part)
+            .output()
+            .unwrap();
+        assert!(
+            !age.status.success() && String::from_utf8_lossy(&age.stderr).contains("EOF"),
+            "age reports the truncation: {age:?}"
+        );
+        let sox = Command::new("sox")
+            .arg("--ignore-length")
+            .arg(&recovered)
+            .arg(&fixed)
+            .output()
+            .unwrap();
+        assert!(sox.status.success(), "{sox:?}");
+        let (_, _, data) = common::read_wav(&fixed);
+        let kept = data[0].len() as f64 / 8000.0;
+        let lost = handed - kept;
+        println!("encrypted wav: killed {handed:.3} s in, recovered {kept:.3} s: lost {lost:.3} s");
+        assert!(data[0].iter().any(|&s| s.abs() > 1000), "the tone");
+        assert!(
+            lost <= bound && lost >= 0.0,
+            "lost {lost:.3} s of {handed:.3} s; the bound is {bound:.3} s"
+        );
+    }
 }

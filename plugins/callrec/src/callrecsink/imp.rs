@@ -413,7 +413,22 @@ impl CallRecSink {
         let metadata = Metadata {
             tags: self.obj().tag_list(),
         };
-        let plan = plan::plan(&settings, &tracks, metadata).map_err(|refused| {
+        // Before anything touches the disk: a key that does not parse is
+        // never a plaintext file.
+        let recipients = files::seal::parse(
+            settings.recipients.as_deref(),
+            settings.recipients_file.as_deref(),
+        )
+        .map_err(|why| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Settings,
+                ("Cannot encrypt the recording: {}", why),
+                ["nothing was written; fix recipients / recipients-file"]
+            );
+            gst::StateChangeError
+        })?;
+        let mut plan = plan::plan(&settings, &tracks, metadata).map_err(|refused| {
             let (text, advice) = (refused.text(), refused.advice());
             match refused {
                 Refused::NoLocation => {
@@ -441,6 +456,7 @@ impl CallRecSink {
             }
             gst::StateChangeError
         })?;
+        plan.spec.recipients = recipients;
         if let Some(warning) = &plan.warning {
             gst::element_imp_warning!(
                 self,

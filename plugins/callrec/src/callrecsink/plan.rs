@@ -133,6 +133,7 @@ pub fn plan(settings: &Settings, tracks: &[TrackId], metadata: Metadata) -> Resu
             },
             mode: settings.file_mode,
             header_interval: settings.header_interval,
+            recipients: None,
         },
         channels_per_file,
         setup: Setup {

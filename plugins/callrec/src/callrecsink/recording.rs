@@ -605,6 +605,7 @@ mod tests {
             container: super::super::files::Container::Wav,
             mode: 0o600,
             header_interval: gst::ClockTime::SECOND,
+            recipients: None,
         };
         let channels = if separate { 1 } else { numbers.len() };
         let files =

@@ -124,6 +124,9 @@ pub struct Settings {
     pub tolerance: gst::ClockTime,
     pub format: CallRecFormat,
     pub bitrate: u32,
+    /// Public keys every file is encrypted to (`files/seal.rs`).
+    pub recipients: Option<String>,
+    pub recipients_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -143,6 +146,8 @@ impl Default for Settings {
             tolerance: gst::ClockTime::ZERO,
             format: CallRecFormat::Wav,
             bitrate: DEFAULT_BITRATE,
+            recipients: None,
+            recipients_file: None,
         }
     }
 }
@@ -242,6 +247,16 @@ impl Settings {
                 .default_value(DEFAULT_FILE_MODE)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecString::builder("recipients")
+                .nick("Recipients")
+                .blurb("Encrypt every file to these public keys (age1... from age-keygen, ssh-ed25519 or ssh-rsa ...), separated by commas: each file is an age file (age -d -i KEY decrypts it) and no plaintext audio reaches the disk; a key that does not parse is an ERROR at PAUSED, never a plaintext file")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("recipients-file")
+                .nick("Recipients file")
+                .blurb("A file of public keys to encrypt to, one per line, # comments (as age -R reads); adds to recipients")
+                .mutable_ready()
+                .build(),
         ]
     }
 
@@ -262,6 +277,10 @@ impl Settings {
             "tolerance" => self.tolerance = ns(value),
             "format" => self.format = value.get().unwrap(),
             "bitrate" => self.bitrate = value.get().unwrap(),
+            "recipients" => self.recipients = value.get::<Option<String>>().unwrap(),
+            "recipients-file" => {
+                self.recipients_file = value.get::<Option<String>>().unwrap().map(PathBuf::from)
+            }
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -286,6 +305,12 @@ impl Settings {
             "tolerance" => self.tolerance.nseconds().to_value(),
             "format" => self.format.to_value(),
             "bitrate" => self.bitrate.to_value(),
+            "recipients" => self.recipients.to_value(),
+            "recipients-file" => self
+                .recipients_file
+                .as_ref()
+                .map(|l| l.to_string_lossy().into_owned())
+                .to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }

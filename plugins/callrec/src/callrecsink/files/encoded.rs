@@ -24,8 +24,7 @@
 //!   decoder adds LAME's encoder delay and pads the last frame, and Debian's
 //!   stock plugins have no Xing/LAME header writer to say so.
 
-use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +32,9 @@ use std::time::Duration;
 use callaudio::sync::lock;
 use gst::prelude::*;
 
+use super::FileSpec;
 use super::metadata::Metadata;
-use super::safe_fs;
+use super::part::Part;
 use super::safe_fs::part_path;
 
 /// How long `sync` waits for the encoder to drain; a recording's fsync
@@ -54,7 +54,7 @@ pub enum Codec {
 /// The file and what went wrong writing to it, shared with the appsink's
 /// streaming thread.
 struct Output {
-    file: File,
+    file: Part,
     failed: Option<io::Error>,
 }
 
@@ -80,17 +80,17 @@ fn other(text: String) -> io::Error {
 }
 
 impl EncodedWriter {
+    /// Creates `<location>.part` as `spec` says (its permissions, tags,
+    /// `header-interval` and recipients).
     pub fn create(
         location: &Path,
-        mode: u32,
+        spec: &FileSpec,
+        codec: Codec,
         channels: u16,
         rate: u32,
-        codec: Codec,
-        page_delay: gst::ClockTime,
-        metadata: &Metadata,
     ) -> io::Result<Self> {
         let part = part_path(location);
-        let file = safe_fs::create_exclusive(&part, mode)?;
+        let file = Part::create(&part, spec.mode, spec.recipients.as_ref())?;
         Ok(EncodedWriter {
             codec,
             output: Arc::new(Mutex::new(Output { file, failed: None })),
@@ -99,8 +99,8 @@ impl EncodedWriter {
             channels,
             rate,
             frames: 0,
-            page_delay,
-            metadata: metadata.clone(),
+            page_delay: spec.header_interval,
+            metadata: spec.metadata.clone(),
             pipeline: None,
             held: Vec::new(),
         })
@@ -219,7 +219,7 @@ impl EncodedWriter {
                     if out.failed.is_some() {
                         return Err(gst::FlowError::Error);
                     }
-                    if let Err(e) = out.file.write_all(&map) {
+                    if let Err(e) = out.file.append(&map) {
                         out.failed = Some(e);
                         return Err(gst::FlowError::Error);
                     }
@@ -363,7 +363,7 @@ impl EncodedWriter {
         if self.codec == Codec::Flac && self.frames > 0 {
             write_flac_total(&mut out.file, self.frames)?;
         }
-        out.file.sync_all()
+        out.file.finish(&self.part)
     }
 
     /// Gives up on the recording: the `.part` is removed.
@@ -371,7 +371,7 @@ impl EncodedWriter {
         if let Some((pipeline, _)) = self.pipeline.take() {
             let _ = pipeline.set_state(gst::State::Null);
         }
-        std::fs::remove_file(&self.part)
+        lock(&self.output).file.discard(&self.part)
     }
 }
 
@@ -405,13 +405,10 @@ fn encoder_failed(e: &gst::message::Error) -> io::Error {
 /// Writes the total number of samples (per channel) into STREAMINFO. The
 /// byte it starts in also holds the low 4 bits of bits-per-sample minus 1:
 /// 15 for the S16 this file always holds.
-fn write_flac_total(file: &mut File, frames: u64) -> io::Result<()> {
+fn write_flac_total(file: &mut Part, frames: u64) -> io::Result<()> {
     let total = frames.min((1 << 36) - 1);
     let mut bytes = [0u8; 5];
     bytes[0] = 0xF0 | ((total >> 32) as u8 & 0x0F);
     bytes[1..].copy_from_slice(&(total as u32).to_be_bytes());
-    file.seek(SeekFrom::Start(FLAC_TOTAL_OFFSET))?;
-    file.write_all(&bytes)?;
-    file.seek(SeekFrom::End(0))?;
-    Ok(())
+    file.write_at(FLAC_TOTAL_OFFSET, &bytes)
 }

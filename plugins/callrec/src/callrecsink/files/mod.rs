@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 pub mod encoded;
 pub mod metadata;
+pub mod part;
 pub mod safe_fs;
+pub mod seal;
 pub mod wav;
 
 use self::encoded::{Codec, EncodedWriter};
@@ -34,6 +36,8 @@ pub struct FileSpec {
     /// How stale what a crash leaves may be: Ogg pages are flushed at
     /// least this often.
     pub header_interval: gst::ClockTime,
+    /// Every file is encrypted to these, if set (`seal.rs`).
+    pub recipients: Option<seal::Recipients>,
 }
 
 /// One file: the same calls whatever stores it.
@@ -60,15 +64,10 @@ impl TrackFile {
                 channels,
                 rate,
                 &spec.metadata,
+                spec.recipients.as_ref(),
             )?),
             Container::Encoded(codec) => TrackFile::Encoded(EncodedWriter::create(
-                location,
-                spec.mode,
-                channels,
-                rate,
-                codec,
-                spec.header_interval,
-                &spec.metadata,
+                location, spec, codec, channels, rate,
             )?),
         })
     }

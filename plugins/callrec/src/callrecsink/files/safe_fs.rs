@@ -49,7 +49,10 @@ pub fn part_path(location: &Path) -> PathBuf {
 /// Creates `path` for writing with permissions exactly `mode`; fails if
 /// anything at all is there already, without opening it.
 pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
+    // Readable too: an encrypted part is read back at the end (`seal.rs`)
+    // through this descriptor, never by its name again.
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)

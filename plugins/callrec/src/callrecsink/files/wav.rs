@@ -5,15 +5,17 @@
 //! The header reserves a 36-byte `JUNK` chunk that becomes RF64's `ds64`
 //! when the data passes 4 GiB, so a long recording never needs its audio moved.
 //! The header can be rewritten at any time, so a killed process leaves a
-//! `.part` that plays up to the last rewrite.
+//! `.part` that plays up to the last rewrite. An encrypted `.part` cannot
+//! be rewritten: its header says "length unknown" (`0xFFFFFFFF`, as a
+//! stream's does) until the finished file gets the real one.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::metadata::Metadata;
+use super::part::Part;
 use super::safe_fs;
+use super::seal::Recipients;
 
 /// RIFF, JUNK/ds64 and fmt: what comes before the metadata chunks.
 const FIXED_BYTES: usize = 72;
@@ -25,7 +27,7 @@ const WRITEBACK_STEP: u64 = 1 << 20;
 pub struct WavWriter {
     /// Unbuffered: the writer pool hands it whole blocks (a second of audio
     /// or more), and a buffer here was a copy of each and 64 kB per call.
-    file: File,
+    file: Part,
     part: PathBuf,
     location: PathBuf,
     channels: u16,
@@ -50,9 +52,10 @@ impl WavWriter {
         channels: u16,
         rate: u32,
         metadata: &Metadata,
+        recipients: Option<&Recipients>,
     ) -> io::Result<Self> {
         let part = safe_fs::part_path(location);
-        let file = safe_fs::create_exclusive(&part, mode)?;
+        let file = Part::create(&part, mode, recipients)?;
         let header_bytes = (FIXED_BYTES + metadata.wav_chunks(None, rate).len() + 8) as u64;
         let mut writer = WavWriter {
             file,
@@ -66,7 +69,11 @@ impl WavWriter {
             origination: None,
             header_bytes,
         };
-        writer.file.write_all(&writer.header())?;
+        let header = writer.header(!writer.file.rewrites_in_place());
+        if let Err(e) = writer.file.append(&header) {
+            let _ = writer.file.discard(&writer.part);
+            return Err(e);
+        }
         Ok(writer)
     }
 
@@ -95,7 +102,7 @@ impl WavWriter {
     }
 
     pub fn write(&mut self, interleaved_s16le: &[u8]) -> io::Result<()> {
-        self.file.write_all(interleaved_s16le)?;
+        self.file.append(interleaved_s16le)?;
         self.data_bytes += interleaved_s16le.len() as u64;
         if self.data_bytes - self.writeback_from >= WRITEBACK_STEP {
             self.start_writeback();
@@ -110,10 +117,13 @@ impl WavWriter {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
+            let Some(file) = self.file.plain_file() else {
+                return;
+            };
             // SAFETY: a plain syscall on a descriptor this writer owns.
             unsafe {
                 libc::sync_file_range(
-                    self.file.as_raw_fd(),
+                    file.as_raw_fd(),
                     (self.header_bytes + self.writeback_from) as libc::off64_t,
                     0,
                     libc::SYNC_FILE_RANGE_WRITE,
@@ -124,15 +134,20 @@ impl WavWriter {
     }
 
     /// Makes what was written so far playable on disk. In place, so the
-    /// audio goes on at the end without a seek.
+    /// audio goes on at the end without a seek. An encrypted part keeps
+    /// its "length unknown" header.
     pub fn update_header(&mut self) -> io::Result<()> {
-        self.file.write_all_at(&self.header(), 0)
+        if !self.file.rewrites_in_place() {
+            return Ok(());
+        }
+        self.file.write_at(0, &self.header(false))
     }
 
-    /// Writes the final header and makes the `.part` durable.
+    /// Writes the final header and makes the `.part` the finished file,
+    /// durably.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.update_header()?;
-        self.file.sync_all()
+        self.file.write_at(0, &self.header(false))?;
+        self.file.finish(&self.part)
     }
 
     pub fn location(&self) -> &Path {
@@ -140,15 +155,19 @@ impl WavWriter {
     }
 
     /// Gives up on the recording: the `.part` is removed.
-    pub fn discard(self) -> io::Result<()> {
-        let part = self.part.clone();
-        drop(self);
-        std::fs::remove_file(part)
+    pub fn discard(mut self) -> io::Result<()> {
+        self.file.discard(&self.part)
     }
 
-    fn header(&self) -> Vec<u8> {
+    /// The header for what was written so far; with `unknown`, for a
+    /// stream of unknown length (both sizes `0xFFFFFFFF`).
+    fn header(&self, unknown: bool) -> Vec<u8> {
         let mut h = vec![0u8; FIXED_BYTES];
-        let riff_size = self.header_bytes - 8 + self.data_bytes;
+        let riff_size = if unknown {
+            RIFF_LIMIT
+        } else {
+            self.header_bytes - 8 + self.data_bytes
+        };
         let rf64 = riff_size > RIFF_LIMIT;
         let block_align = 2 * self.channels;
         h[0..4].copy_from_slice(if rf64 { b"RF64" } else { b"RIFF" });
@@ -173,7 +192,12 @@ impl WavWriter {
         h[70..72].copy_from_slice(&16u16.to_le_bytes());
         h.extend_from_slice(&self.metadata.wav_chunks(self.origination, self.rate));
         h.extend_from_slice(b"data");
-        h.extend_from_slice(&(self.data_bytes.min(RIFF_LIMIT) as u32).to_le_bytes());
+        let data_size = if unknown {
+            RIFF_LIMIT
+        } else {
+            self.data_bytes.min(RIFF_LIMIT)
+        };
+        h.extend_from_slice(&(data_size as u32).to_le_bytes());
         debug_assert_eq!(h.len() as u64, self.header_bytes);
         h
     }
@@ -193,7 +217,8 @@ mod tests {
     #[test]
     fn finished_file_reads_back_with_an_independent_parser() {
         let location = tmp("finish");
-        let mut w = WavWriter::create(&location, 0o640, 2, 8000, &Metadata::default()).unwrap();
+        let mut w =
+            WavWriter::create(&location, 0o640, 2, 8000, &Metadata::default(), None).unwrap();
         let frames: Vec<u8> = (0..1000i16)
             .flat_map(|i| [i, -i])
             .flat_map(|s| s.to_le_bytes())
@@ -221,11 +246,11 @@ mod tests {
     #[test]
     fn part_is_playable_after_each_header_update() {
         let location = tmp("part");
-        let mut w = WavWriter::create(&location, 0o600, 1, 16000, &Metadata::default()).unwrap();
+        let mut w =
+            WavWriter::create(&location, 0o600, 1, 16000, &Metadata::default(), None).unwrap();
         w.write(&[1, 0, 2, 0, 3, 0]).unwrap();
         w.update_header().unwrap();
         w.write(&[4, 0]).unwrap();
-        w.file.flush().unwrap();
         // As a killed process would leave it: header says 3 frames.
         let reader = hound::WavReader::open(safe_fs::part_path(&location)).unwrap();
         assert_eq!(reader.duration(), 3);
@@ -236,9 +261,10 @@ mod tests {
     #[test]
     fn header_switches_to_rf64_past_4_gib() {
         let location = tmp("rf64");
-        let mut w = WavWriter::create(&location, 0o600, 2, 8000, &Metadata::default()).unwrap();
+        let mut w =
+            WavWriter::create(&location, 0o600, 2, 8000, &Metadata::default(), None).unwrap();
         w.data_bytes = 5 << 30;
-        let h = w.header();
+        let h = w.header(false);
         assert_eq!(&h[0..4], b"RF64");
         assert_eq!(&h[4..8], &[0xFF; 4]);
         assert_eq!(&h[12..16], b"ds64");

@@ -610,6 +610,7 @@ mod tests {
             container: Container::Wav,
             mode: 0o600,
             header_interval: gst::ClockTime::SECOND,
+            recipients: None,
         };
         let locations = files::locations(&location, false, &[0]);
         let files = RecordingFiles::create(&locations, &spec, 1, 8000, false).unwrap();
