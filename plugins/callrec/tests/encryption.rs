@@ -360,5 +360,39 @@ fn a_stop_without_eos_publishes_an_encrypted_file_and_no_audio_publishes_none() 
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(left, Vec::<PathBuf>::new(), "nothing published, nothing left");
+    assert_eq!(
+        left,
+        Vec::<PathBuf>::new(),
+        "nothing published, nothing left"
+    );
+}
+
+#[test]
+fn an_encrypted_recording_is_given_the_time_to_rewrite_it_at_the_end() {
+    init();
+    let dir = tmp_dir("seal-time");
+    let (identity, public) = age_key(&dir);
+    let location = dir.join("long.wav");
+    // 8 MB (500 s of 8 kHz mono): read back and re-encrypted at the end,
+    // far longer than a 20 ms finalize-timeout.
+    let pipeline = launch(&format!(
+        "callrecsink name=rec location={} recipients={public} finalize-timeout=20000000 {}",
+        location.display(),
+        appsrc("a")
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples: Vec<i16> = (0..4_000_000).map(|k| ((k % 2000) as i16) - 1000).collect();
+    feed(&pipeline, "a", 8000, 0, &samples);
+    let messages = finish(&pipeline);
+    assert!(
+        error_text(&messages).is_none(),
+        "{:?}",
+        error_text(&messages)
+    );
+    let (decrypted, whole, stderr) = age_decrypt(&identity, &location);
+    assert!(whole, "{stderr}");
+    let out = dir.join("long-decrypted.wav");
+    std::fs::write(&out, decrypted).unwrap();
+    let (_, _, data) = read_wav(&out);
+    assert_eq!(data[0].len(), samples.len());
 }

@@ -105,10 +105,10 @@ impl Finishing {
 /// `finalize-timeout` for the disk. Returns false if it had to give up
 /// (the recording is then still held by the stuck worker).
 pub fn on_stop(recording: &SharedRecording, timeout: Duration, element: &gst::Element) -> bool {
-    let Some(abandoned) = lock(recording)
+    let Some((abandoned, timeout)) = lock(recording)
         .as_ref()
         .filter(|r| !r.is_done())
-        .map(|r| r.abandoned_flag())
+        .map(|r| (r.abandoned_flag(), r.finish_allowance(timeout)))
     else {
         return true;
     };

@@ -196,6 +196,14 @@ impl Recording {
         self.files.is_none()
     }
 
+    /// What finishing the files may take beyond `finalize-timeout`: the
+    /// rewrite of an encrypted recording (`FileWriter::finish_bound`).
+    pub fn finish_allowance(&self, timeout: std::time::Duration) -> std::time::Duration {
+        self.files
+            .as_ref()
+            .map_or(timeout, |f| f.finish_bound().max(timeout))
+    }
+
     pub fn abandoned_flag(&self) -> Arc<AtomicBool> {
         self.abandoned.clone()
     }

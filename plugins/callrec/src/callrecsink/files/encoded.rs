@@ -120,6 +120,10 @@ impl EncodedWriter {
         &self.part
     }
 
+    pub fn sealed(&self) -> bool {
+        !lock(&self.output).file.rewrites_in_place()
+    }
+
     pub fn location(&self) -> &Path {
         &self.location
     }

@@ -109,6 +109,10 @@ impl TrackFile {
     fn discard(self) -> io::Result<()> {
         each!(self, w => w.discard())
     }
+
+    fn sealed(&self) -> bool {
+        each!(self, w => w.sealed())
+    }
 }
 
 /// An I/O error with the file it happened to, for an error a person can act on.
@@ -201,6 +205,12 @@ impl RecordingFiles {
     /// How many files: one, or one per track.
     pub fn len(&self) -> usize {
         self.writers.len()
+    }
+
+    /// Whether the files are encrypted, so finishing reads and rewrites
+    /// all of them (`seal.rs`).
+    pub fn sealed(&self) -> bool {
+        self.writers.iter().any(|w| w.sealed())
     }
 
     /// Whether an encoder holds audio on its way to the files (its share

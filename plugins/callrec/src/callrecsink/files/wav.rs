@@ -150,6 +150,10 @@ impl WavWriter {
         self.file.finish(&self.part)
     }
 
+    pub fn sealed(&self) -> bool {
+        !self.file.rewrites_in_place()
+    }
+
     pub fn location(&self) -> &Path {
         &self.location
     }

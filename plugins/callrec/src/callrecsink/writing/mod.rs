@@ -348,7 +348,14 @@ pub struct FileWriter {
     frame_bytes: u64,
     part: PathBuf,
     disk_timeout: Duration,
+    /// Encrypted: finishing reads back and rewrites every byte.
+    sealed: bool,
 }
+
+/// The slowest an encrypted recording is expected to be read back,
+/// re-encrypted and written at its end: this machine does 290 MB/s
+/// (`seal.rs`'s `finishes_an_hour`), a busy disk far less.
+const SEAL_FLOOR_BYTES_PER_SEC: u64 = 16_000_000;
 
 impl FileWriter {
     /// Hands `files` to the writer pool; headers are rewritten every
@@ -362,6 +369,7 @@ impl FileWriter {
         let frame_bytes = files.frame_bytes();
         let encoded = files.encoded();
         let part = files.first_part();
+        let sealed = files.sealed();
         let channel = Arc::new(Channel {
             shared: Mutex::new(Shared {
                 pending: vec![Vec::new(); lanes],
@@ -407,7 +415,20 @@ impl FileWriter {
             frame_bytes,
             part,
             disk_timeout,
+            sealed,
         })
+    }
+
+    /// How long finishing may take: `disk_timeout`, plus, when encrypted,
+    /// the time to rewrite what was handed over at the floor rate.
+    pub fn finish_bound(&self) -> Duration {
+        if !self.sealed {
+            return self.disk_timeout;
+        }
+        let bytes: u64 = self.handed.iter().sum();
+        self.disk_timeout.saturating_add(Duration::from_millis(
+            bytes.saturating_mul(1000) / SEAL_FLOOR_BYTES_PER_SEC,
+        ))
     }
 
     /// When the first sample was recorded (WAV's `bext`).
@@ -501,7 +522,9 @@ impl FileWriter {
         self.end(End::Finish);
         let channel = self.channel.clone();
         let (mut shared, timed_out) =
-            channel.wait_caller(channel.lock(), self.disk_timeout, |s| s.finished.is_none());
+            channel.wait_caller(channel.lock(), self.finish_bound(), |s| {
+                s.finished.is_none()
+            });
         if timed_out && !shared.publishing {
             // Nothing may be published after we have said it failed.
             shared.abandoned = true;
