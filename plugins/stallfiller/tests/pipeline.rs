@@ -466,18 +466,18 @@ fn one_elements_huge_threshold_never_stops_another_pipeline_from_filling() {
     b.set_state(gst::State::Null).unwrap();
 }
 
-#[test]
-fn live_tracks_end_together_on_a_free_running_clock() {
-    init();
-    // Two live tracks, the agent's dropped from 1 s; EOS at 4 s.
-    let (pipeline, caller, agent) = caller_and_agent();
+/// Caller and agent (the agent's buffers `apart` later), the agent's
+/// dropped from 1 s, EOS `stalled` later: what each recorded, both
+/// continuous, and where each ends.
+fn agent_stalled_at_eos(apart: ClockTime, stalled: Duration) -> (ClockTime, ClockTime) {
+    let (pipeline, caller, agent) = caller_and_agent_apart(apart);
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     pipeline
         .by_name("valve_agent")
         .unwrap()
         .set_property("drop", true);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(stalled);
     pipeline.send_event(gst::event::Eos::new());
     wait_for_eos(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
@@ -487,6 +487,14 @@ fn live_tracks_end_together_on_a_free_running_clock() {
     assert_continuous(&agent);
     let (caller_end, agent_end) = (end_of(&caller), end_of(&agent));
     println!("caller ends at {caller_end}, agent at {agent_end}");
+    (caller_end, agent_end)
+}
+
+#[test]
+fn live_tracks_end_together_on_a_free_running_clock() {
+    init();
+    // EOS at 4 s.
+    let (caller_end, agent_end) = agent_stalled_at_eos(ClockTime::ZERO, Duration::from_secs(3));
     // Reach alone: 16.5-19.4 ms apart (one source buffer) in some runs,
     // 1-3 ms (the sources' start apart) in 5 of 14 with both cores busy.
     assert!(
@@ -500,22 +508,8 @@ fn a_stalled_track_ends_with_a_parallel_track_of_another_phase() {
     init();
     // The agent's buffers are due 7 ms after the caller's: its own buffer
     // boundaries are 7 or 13 ms from the caller's end.
-    let (pipeline, caller, agent) = caller_and_agent_apart(ClockTime::from_mseconds(7));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    pipeline
-        .by_name("valve_agent")
-        .unwrap()
-        .set_property("drop", true);
-    std::thread::sleep(Duration::from_millis(1500));
-    pipeline.send_event(gst::event::Eos::new());
-    wait_for_eos(&pipeline);
-    pipeline.set_state(gst::State::Null).unwrap();
-    let caller = caller.lock().unwrap().clone();
-    let agent = agent.lock().unwrap().clone();
-    assert_continuous(&agent);
-    let (caller_end, agent_end) = (end_of(&caller), end_of(&agent));
-    println!("caller ends at {caller_end}, agent at {agent_end}");
+    let (caller_end, agent_end) =
+        agent_stalled_at_eos(ClockTime::from_mseconds(7), Duration::from_millis(1500));
     // To the agent's sample (125 us at 8 kHz): the caller's end is on
     // neither grid of the agent.
     assert!(

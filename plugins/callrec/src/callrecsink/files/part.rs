@@ -77,14 +77,12 @@ impl Part {
 
     /// Makes the `.part` at `path` the finished file, durably.
     pub fn finish(&mut self, path: &Path) -> io::Result<()> {
+        if let Part::Plain(f) = self {
+            return f.sync_all();
+        }
         match std::mem::replace(self, Part::Closed) {
-            Part::Plain(f) => {
-                let synced = f.sync_all();
-                *self = Part::Plain(f);
-                synced
-            }
             Part::Sealed(s) => s.finish(path),
-            Part::Closed => Err(Self::closed()),
+            _ => Err(Self::closed()),
         }
     }
 

@@ -108,11 +108,16 @@ impl StallFiller {
                 Ending::Reach(own) => own,
             }
         };
-        let at = match (standalone, self.parallel_fillers()) {
-            (true, others) if others > 0 => {
-                ending::agree(seqnum, self.id, own, others, ending::AGREE_WITHIN)
-            }
-            _ => own.at,
+        // Counted only here: it walks the whole pipeline.
+        let others = if standalone {
+            self.parallel_fillers()
+        } else {
+            0
+        };
+        let at = if others > 0 {
+            ending::agree(seqnum, self.id, own, others, ending::AGREE_WITHIN)
+        } else {
+            own.at
         };
         if at != own.at {
             gst::debug!(
